@@ -1,0 +1,193 @@
+"""The card's serial frame protocol (see ``PROTOCOL.md``): encoding and a resynchronising decoder.
+
+Frame layout (all integers little-endian)::
+
+    offset  size  field
+    0       2     sync 0xA5 0x5A
+    2       1     type (FrameType)
+    3       1     channel (ARINC receiver 0-7; 0 for discretes and status)
+    4       1     payload length N (0..MAX_PAYLOAD)
+    5       8     card timestamp, microseconds since card power-up (uint64)
+    13      N     payload
+    13+N    2     CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over bytes 2 .. 13+N-1
+
+The decoder takes bytes in any chunking, skips garbage, drops frames whose CRC fails or whose
+length is impossible, and resynchronises on the next sync pattern; every byte it throws away is
+counted in :class:`DecoderStats`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "HEADER",
+    "MAX_PAYLOAD",
+    "SYNC",
+    "DecoderStats",
+    "DiscreteBits",
+    "Frame",
+    "FrameDecoder",
+    "FrameType",
+    "Heartbeat",
+    "encode_discretes",
+    "encode_frame",
+    "encode_word",
+]
+
+SYNC = b"\xa5\x5a"
+HEADER = struct.Struct("<2sBBBQ")  # sync, type, channel, length, timestamp_us
+MAX_PAYLOAD = 64
+_CRC = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+class FrameType(enum.IntEnum):
+    """Frame types the card sends."""
+
+    A429_WORD = 0x01  #: payload: uint32 ARINC 429 word as received (parity not checked by card)
+    DISCRETES = 0x02  #: payload: uint16 input states, uint16 fault mask (see DiscreteBits)
+    HEARTBEAT = 0x03  #: payload: Heartbeat
+
+
+class DiscreteBits(enum.IntFlag):
+    """Bits of the discrete-input state word (1 = asserted: WOW compressed, door closed)."""
+
+    WOW_LEFT = 1 << 0
+    WOW_RIGHT = 1 << 1
+    DOOR_FWD_CLOSED = 1 << 2
+    DOOR_AFT_CLOSED = 1 << 3
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Card status, once a second: firmware version, uptime (s), card-side error counters."""
+
+    STRUCT = struct.Struct("<BBIHH")
+
+    fw_major: int
+    fw_minor: int
+    uptime_s: int
+    rx_overruns: int
+    rx_errors: int
+
+    def pack(self) -> bytes:
+        """Serialise as a HEARTBEAT payload (10 bytes)."""
+        return self.STRUCT.pack(self.fw_major, self.fw_minor, self.uptime_s,
+                                self.rx_overruns, self.rx_errors)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Heartbeat:
+        """Parse a HEARTBEAT payload; raises struct.error on a wrong length."""
+        return cls(*cls.STRUCT.unpack(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One received frame: type (int, see FrameType), channel, card time in µs, payload."""
+
+    type: int
+    channel: int
+    t_us: int
+    payload: bytes
+
+    def word(self) -> int:
+        """The ARINC word of an A429_WORD frame; raises struct.error on a short payload."""
+        return int(_U32.unpack(self.payload)[0])
+
+
+def encode_frame(ftype: int, channel: int, t_us: int, payload: bytes) -> bytes:
+    """Build one frame; raises ValueError if the payload exceeds MAX_PAYLOAD."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    body = HEADER.pack(SYNC, ftype, channel, len(payload), t_us) + payload
+    return body + _CRC.pack(binascii.crc_hqx(body[2:], 0xFFFF))
+
+
+def encode_word(channel: int, t_us: int, word: int) -> bytes:
+    """Build an A429_WORD frame for ``word`` (32-bit int)."""
+    return encode_frame(FrameType.A429_WORD, channel, t_us, _U32.pack(word & 0xFFFFFFFF))
+
+
+def encode_discretes(t_us: int, states: int, fault_mask: int = 0) -> bytes:
+    """Build a DISCRETES frame: ``states`` and ``fault_mask`` are DiscreteBits masks."""
+    return encode_frame(FrameType.DISCRETES, 0, t_us, struct.pack("<HH", states, fault_mask))
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """Counters of what the decoder received and threw away."""
+
+    bytes_in: int = 0
+    frames: int = 0
+    crc_errors: int = 0
+    bad_length: int = 0
+    garbage_bytes: int = 0
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in FrameType)
+
+
+class FrameDecoder:
+    """Incremental frame decoder: ``feed(bytes) -> list[Frame]``.
+
+    Keeps at most one partial frame between calls. Garbage, CRC failures and impossible lengths
+    are skipped byte by byte until the next sync pattern (counted in ``stats``); a frame with an
+    unknown type but a good CRC is returned as is (the caller counts it).
+    """
+
+    def __init__(self) -> None:
+        """Start with an empty buffer and zeroed stats."""
+        self._buf = bytearray()
+        self.stats = DecoderStats()
+
+    def reset(self) -> None:
+        """Drop any partial frame (after the line was reopened); the stats are kept."""
+        self.stats.garbage_bytes += len(self._buf)
+        self._buf.clear()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add received bytes; return the complete, CRC-checked frames they finish."""
+        st = self.stats
+        st.bytes_in += len(data)
+        buf = self._buf
+        buf += data
+        out: list[Frame] = []
+        pos = 0
+        n = len(buf)
+        unpack = HEADER.unpack_from
+        crc = binascii.crc_hqx
+        while True:
+            i = buf.find(SYNC, pos)
+            if i < 0:
+                # keep a trailing 0xA5 that may start the next sync
+                keep = 1 if n and buf[n - 1] == 0xA5 and n - 1 >= pos else 0
+                st.garbage_bytes += n - pos - keep
+                pos = n - keep
+                break
+            st.garbage_bytes += i - pos
+            pos = i
+            if n - pos < 13:
+                break
+            _, ftype, chan, length, t_us = unpack(buf, pos)
+            if length > MAX_PAYLOAD:
+                st.bad_length += 1
+                st.garbage_bytes += 1
+                pos += 1
+                continue
+            end = pos + 13 + length
+            if n < end + 2:
+                break
+            if crc(buf[pos + 2:end], 0xFFFF) != buf[end] | (buf[end + 1] << 8):
+                st.crc_errors += 1
+                st.garbage_bytes += 1
+                pos += 1
+                continue
+            out.append(Frame(ftype, chan, t_us, bytes(buf[end - length:end])))
+            pos = end + 2
+        del buf[:pos]
+        st.frames += len(out)
+        return out
