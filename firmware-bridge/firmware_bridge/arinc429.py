@@ -177,6 +177,8 @@ def bnr_encode(value: float, lsb: int, resolution: float) -> int:
     """
     width = 30 - lsb
     counts = round(value / resolution)
+    if counts == 1 << (width - 1) and value < resolution * counts:
+        counts -= 1  # [range - resolution/2, range) rounds up to range: saturate, don't refuse
     if not -(1 << (width - 1)) <= counts < (1 << (width - 1)):
         raise EncodeError(f"{value} outside BNR range ±{resolution * (1 << (width - 1))}")
     return counts & ((1 << width) - 1)

@@ -81,6 +81,7 @@ def play(chunks: Iterable[tuple[float, bytes]], link: str | os.PathLike[str], sp
             if pending and t >= pending[0].at:
                 u = pending.pop(0)
                 port.write(b"".join(batch))
+                written += sum(len(b) for b in batch)
                 batch.clear()
                 log.info("unplugging the card for %.1f s", u.for_s)
                 port.close()

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,10 @@ class Trajectory:
 
 
 def _onground_from_frame(frame: str, bds: str | None) -> bool | None:
-    b0 = int(frame[:2], 16)
+    try:
+        b0 = int(frame[:2], 16)
+    except ValueError:  # not hex: no status from this frame
+        return None
     df = b0 >> 3
     if df in (4, 5, 20, 21):
         fs = b0 & 7
@@ -148,9 +152,12 @@ def _load_rs1090(lines: Iterable[str], name: str) -> Trajectory:
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as e:
             raise RecordingError(f"{name}:{ln}: not JSON: {e}") from e
+        # rows that are not objects with a numeric timestamp carry nothing usable
+        if isinstance(row, dict) and isinstance(row.get("timestamp"), (int, float)):
+            rows.append(row)
     rows.sort(key=lambda r: r.get("timestamp", 0.0))
     for r in rows:
         t = r.get("timestamp")
@@ -171,10 +178,18 @@ def _load_rs1090(lines: Iterable[str], name: str) -> Trajectory:
     return Trajectory(series, rows[0]["timestamp"], rows[-1]["timestamp"], name)
 
 
+def _timestamp(r: dict[str, Any]) -> float | None:
+    try:
+        return float(r["timestamp"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
 def _load_samples(records: list[dict[str, Any]], name: str) -> Trajectory:
     series: dict[str, Series] = {}
+    records = [r for r in records if isinstance(r, dict) and _timestamp(r) is not None]
     if not records:
-        raise RecordingError(f"{name}: empty list")
+        raise RecordingError(f"{name}: empty list (no record with a timestamp)")
     ts0 = records[0].get("timestamp")
     scale = 1e-3 if isinstance(ts0, (int, float)) and ts0 > 1e11 else 1.0
 
@@ -187,7 +202,7 @@ def _load_samples(records: list[dict[str, Any]], name: str) -> Trajectory:
         s.t.append(t)
         s.v.append(v)
 
-    for r in sorted(records, key=lambda r: float(r.get("timestamp") or 0)):
+    for r in sorted(records, key=lambda r: float(r["timestamp"])):
         try:
             t = float(r["timestamp"]) * scale
         except (KeyError, TypeError, ValueError):
@@ -234,7 +249,10 @@ def load(path: str | os.PathLike[str]) -> Trajectory:
     p = Path(path)
     raw = p.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise RecordingError(f"{p.name}: corrupt gzip: {e}") from e
     text = raw.decode("utf-8", errors="replace")
     stripped = text.lstrip()
     if stripped.startswith("["):

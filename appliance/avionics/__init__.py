@@ -1,0 +1,1 @@
+"""Avionics inputs: bus sources, decoding and validity agents, the latest-value store, UTC."""

@@ -1,0 +1,130 @@
+"""Parameters: one decoded, validity-checked value from the avionics, and the latest-value store.
+
+A :class:`Parameter` is what every source (serial card, CAN, replay) produces: name, value, unit,
+validity, card time ``t`` in seconds and the source it came from. The :class:`ParameterStore` keeps
+the latest of each and answers with staleness applied at the time asked (staleness agent).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from firmware_bridge.labels import LabelTable
+
+__all__ = ["DISCRETE_MAX_AGE_S", "Parameter", "ParameterStore", "SourceStats", "Validity"]
+
+#: Discrete inputs come at 4 Hz; three periods.
+DISCRETE_MAX_AGE_S = 0.75
+
+Value = float | int | str | bool
+
+
+class Validity(enum.StrEnum):
+    """Why a parameter can or cannot be used."""
+
+    VALID = "valid"
+    NO_COMPUTED_DATA = "no_computed_data"
+    FUNCTIONAL_TEST = "functional_test"
+    FAILURE_WARNING = "failure_warning"
+    OUT_OF_RANGE = "out_of_range"
+    FAULT = "fault"  #: the card flagged the input (open circuit)
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One value: ``t`` is the card time in seconds when it was received."""
+
+    name: str
+    value: Value
+    unit: str
+    validity: Validity
+    t: float
+    source: str
+
+    @property
+    def valid(self) -> bool:
+        """True if the value may be used."""
+        return self.validity is Validity.VALID
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """Counters of one bus source: what came in and what was thrown away, and why."""
+
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    bytes_in: int = 0
+    frames: int = 0
+    words: int = 0
+    crc_errors: int = 0
+    bad_length: int = 0
+    garbage_bytes: int = 0
+    parity_errors: int = 0
+    unknown_labels: int = 0
+    decode_errors: int = 0
+    bad_frames: int = 0
+    no_computed_data: int = 0
+    functional_test: int = 0
+    failure_warning: int = 0
+    out_of_range: int = 0
+    discrete_frames: int = 0
+    heartbeats: int = 0
+    last_frame_t: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (for the admin API)."""
+        return asdict(self)
+
+    @property
+    def bad_words(self) -> int:
+        """Words thrown away: parity, unknown label, undecodable."""
+        return self.parity_errors + self.unknown_labels + self.decode_errors
+
+
+class ParameterStore:
+    """Latest parameter by name, with staleness from the label table's refresh rates."""
+
+    def __init__(self, table: LabelTable) -> None:
+        """Take the max age of each label parameter from ``table``; discretes use 0.75 s."""
+        self._latest: dict[str, Parameter] = {}
+        self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
+        self.now = 0.0  #: latest card time seen (s)
+
+    def max_age(self, name: str) -> float:
+        """Age (s) after which ``name`` is stale."""
+        return self._max_age.get(name, DISCRETE_MAX_AGE_S)
+
+    def put(self, p: Parameter) -> None:
+        """Store ``p`` as the latest value of its name."""
+        self._latest[p.name] = p
+        if p.t > self.now:
+            self.now = p.t
+
+    def get(self, name: str, now: float | None = None) -> Parameter | None:
+        """The latest ``name``, marked STALE if older than its max age at ``now``; None if never seen."""
+        p = self._latest.get(name)
+        if p is None:
+            return None
+        now = self.now if now is None else now
+        if now - p.t > self.max_age(name) and p.validity is not Validity.STALE:
+            return replace(p, validity=Validity.STALE)
+        return p
+
+    def value(self, name: str, now: float | None = None) -> Value | None:
+        """The value of ``name`` if it is valid and fresh at ``now``, else None."""
+        p = self.get(name, now)
+        return p.value if p is not None and p.validity is Validity.VALID else None
+
+    def all(self, now: float | None = None) -> list[Parameter]:
+        """Every parameter seen, staleness applied, sorted by name."""
+        return [p for n in sorted(self._latest) if (p := self.get(n, now)) is not None]
+
+    def expire_source(self, source: str) -> None:
+        """Mark every parameter of ``source`` stale (the source was lost)."""
+        for name, p in list(self._latest.items()):
+            if p.source == source:
+                self._latest[name] = replace(p, validity=Validity.STALE)

@@ -1,0 +1,45 @@
+"""The appliance's one exception tree. Domain errors carry no HTTP codes; the web layer maps them.
+
+::
+
+    ApplianceError
+    ├── ConfigError            invalid configuration (the CLI exits 78, EX_CONFIG)
+    ├── AvionicsError
+    │   └── SourceError        a bus source cannot be opened or was lost
+    ├── StoreError             the journal database cannot be opened, migrated or written
+    │   └── WriterClosedError  a write was submitted after the writer stopped
+    └── PolicyError            the current mode does not allow the requested action
+
+Decoding errors of single words and frames come from ``firmware_bridge`` (DecodeError,
+ParityError); they are counted per source, never raised out of the pipeline.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of every error the appliance raises on purpose."""
+
+
+class ConfigError(ApplianceError):
+    """Invalid configuration: unknown key, bad value, unreadable file."""
+
+
+class AvionicsError(ApplianceError):
+    """A problem with the avionics inputs as a whole (not a single bad word)."""
+
+
+class SourceError(AvionicsError):
+    """A bus source (serial card, CAN) cannot be opened or was lost."""
+
+
+class StoreError(ApplianceError):
+    """The journal database cannot be opened, migrated or written."""
+
+
+class WriterClosedError(StoreError):
+    """A write was submitted to the single writer after it stopped."""
+
+
+class PolicyError(ApplianceError):
+    """The current mode does not allow the requested action."""

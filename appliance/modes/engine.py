@@ -1,0 +1,163 @@
+"""The avionics chain: frames -> parameters -> validity -> UTC, air/ground, phase, mode -> events.
+
+The same chain runs in the live service (fed by the serial and CAN readers on the event loop) and
+in ``appliance replay`` (fed from the simulator's bytes in memory). State machines are evaluated on a
+fixed grid of card time (every ``EVAL_PERIOD_S``), so the result does not depend on how the bytes
+were chunked or how fast they were played.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from firmware_bridge.frame import Frame
+from firmware_bridge.labels import LabelTable
+
+from ..avionics.clock import UtcClock
+from ..avionics.decode import CardDecoder
+from ..avionics.params import Parameter, ParameterStore
+from . import airground, phase
+from .airground import AirGround, AirGroundConfig, AirGroundInputs, AirGroundState
+from .events import AirGroundChanged, Event, ModeChanged, PhaseChanged
+from .phase import PhaseInputs, PhaseState
+from .policy import Mode
+
+__all__ = ["EVAL_PERIOD_S", "AIR_GROUND_SOURCES", "AvionicsChain"]
+
+log = logging.getLogger(__name__)
+
+EVAL_PERIOD_S = 0.25
+CARD_RESET_S = 5.0
+#: Parameters that vote on air/ground, and how to read "on ground" from their value.
+AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
+    "wow_left": bool,
+    "wow_right": bool,
+    "air_ground_word": lambda v: bool(int(v) & 1),
+    "can_air_ground": bool,
+}
+
+
+class AvionicsChain:
+    """The chain's state and agents; events go to every function in ``listeners``."""
+
+    def __init__(self, table: LabelTable, ag_config: AirGroundConfig = AirGroundConfig(),
+                 initial_mode: Mode = Mode.GROUND, clock: UtcClock | None = None) -> None:
+        """Start with no data, air/ground UNKNOWN and ``initial_mode`` (the last journaled one)."""
+        self.table = table
+        self.store = ParameterStore(table)
+        self.clock = clock or UtcClock()
+        self.ag_config = ag_config
+        self.ag = AirGroundState()
+        self.phase = PhaseState()
+        self.mode = initial_mode
+        self.maintenance = initial_mode is Mode.MAINTENANCE
+        self.listeners: list[Callable[[Event], None]] = []
+        self.decoders: dict[str, CardDecoder] = {}
+        self._next_eval: float | None = None
+        self._last_t = 0.0
+        self._alt_hist: collections.deque[tuple[float, float]] = collections.deque()
+
+    def decoder(self, source: str) -> CardDecoder:
+        """The card decoder of ``source`` (created on first use; its stats live with it)."""
+        d = self.decoders.get(source)
+        if d is None:
+            d = self.decoders[source] = CardDecoder(self.table, source)
+        return d
+
+    def feed_frames(self, frames: list[Frame], source: str = "card") -> None:
+        """Decode card frames from ``source`` and advance the chain."""
+        if frames:
+            self.feed(self.decoder(source).decode(frames))
+
+    def feed(self, params: list[Parameter]) -> None:
+        """Take parameters in arrival order and evaluate the state machines on the time grid."""
+        store, clock = self.store, self.clock
+        for p in params:
+            if p.t < self._last_t - CARD_RESET_S:
+                log.warning("card clock went back from %.3f to %.3f s: card reset", self._last_t, p.t)
+                store.expire_source(p.source)
+                self._next_eval = None
+            self._last_t = p.t
+            store.put(p)
+            if p.name in ("utc_time", "utc_date"):
+                clock.observe(p)
+            if self._next_eval is None:
+                self._next_eval = p.t + EVAL_PERIOD_S
+            elif p.t >= self._next_eval:
+                self.evaluate(p.t)
+                self._next_eval += EVAL_PERIOD_S * (1 + int((p.t - self._next_eval) / EVAL_PERIOD_S))
+
+    def _emit(self, ev: Event) -> None:
+        for fn in self.listeners:
+            fn(ev)
+
+    def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
+        """Each air/ground source seen so far: on ground (True), in air (False), or None if unusable."""
+        out = []
+        for name, read in AIR_GROUND_SOURCES.items():
+            p = self.store.get(name, t)
+            if p is not None:
+                out.append((name, read(p.value) if p.valid else None))
+        return tuple(out)
+
+    def _num(self, name: str, t: float) -> float | None:
+        v = self.store.value(name, t)
+        return float(v) if isinstance(v, (int, float)) else None
+
+    def _rate(self, t: float, alt: float | None) -> float | None:
+        rate = self._num("altitude_rate", t)
+        hist = self._alt_hist
+        if alt is not None:
+            hist.append((t, alt))
+            while hist and t - hist[0][0] > 10.0:
+                hist.popleft()
+        if rate is None and len(hist) >= 2 and hist[-1][0] - hist[0][0] >= 5.0:
+            rate = (hist[-1][1] - hist[0][1]) / (hist[-1][0] - hist[0][0]) * 60.0
+        return rate
+
+    def evaluate(self, t: float) -> None:
+        """Run air/ground, phase and mode at card time ``t`` (s); emit the changes."""
+        cas, gs = self._num("computed_airspeed", t), self._num("ground_speed", t)
+        self.ag, change = airground.step(self.ag, AirGroundInputs(t, self.votes(t), cas, gs),
+                                         self.ag_config)
+        if change is not None:
+            utc, src = self.clock.utc(t)
+            self._emit(AirGroundChanged(t, utc, src, str(change.previous), str(change.current),
+                                        change.evidence))
+            self._update_mode(t, change.evidence)
+        alt = self._num("pressure_altitude", t)
+        self.phase, pchange = phase.step(self.phase, PhaseInputs(
+            t, self.ag.state, alt, self._rate(t, alt), gs, cas))
+        if pchange is not None:
+            utc, src = self.clock.utc(t)
+            self._emit(PhaseChanged(t, utc, src, str(pchange.previous), str(pchange.current),
+                                    pchange.evidence))
+
+    def _mode_for(self) -> Mode:
+        if self.ag.state is AirGround.AIR:
+            return Mode.FLIGHT
+        if self.ag.state is AirGround.GROUND:
+            return Mode.MAINTENANCE if self.maintenance else Mode.GROUND
+        return self.mode
+
+    def _update_mode(self, t: float, evidence: dict[str, Any]) -> None:
+        if self.ag.state is AirGround.AIR:
+            self.maintenance = False
+        new = self._mode_for()
+        if new is not self.mode:
+            utc, src = self.clock.utc(t)
+            ev = ModeChanged(t, utc, src, str(self.mode), str(new),
+                             {**evidence, "air_ground": str(self.ag.state)})
+            self.mode = new
+            self._emit(ev)
+
+    def set_maintenance(self, on: bool, reason: str) -> bool:
+        """Ask for (or leave) MAINTENANCE; allowed only on the ground. Returns True if granted."""
+        if on and self.ag.state is not AirGround.GROUND:
+            return False
+        self.maintenance = on
+        self._update_mode(self.store.now, {"override": on, "reason": reason})
+        return True

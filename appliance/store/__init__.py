@@ -1,0 +1,1 @@
+"""The journal database: engine and pragmas, tables, the single writer, migrations, the outbox."""

@@ -1,0 +1,136 @@
+"""The single writer: one thread owns the write connection and commits in groups.
+
+Callers submit a function ``fn(conn) -> T``. The thread takes everything queued (up to
+``max_batch``), runs each function inside its own SAVEPOINT of one transaction (a failing function
+rolls back only its own work and gets its exception), commits once — one fsync for the whole group
+with WAL and ``synchronous=FULL`` — and only then resolves each caller's future. So an acknowledged
+write is a durable write, and many writers share the cost of one fsync (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from ..errors import StoreError, WriterClosedError
+
+__all__ = ["Writer", "WriterStats"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_STOP = object()
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Commits, writes, failures, and the last commit's duration (s)."""
+
+    commits: int = 0
+    writes: int = 0
+    failed_writes: int = 0
+    failed_commits: int = 0
+    last_commit_s: float = 0.0
+    max_group: int = 0
+
+
+class Writer:
+    """The one thread that writes to the journal database."""
+
+    def __init__(self, engine: Engine, max_batch: int = 512) -> None:
+        """Write through ``engine``; at most ``max_batch`` functions share one commit."""
+        self.engine = engine
+        self.max_batch = max_batch
+        self.stats = WriterStats()
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Connection], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn``; the future resolves after the commit that made it durable.
+
+        Raises WriterClosedError after :meth:`stop`.
+        """
+        if self._closed:
+            raise WriterClosedError("the journal writer is stopped")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._q.put((fn, fut))
+        return fut
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Submit ``fn`` and await its durable result without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then stop the thread (bounded by ``timeout`` seconds)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._q.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("journal writer did not stop within %.1f s", timeout)
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            stopping = False
+            while not stopping:
+                batch = [self._q.get()]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in batch:
+                    stopping = True
+                    batch = [b for b in batch if b is not _STOP]
+                if batch:
+                    self._commit_group(conn, batch)
+
+    def _commit_group(self, conn: Connection, batch: list[Any]) -> None:
+        results: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+        t0 = time.perf_counter()
+        try:
+            with conn.begin():
+                for fn, fut in batch:
+                    if not fut.set_running_or_notify_cancel():
+                        continue
+                    try:
+                        with conn.begin_nested():
+                            results.append((fut, True, fn(conn)))
+                    except Exception as e:  # noqa: BLE001 - handed back to that caller
+                        self.stats.failed_writes += 1
+                        results.append((fut, False, e))
+        except Exception as e:  # noqa: BLE001 - the commit itself failed: nobody is durable
+            self.stats.failed_commits += 1
+            log.error("journal commit failed: %s", e)
+            err = StoreError(f"journal commit failed: {e}")
+            err.__cause__ = e
+            for fut, _, _ in results:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        st = self.stats
+        st.commits += 1
+        st.writes += len(results)
+        st.last_commit_s = time.perf_counter() - t0
+        st.max_group = max(st.max_group, len(results))
+        for fut, ok, value in results:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
