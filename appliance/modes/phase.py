@@ -132,7 +132,7 @@ def step(s: PhaseState, i: PhaseInputs) -> tuple[PhaseState, PhaseChange | None]
         if i.t - s.since < _PERSIST[target]:
             return s, None
     flown = s.flown
-    if target in AIR_PHASES and target is not Phase.TAKEOFF or (
+    if (target in AIR_PHASES and target is not Phase.TAKEOFF) or (
             target is Phase.TAKEOFF and i.air_ground is AirGround.AIR):
         flown = True
     if target is Phase.PARKED:

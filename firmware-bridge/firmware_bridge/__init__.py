@@ -1,0 +1,1 @@
+"""The avionics interface card contract: frame protocol, ARINC 429 codec, label table, simulator."""

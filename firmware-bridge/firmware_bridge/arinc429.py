@@ -172,8 +172,9 @@ def bnr_decode(word: int, lsb: int, resolution: float) -> float:
 def bnr_encode(value: float, lsb: int, resolution: float) -> int:
     """The unsigned field (bits ``lsb``..29) encoding ``value`` in two's complement BNR.
 
-    Rounds to the nearest count. Raises EncodeError outside [-range, range), where range is the
-    weight of the sign bit, ``resolution * 2**(29 - lsb)``.
+    Rounds to the nearest count (a value less than half a count below range saturates at
+    range - resolution). Raises EncodeError outside [-range, range), where range is the weight of
+    the sign bit, ``resolution * 2**(29 - lsb)``.
     """
     width = 30 - lsb
     counts = round(value / resolution)

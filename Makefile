@@ -1,0 +1,40 @@
+# Thin targets. `make run` and `make test` work on a fresh clone: they create .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SPEED ?= 60
+N ?= 1000
+
+.PHONY: run test lint bench clean deps test-powercut
+
+$(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ./firmware-bridge -e '.[dev]'
+	touch $@
+
+deps: $(BIN)/.installed
+
+var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl: | $(BIN)/.installed
+	$(BIN)/card-sim fetch var/cache
+
+## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED))
+run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
+	$(BIN)/appliance demo --speed $(SPEED)
+
+## lint: ruff and mypy
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## test: lint, then the whole test suite (unit, property, end-to-end, faults)
+test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
+	$(BIN)/pytest
+
+## bench: benchmarks (never part of `make test`)
+bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
+	$(BIN)/python tests/bench/bench_codec.py
+	$(BIN)/python tests/bench/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,168 @@
+"""The serial card reader: pyserial for port setup, the fd read non-blocking on the event loop.
+
+Opened with pyserial (raw, baud rate), then the file descriptor is watched with
+``loop.add_reader`` (as moonraker's async serial does): no thread, no blocking read. When the card
+disappears (EIO, hang-up, the device node gone) the reader closes, marks the source lost and tries
+again every ``reconnect_s`` seconds; the frame decoder drops its partial frame on reopen.
+Bad input is counted in :class:`~appliance.avionics.params.SourceStats` and logged once per burst
+(:meth:`SerialCardReader.check`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import serial
+
+from firmware_bridge.frame import Frame, FrameDecoder
+
+from .params import SourceStats
+
+__all__ = ["BAD_COUNTERS", "SerialCardReader"]
+
+log = logging.getLogger(__name__)
+BAD_COUNTERS = ("crc_errors", "bad_length", "garbage_bytes", "parity_errors", "unknown_labels",
+                "decode_errors", "bad_frames", "out_of_range")
+
+
+class SerialCardReader:
+    """Reads the card's byte stream from ``port`` and hands complete frames to ``on_frames``."""
+
+    def __init__(self, port: str, on_frames: Callable[[list[Frame]], None], stats: SourceStats,
+                 *, baudrate: int = 921600, reconnect_s: float = 0.5, name: str = "card",
+                 on_lost: Callable[[str], None] | None = None) -> None:
+        """Nothing is opened until :meth:`start`."""
+        self.port = port
+        self.name = name
+        self.baudrate = baudrate
+        self.reconnect_s = reconnect_s
+        self.on_frames = on_frames
+        self.on_lost = on_lost
+        self.stats = stats
+        self.decoder = FrameDecoder()
+        self.last_rx = 0.0  #: monotonic time of the last bytes received
+        self._ser: serial.Serial | None = None
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._stopped = False
+        self._silent = False
+        self._open_error: str | None = None
+        self._burst: dict[str, int] | None = None
+        self._burst_quiet_since = 0.0
+        self._seen: dict[str, int] = dict.fromkeys(BAD_COUNTERS, 0)
+
+    def start(self) -> None:
+        """Try to open the port now and keep trying until it opens (from the running loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._open()
+
+    def _open(self) -> None:
+        self._retry = None
+        if self._stopped:
+            return
+        assert self._loop is not None
+        try:
+            ser = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as e:
+            msg = str(e)
+            if msg != self._open_error:
+                log.warning("%s: cannot open %s (%s); retrying every %.1f s", self.name, self.port,
+                            msg, self.reconnect_s)
+                self._open_error = msg
+            self._retry = self._loop.call_later(self.reconnect_s, self._open)
+            return
+        self._open_error = None
+        self._ser = ser
+        self._fd = ser.fileno()
+        os.set_blocking(self._fd, False)
+        self.decoder.reset()
+        self.stats.connected = True
+        self.stats.connects += 1
+        self.last_rx = time.monotonic()
+        self._loop.add_reader(self._fd, self._on_readable)
+        log.info("%s: reading %s", self.name, self.port)
+
+    def _on_readable(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._lost(f"read failed: {e}")
+            return
+        if not data:
+            self._lost("end of file")
+            return
+        self.last_rx = time.monotonic()
+        self._silent = False
+        dec = self.decoder
+        frames = dec.feed(data)
+        st, ds = self.stats, dec.stats
+        st.bytes_in, st.frames = ds.bytes_in, ds.frames
+        st.crc_errors, st.bad_length, st.garbage_bytes = ds.crc_errors, ds.bad_length, ds.garbage_bytes
+        if frames:
+            self.on_frames(frames)
+
+    def _close(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except (OSError, serial.SerialException):
+                pass
+        self._ser = None
+        self._fd = None
+
+    def _lost(self, why: str) -> None:
+        self._close()
+        self.stats.connected = False
+        self.stats.disconnects += 1
+        log.warning("%s: lost %s (%s); reconnecting", self.name, self.port, why)
+        if self.on_lost is not None:
+            self.on_lost(self.name)
+        if not self._stopped and self._loop is not None:
+            self._retry = self._loop.call_later(self.reconnect_s, self._open)
+
+    def check(self, now: float, lost_after_s: float) -> None:
+        """Periodic check from the daemon (``now`` is monotonic seconds).
+
+        Silence beyond ``lost_after_s`` marks the source's data lost; bad-input counters are logged
+        once when a burst starts and once when it ends.
+        """
+        if self.stats.connected and not self._silent and now - self.last_rx > lost_after_s:
+            log.warning("%s: no data for %.1f s", self.name, now - self.last_rx)
+            self._silent = True  # reported once until data returns
+            if self.on_lost is not None:
+                self.on_lost(self.name)
+        cur = {k: getattr(self.stats, k) for k in BAD_COUNTERS}
+        grew = {k: cur[k] - self._seen[k] for k in cur if cur[k] > self._seen[k]}
+        if grew:
+            if self._burst is None:
+                log.warning("%s: bad input: %s", self.name,
+                            ", ".join(f"{k} +{v}" for k, v in grew.items()))
+                self._burst = dict.fromkeys(BAD_COUNTERS, 0)
+            for k, v in grew.items():
+                self._burst[k] += v
+            self._burst_quiet_since = now
+            self._seen = cur
+        elif self._burst is not None and now - self._burst_quiet_since > 5.0:
+            log.warning("%s: bad input burst ended: %s", self.name,
+                        ", ".join(f"{k} {v}" for k, v in self._burst.items() if v))
+            self._burst = None
+
+    def stop(self) -> None:
+        """Close the port and stop retrying."""
+        self._stopped = True
+        if self._retry is not None:
+            self._retry.cancel()
+        self._close()
+        self.stats.connected = False

@@ -1,0 +1,203 @@
+"""``appliance``: the service's command line.
+
+- ``appliance run [--config FILE]``: run the service (exit 78 on invalid configuration)
+- ``appliance migrate [--config FILE]``: bring the journal database to the newest schema
+- ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json]``: run a recorded flight
+  through the avionics chain and print the transitions (UTC, from -> to, evidence)
+- ``appliance status [--config FILE]``: ask the running service's admin API for its status
+- ``appliance demo [--speed N]``: the built-in simulator on the real recorded flight (``make run``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import ConfigError
+
+EX_CONFIG = 78
+DEMO_CONFIG = """\
+# Written by `appliance demo` (make run). Edit freely; unknown keys are rejected.
+aircraft_id = "F-DEMO"
+data_dir = "var"
+admin_token = "{token}"
+
+[passenger]
+host = "127.0.0.1"
+port = 8080
+
+[admin]
+host = "127.0.0.1"
+port = 8081
+
+[serial]
+port = "var/card"
+"""
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _settings(config: str | None):  # type: ignore[no-untyped-def]
+    from .settings import load_settings
+
+    return load_settings(config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM."""
+    settings = _settings(args.config)
+    _logging(settings.log_level)
+    from .daemon import Daemon
+
+    return asyncio.run(Daemon(settings).run())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the journal database and print the backup made, if any."""
+    settings = _settings(args.config)
+    _logging(settings.log_level)
+    from .store.engine import make_engine
+    from .store.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    made = upgrade(make_engine(settings.journal_path), settings.journal_path)
+    print(f"journal {settings.journal_path} is at the newest schema" +
+          (f" (backup {made})" if made else ""))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a recording; print transitions and a summary line."""
+    from firmware_bridge.recording import RecordingError, load
+    from firmware_bridge.simulator import Faults, FaultSpecError, generate
+
+    from .replay import format_event, replay_bytes
+
+    try:
+        traj = load(args.recording)
+        faults = Faults.parse(args.fault, traj.start, seed=args.seed)
+    except (OSError, RecordingError, FaultSpecError) as e:
+        print(f"appliance replay: {e}", file=sys.stderr)
+        return 2
+
+    def chunks() -> Iterator[bytes]:
+        wall0 = time.monotonic()
+        for t, chunk in generate(traj, faults):
+            if args.speed:
+                delay = wall0 + (t - traj.start) / args.speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield chunk
+
+    res = replay_bytes(chunks())
+    for ev in res.events:
+        if args.json:
+            print(json.dumps({"kind": ev.kind, "utc": ev.utc, "time_source": ev.time_source,
+                              "from": ev.previous, "to": ev.current, "evidence": ev.evidence}))
+        elif args.all or ev.kind in ("mode", "airground"):
+            print(format_event(ev))
+    st = res.chain.decoder("card").stats
+    if not args.json:
+        print(f"# {traj.name}: {traj.end - traj.start:.0f} s of flight replayed in "
+              f"{res.wall_s:.2f} s ({(traj.end - traj.start) / max(res.wall_s, 1e-9):.0f}x); "
+              f"{st.frames} frames, {st.bad_words} bad words, {st.crc_errors} CRC errors, "
+              f"{st.garbage_bytes} garbage bytes")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the running service's status (admin API, with the configured token)."""
+    settings = _settings(args.config)
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    url = f"http://{settings.admin.host}:{settings.admin.port}/admin/v1/status"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            print(json.dumps(json.load(resp), indent=2))
+    except (urllib.error.URLError, OSError) as e:
+        print(f"appliance status: {url}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Fetch the real flight, start the card simulator on a pty, run the service on it."""
+    from firmware_bridge.recording import fetch_default_flight
+
+    var = Path("var")
+    var.mkdir(exist_ok=True)
+    cfg = var / "appliance.toml"
+    if not cfg.exists():
+        cfg.write_text(DEMO_CONFIG.format(token=secrets.token_urlsafe(18)))
+    settings = _settings(str(cfg))
+    _logging(settings.log_level)
+    flight = args.recording or fetch_default_flight(var / "cache")
+    sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "play", str(flight),
+                            "--link", settings.serial.port, "--speed", str(args.speed), "--loop"])
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    print(f"""
+  Card simulator: {flight} at x{args.speed:g} on {settings.serial.port} (pid {sim.pid})
+  Passenger API:  http://{settings.passenger.host}:{settings.passenger.port}/api/v1/flight
+  Admin API:      http://{settings.admin.host}:{settings.admin.port}/admin/v1/status
+                  (header: Authorization: Bearer {token}; token in {cfg})
+  Ctrl-C stops both.
+""", flush=True)
+    from .daemon import Daemon
+
+    try:
+        return asyncio.run(Daemon(settings).run())
+    finally:
+        sim.terminate()
+        sim.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (78 for invalid configuration)."""
+    ap = argparse.ArgumentParser(prog="appliance", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("run", cmd_run), ("migrate", cmd_migrate), ("status", cmd_status)):
+        p = sub.add_parser(name)
+        p.add_argument("--config", help="TOML config file (default: $APPLIANCE_CONFIG)")
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("replay", help="run a recorded flight through the chain")
+    p.add_argument("recording", type=Path)
+    p.add_argument("--speed", type=float, default=0.0, help="pace to N x real time (0: flat out)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="as card-sim: garbage=RATE, parity=RATE, wow-glitch=TIME, "
+                        "dropout=NAMES@TIME/S, ncd=NAMES@TIME/S")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--all", action="store_true", help="also print phase changes")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.set_defaults(fn=cmd_replay)
+    p = sub.add_parser("demo", help="simulator + service on the real flight")
+    p.add_argument("--speed", type=float, default=60.0)
+    p.add_argument("--recording", type=Path)
+    p.set_defaults(fn=cmd_demo)
+    args = ap.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ConfigError as e:
+        print(f"appliance: {e}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

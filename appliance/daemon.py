@@ -1,0 +1,221 @@
+"""The composition root: builds every part from the settings, starts them in order, stops in reverse.
+
+Start: data directory -> journal database (migrations after a backup) -> single writer -> journal
+-> avionics chain (initial mode from the journal) -> bus sources -> passenger and admin web servers
+-> READY=1. Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts) and
+sends WATCHDOG=1 and STATUS=. Stop (SIGTERM/SIGINT): STOPPING=1, web servers, sources, journal
+queue drained, writer stopped — each bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from firmware_bridge.labels import LabelTable
+
+from . import __version__
+from .avionics.serial_source import SerialCardReader
+from .journal import Journal
+from .modes.airground import AirGroundConfig
+from .modes.engine import AvionicsChain
+from .modes.events import Event, ModeChanged
+from .modes.policy import Mode, PolicyTable
+from .notify import notify
+from .settings import Settings
+from .store.engine import make_engine
+from .store.migrate import upgrade
+from .store.writer import Writer
+from .web import admin, passenger
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+TICK_S = 0.5
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the daemon."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Daemon:
+    """The service: ``await Daemon(settings).run()`` until SIGTERM; returns the exit status."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Keep the settings; nothing starts before :meth:`run`."""
+        self.settings = settings
+        self.started = time.monotonic()
+        self.policy = PolicyTable.default()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._servers: list[_Server] = []
+        self.readers: list[SerialCardReader] = []
+        self.journal_errors = 0
+
+    async def run(self) -> int:
+        """Start, serve until a stop signal, stop. Returns 0."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            notify("READY=1")
+            log.info("ready: passenger http://%s:%d  admin http://%s:%d",
+                     self.settings.passenger.host, self.settings.passenger.port,
+                     self.settings.admin.host, self.settings.admin.port)
+            await self.serve(stop)
+        finally:
+            await self.stop()
+        return 0
+
+    async def start(self) -> None:
+        """Build and start every part, in dependency order."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        db = s.journal_path
+        engine = make_engine(db, synchronous=s.journal_synchronous)
+        backup = await asyncio.to_thread(upgrade, engine, db)
+        if backup:
+            log.info("journal migrated; backup %s", backup)
+        self.writer = Writer(engine)
+        self.writer.start()
+        self.journal = Journal(self.writer, make_engine(db, readonly=True), s.aircraft_id)
+        last = await asyncio.to_thread(self.journal.last_mode)
+        initial = Mode(last) if last is not None and last in Mode.__members__ else Mode.GROUND
+        ag = AirGroundConfig(**s.airground.model_dump())
+        table = LabelTable.default(label_reversed=s.serial.label_reversed)
+        self.chain = AvionicsChain(table, ag, initial)
+        if last is None:
+            await self.journal.record(ModeChanged(0.0, time.time(), "local", None, str(initial),
+                                                  {"reason": "new journal: default mode"}))
+        self.chain.listeners.append(self._events.put_nowait)
+        self._tasks.append(asyncio.create_task(self._journal_events(), name="journal-events"))
+        if s.serial.enabled:
+            name = s.serial.channel_name
+            reader = SerialCardReader(
+                s.serial.port, lambda frames: self.chain.feed_frames(frames, name),
+                self.chain.decoder(name).stats, baudrate=s.serial.baudrate,
+                reconnect_s=s.serial.reconnect_s, name=name,
+                on_lost=self.chain.store.expire_source)
+            reader.start()
+            self.readers.append(reader)
+        await self._serve_web(passenger.create_app(self.chain), s.passenger.host, s.passenger.port)
+        token = s.admin_token.get_secret_value() if s.admin_token else None
+        if token is None:
+            log.warning("no admin_token configured: the admin API refuses every request")
+        await self._serve_web(admin.create_app(self.chain, self.journal, self.status, token),
+                              s.admin.host, s.admin.port)
+        self._tasks.append(asyncio.create_task(self._tick(), name="health-tick"))
+
+    async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
+                                log_level="warning", timeout_graceful_shutdown=3)
+        server = _Server(config)
+        task = asyncio.create_task(server.serve(), name=f"web-{host}:{port}")
+        while not server.started:
+            if task.done():
+                exc = task.exception()
+                raise OSError(f"web server on {host}:{port} failed to start: {exc!r}")
+            await asyncio.sleep(0.01)
+        self._servers.append(server)
+        self._tasks.append(task)
+
+    async def _journal_events(self) -> None:
+        while True:
+            ev = await self._events.get()
+            try:
+                await self.journal.record(ev)
+            except Exception:  # supervisor boundary: log, count, keep the service up
+                self.journal_errors += 1
+                log.exception("could not journal %s", ev)
+            finally:
+                self._events.task_done()
+
+    async def _tick(self) -> None:
+        last_status = ""
+        while True:
+            now = time.monotonic()
+            for r in self.readers:
+                r.check(now, self.settings.source_lost_s)
+            if self.writer.stats.failed_commits == 0:
+                notify("WATCHDOG=1")
+            st = f"STATUS=mode {self.chain.mode}, {self.chain.ag.state}, {self.chain.phase.phase}"
+            if st != last_status:
+                notify(st)
+                last_status = st
+            await asyncio.sleep(TICK_S)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Wait for ``stop`` (or a crashed part, which is logged and ends the service)."""
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not waiter and not t.cancelled() and t.exception() is not None:
+                log.error("%s stopped: %r", t.get_name(), t.exception())
+        waiter.cancel()
+
+    async def stop(self) -> None:
+        """Stop in reverse order, each step bounded."""
+        notify("STOPPING=1")
+        for server in self._servers:
+            server.should_exit = True
+        for r in self.readers:
+            r.stop()
+        if hasattr(self, "writer"):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events.join(), 5.0)
+        for t in self._tasks:
+            if t.get_name().startswith("web-"):
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(t, 5.0)
+            else:
+                t.cancel()
+        if hasattr(self, "writer"):
+            await asyncio.to_thread(self.writer.stop, 10.0)
+
+    def status(self) -> dict[str, Any]:
+        """The service status for the admin API and the status command."""
+        c = self.chain
+        utc, source = c.clock.utc(c.store.now)
+        w = self.writer.stats
+        return {
+            "version": __version__,
+            "aircraft_id": self.settings.aircraft_id,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "mode": str(c.mode),
+            "policy": {k: (dict(v) if k == "sync" else v)
+                       for k, v in vars_policy(self.policy[c.mode]).items()},
+            "air_ground": {"state": str(c.ag.state), "reason": c.ag.reason,
+                           "candidate": None if c.ag.candidate is None else str(c.ag.candidate),
+                           "votes": dict(c.votes(c.store.now))},
+            "phase": str(c.phase.phase),
+            "utc": {"value": utc, "source": source},
+            "card_time_s": c.store.now,
+            "sources": {r.name: {"port": r.port, "connected": r.stats.connected,
+                                 "frames": r.stats.frames, "bad_words": r.stats.bad_words,
+                                 "crc_errors": r.stats.crc_errors} for r in self.readers},
+            "journal": {"path": str(self.settings.journal_path), "commits": w.commits,
+                        "writes": w.writes, "failed_writes": w.failed_writes,
+                        "failed_commits": w.failed_commits,
+                        "last_commit_ms": round(w.last_commit_s * 1000, 3),
+                        "pending_events": self._events.qsize(),
+                        "event_errors": self.journal_errors},
+        }
+
+
+def vars_policy(p: Any) -> dict[str, Any]:
+    """A policy dataclass (slots) as a dict."""
+    return {name: getattr(p, name) for name in p.__slots__}

@@ -1,0 +1,71 @@
+"""Read-only views of the avionics chain for the web apps (no hardware, no writes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..avionics.params import ParameterStore
+from ..modes.engine import AvionicsChain
+
+__all__ = ["flight_view", "signals_view"]
+
+#: Passenger field -> parameter name.
+_FLIGHT_FIELDS = {
+    "altitude": "pressure_altitude",
+    "computed_airspeed": "computed_airspeed",
+    "true_airspeed": "true_airspeed",
+    "ground_speed": "ground_speed",
+    "vertical_rate": "altitude_rate",
+    "track": "track_angle_true",
+    "heading": "true_heading",
+}
+
+
+def _field(store: ParameterStore, name: str, now: float) -> dict[str, Any]:
+    p = store.get(name, now)
+    if p is None:
+        return {"value": None, "unit": None, "validity": "no_data"}
+    valid = p.valid
+    return {"value": p.value if valid else None, "unit": p.unit, "validity": str(p.validity)}
+
+
+def flight_view(chain: AvionicsChain) -> dict[str, Any]:
+    """The passenger's flight info: mode, phase, values each with its validity, UTC and source."""
+    store = chain.store
+    now = store.now
+    utc, source = chain.clock.utc(now)
+    out: dict[str, Any] = {
+        "mode": str(chain.mode),
+        "phase": str(chain.phase.phase),
+        "air_ground": str(chain.ag.state),
+        "utc": {"value": dt.datetime.fromtimestamp(utc, dt.UTC).isoformat(timespec="seconds"),
+                "source": source, "validity": "valid" if source == "avionics" else "local_clock"},
+    }
+    for key, name in _FLIGHT_FIELDS.items():
+        out[key] = _field(store, name, now)
+    lat, lon = _field(store, "latitude", now), _field(store, "longitude", now)
+    pos_valid = lat["validity"] == "valid" and lon["validity"] == "valid"
+    out["position"] = {"latitude": lat["value"], "longitude": lon["value"], "unit": "deg",
+                       "validity": "valid" if pos_valid else
+                       (lat["validity"] if lat["validity"] != "valid" else lon["validity"])}
+    parts = [store.value(f"flight_number_{i}", now) for i in range(1, 5)]
+    number = "".join(str(p) for p in parts).strip() if all(p is not None for p in parts) else None
+    out["flight_number"] = {"value": number, "validity": "valid" if number else "no_data"}
+    return out
+
+
+def signals_view(chain: AvionicsChain, now_wall_age: float = 0.0) -> dict[str, Any]:
+    """Every parameter (value, unit, validity, age in s of card time, source) and source counters."""
+    store = chain.store
+    now = store.now
+    return {
+        "card_time_s": now,
+        "parameters": [
+            {"name": p.name, "value": p.value, "unit": p.unit, "validity": str(p.validity),
+             "age_s": round(now - p.t + now_wall_age, 3), "source": p.source}
+            for p in store.all(now)
+        ],
+        "sources": {name: {**d.stats.as_dict(), "bad_words": d.stats.bad_words}
+                    for name, d in chain.decoders.items()},
+    }

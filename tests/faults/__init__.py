@@ -1,0 +1,1 @@
+"""Fault-injection tests and tools (power cuts, link faults)."""
