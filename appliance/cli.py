@@ -49,6 +49,7 @@ port = "var/card"
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _settings(config: str | None):  # type: ignore[no-untyped-def]

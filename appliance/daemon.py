@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Generator
 from typing import Any
@@ -24,6 +25,7 @@ from firmware_bridge.labels import LabelTable
 
 from . import __version__
 from .avionics.serial_source import SerialCardReader
+from .errors import ApplianceError, StartupError
 from .journal import Journal
 from .modes.airground import AirGroundConfig
 from .modes.engine import AvionicsChain
@@ -65,13 +67,17 @@ class Daemon:
         self.journal_errors = 0
 
     async def run(self) -> int:
-        """Start, serve until a stop signal, stop. Returns 0."""
+        """Start, serve until a stop signal, stop. Returns 0, or 1 if it could not start."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await self.start()
+            try:
+                await self.start()
+            except (ApplianceError, OSError) as e:
+                log.error("cannot start: %s", e)
+                return 1
             notify("READY=1")
             log.info("ready: passenger http://%s:%d  admin http://%s:%d",
                      self.settings.passenger.host, self.settings.passenger.port,
@@ -121,14 +127,18 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._tick(), name="health-tick"))
 
     async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
+        # Bind here, so a taken port is a clear OSError (uvicorn would call sys.exit in a task).
+        try:
+            sock = socket.create_server((host, port), reuse_port=False)
+        except OSError as e:
+            raise StartupError(f"cannot listen on {host}:{port}: {e.strerror}") from e
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
                                 log_level="warning", timeout_graceful_shutdown=3)
         server = _Server(config)
-        task = asyncio.create_task(server.serve(), name=f"web-{host}:{port}")
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"web-{host}:{port}")
         while not server.started:
             if task.done():
-                exc = task.exception()
-                raise OSError(f"web server on {host}:{port} failed to start: {exc!r}")
+                raise StartupError(f"web server on {host}:{port} failed to start")
             await asyncio.sleep(0.01)
         self._servers.append(server)
         self._tasks.append(task)

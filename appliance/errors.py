@@ -4,6 +4,7 @@
 
     ApplianceError
     ├── ConfigError            invalid configuration (the CLI exits 78, EX_CONFIG)
+    ├── StartupError           a part cannot start (a web port is taken)
     ├── AvionicsError
     │   └── SourceError        a bus source cannot be opened or was lost
     ├── StoreError             the journal database cannot be opened, migrated or written
@@ -23,6 +24,10 @@ class ApplianceError(Exception):
 
 class ConfigError(ApplianceError):
     """Invalid configuration: unknown key, bad value, unreadable file."""
+
+
+class StartupError(ApplianceError):
+    """A part of the service cannot start (for example its listening port is taken)."""
 
 
 class AvionicsError(ApplianceError):

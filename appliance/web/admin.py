@@ -21,13 +21,13 @@ from .views import signals_view
 
 __all__ = ["create_app"]
 
+_bearer = HTTPBearer(auto_error=False)
+
 
 def create_app(chain: AvionicsChain, journal: Journal, status_fn: Callable[[], dict[str, Any]],
                token: str | None) -> FastAPI:
     """Build the admin app; ``status_fn`` gives the service status (the daemon's view)."""
-    bearer = HTTPBearer(auto_error=False)
-
-    def auth(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def auth(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if token is None or cred is None or not secrets.compare_digest(
                 cred.credentials.encode(), token.encode()):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "admin token required",

@@ -44,6 +44,9 @@ def flight_view(chain: AvionicsChain) -> dict[str, Any]:
     }
     for key, name in _FLIGHT_FIELDS.items():
         out[key] = _field(store, name, now)
+    for key in ("track", "heading"):  # ARINC sends ±180°; people read 0-360°
+        if isinstance(out[key]["value"], float):
+            out[key]["value"] = round(out[key]["value"] % 360.0, 2)
     lat, lon = _field(store, "latitude", now), _field(store, "longitude", now)
     pos_valid = lat["validity"] == "valid" and lon["validity"] == "valid"
     out["position"] = {"latitude": lat["value"], "longitude": lon["value"], "unit": "deg",

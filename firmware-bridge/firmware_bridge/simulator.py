@@ -213,9 +213,10 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
             if value is None or (any_faults and faults.is_ncd(name, t)):
                 status, value = Status.NO_COMPUTED_DATA, (value if value is not None else 0)
             try:
-                word = spec.encode(value, status, sdi=0)
+                word = spec.encode(value, status, sdi=0, label_reversed=table.label_reversed)
             except EncodeError:
-                word = spec.encode(0, Status.NO_COMPUTED_DATA, sdi=0)
+                word = spec.encode(0, Status.NO_COMPUTED_DATA, sdi=0,
+                                   label_reversed=table.label_reversed)
             if faults.parity_rate and rng.random() < faults.parity_rate:
                 word ^= 1 << rng.randrange(10, 29)
             parts.append(encode_word(channel, base_us + slot * 400, word))

@@ -121,8 +121,9 @@ class PowerFS:
         try:
             while not (self.mounted and os.path.ismount(self.mountpoint)):
                 if self._proc.poll() is not None:
+                    status = self._proc.returncode
                     raise RuntimeError(
-                        f"powerfs exited with {self._proc.returncode} before mounting:\n{self.log_text()[-3000:]}"
+                        f"powerfs exited with {status} before mounting:\n{self.log_text()[-3000:]}"
                     )
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"powerfs did not mount within {self.mount_timeout} s")

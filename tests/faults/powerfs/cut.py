@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -131,14 +132,18 @@ def _live_inventory(backing: bytes) -> tuple[dict[int, bytes], set[bytes]]:
     """Map inode number -> relative path of every regular file; set of all relative paths."""
     by_ino: dict[int, bytes] = {}
     paths: set[bytes] = set()
+    staging_prefix = os.fsencode(STAGING_PREFIX)
     for top, dirs, files in os.walk(backing):
         rel_top = os.path.relpath(top, backing)
-        dirs[:] = [d for d in dirs if not (top == backing and d.startswith(os.fsencode(STAGING_PREFIX)))]
-        for name in dirs + files:
+        if top == backing:
+            dirs[:] = [d for d in dirs if not d.startswith(staging_prefix)]
+        for name in dirs:
+            paths.add(os.path.normpath(os.path.join(rel_top, name)))
+        for name in files:
             rel = os.path.normpath(os.path.join(rel_top, name))
             paths.add(rel)
-            if name in files:
-                st = os.lstat(os.path.join(top, name))
+            st = os.lstat(os.path.join(top, name))
+            if stat.S_ISREG(st.st_mode):
                 by_ino[st.st_ino] = rel
     return by_ino, paths
 
@@ -205,7 +210,9 @@ def _stage_file(
         os.rename(os.path.join(backing, rel), target)
 
 
-def power_cut(backing_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str], rng: random.Random) -> CutReport:
+def power_cut(
+    backing_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str], rng: random.Random
+) -> CutReport:
     """Rewrite ``backing_dir`` to a state that could survive a power cut.
 
     Preconditions: the powerfs process that used these directories is dead and
@@ -278,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         0 on success, 1 if the state is missing or inconsistent.
     """
-    parser = argparse.ArgumentParser(prog="python -m tests.faults.powerfs.cut", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.faults.powerfs.cut", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("backing_dir", type=Path)
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("--seed", type=int, default=None, help="seed of the random choices (default: random)")

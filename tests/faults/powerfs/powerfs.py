@@ -84,10 +84,10 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
@@ -119,7 +119,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
 
-assert pyfuse3.ROOT_INODE == ROOT_ID
+if pyfuse3.ROOT_INODE != ROOT_ID:  # node ids double as inode numbers
+    raise ImportError(f"pyfuse3.ROOT_INODE is {pyfuse3.ROOT_INODE}, powerfs needs {ROOT_ID}")
 
 
 class UnsupportedEntryError(RuntimeError):
@@ -127,8 +128,8 @@ class UnsupportedEntryError(RuntimeError):
 
 
 def _fuse_errors(
-    fn: Callable[Concatenate[S, P], Awaitable[R]],
-) -> Callable[Concatenate[S, P], Awaitable[R]]:
+    fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Turn exceptions of a request handler into ``FUSEError`` (pyfuse3 wants only those).
 
     ``OSError`` keeps its errno; anything else is a bug of the model: it is logged
@@ -137,7 +138,7 @@ def _fuse_errors(
     """
 
     @functools.wraps(fn)
-    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(self, *args, **kwargs)
         except pyfuse3.FUSEError:
@@ -366,7 +367,10 @@ class PowerOperations(pyfuse3.Operations):
         if os.fstat(img).st_size != size:
             log.error(
                 "internal error: node %d image has %d bytes, file %d after %d ops",
-                node.id, os.fstat(img).st_size, size, len(ops),
+                node.id,
+                os.fstat(img).st_size,
+                size,
+                len(ops),
             )
             os.ftruncate(img, size)
         os.ftruncate(self._log_fd(node), 0)
@@ -502,7 +506,8 @@ class PowerOperations(pyfuse3.Operations):
         try:
             self._chown_new(path, ctx)
             node = self._new_node("file", parent.id, name, os.fstat(fd))
-            os.close(os.open(image_path(self.state_dir, node.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            empty_image = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            os.close(os.open(image_path(self.state_dir, node.id), empty_image, 0o600))
             node.has_image = True
         except BaseException:
             os.close(fd)
@@ -511,7 +516,9 @@ class PowerOperations(pyfuse3.Operations):
         return self._open_handle(node, fd, flags), self._attrs(node)
 
     @_fuse_errors
-    async def unlink(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext) -> None:
+    async def unlink(
+        self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
         """Remove file ``name``; it comes back on a cut unless the parent is fsynced."""
         parent = self._dir(parent_inode)
         child = parent.children.get(name)
@@ -526,7 +533,9 @@ class PowerOperations(pyfuse3.Operations):
         self._detach(node)
 
     @_fuse_errors
-    async def rmdir(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext) -> None:
+    async def rmdir(
+        self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
         """Remove empty directory ``name``; it comes back on a cut unless the parent is fsynced."""
         parent = self._dir(parent_inode)
         child = parent.children.get(name)
@@ -612,7 +621,9 @@ class PowerOperations(pyfuse3.Operations):
 
     # ------------------------------------------------------------- file data
     @_fuse_errors
-    async def open(self, inode: pyfuse3.InodeT, flags: pyfuse3.FlagT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+    async def open(
+        self, inode: pyfuse3.InodeT, flags: pyfuse3.FlagT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
         """Open the backing file read-write (the kernel checks permissions)."""
         node = self._node(inode)
         if node.kind != "file":
@@ -645,13 +656,13 @@ class PowerOperations(pyfuse3.Operations):
 
     @_fuse_errors
     async def fsync(self, fh: pyfuse3.FileHandleT, datasync: bool) -> None:
-        """fsync/fdatasync: the file's data and size become durable before this returns."""
+        """Handle fsync/fdatasync: the file's data and size become durable before this returns."""
         h = self.handles[fh]
         self._sync(self.nodes[h.node], h.fd)
 
     @_fuse_errors
     async def flush(self, fh: pyfuse3.FileHandleT) -> None:
-        """close(): nothing to do (closing does not make anything durable)."""
+        """Handle close(): nothing to do (closing does not make anything durable)."""
 
     @_fuse_errors
     async def release(self, fh: pyfuse3.FileHandleT) -> None:
@@ -685,7 +696,7 @@ class PowerOperations(pyfuse3.Operations):
 
     @_fuse_errors
     async def fsyncdir(self, fh: pyfuse3.FileHandleT, datasync: bool) -> None:
-        """fsync of a directory: its current listing becomes its durable listing."""
+        """Handle fsync of a directory: its current listing becomes its durable listing."""
         node = self._dir(fh)
         node.durable = dict(node.children)
         self._persist()
@@ -740,7 +751,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Process exit status: 0 after a clean unmount, 2 on bad arguments or an
         unsupported backing dir.
     """
-    parser = argparse.ArgumentParser(prog="python -m tests.faults.powerfs.powerfs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.faults.powerfs.powerfs", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("backing_dir", type=Path, help="directory whose content is shown")
     parser.add_argument("mountpoint", type=Path, help="empty directory to mount on")
     parser.add_argument("--state", required=True, type=Path, help="STATE_DIR for images, logs, state.json")

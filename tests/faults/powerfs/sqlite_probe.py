@@ -42,7 +42,8 @@ def create_db(path: str) -> None:
         con.execute(SCHEMA)
     finally:
         con.close()
-    for target, flags in ((path, os.O_RDONLY), (os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)):
+    directory = os.path.dirname(os.path.abspath(path))
+    for target, flags in ((path, os.O_RDONLY), (directory, os.O_RDONLY | os.O_DIRECTORY)):
         fd = os.open(target, flags)
         try:
             os.fsync(fd)
@@ -69,7 +70,9 @@ def ids_in_db(path: str) -> tuple[set[int], str]:
     return ids, integrity
 
 
-def run(db: str, synchronous: str, first_id: int, count: int | None, payload: int, autocheckpoint: int) -> int:
+def run(
+    db: str, synchronous: str, first_id: int, count: int | None, payload: int, autocheckpoint: int
+) -> int:
     """Insert and acknowledge rows until ``count`` are done or SQLite fails.
 
     Returns:

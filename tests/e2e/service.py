@@ -1,0 +1,118 @@
+"""Start the real service and the card simulator as subprocesses, on loopback and a pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TOKEN = "e2e-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """A running `appliance run` with its config, ports and log file."""
+
+    workdir: Path
+    passenger_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""
+
+    @property
+    def card_link(self) -> Path:
+        return self.workdir / "card"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "service.log"
+
+    def write_config(self) -> Path:
+        cfg = self.workdir / "appliance.toml"
+        cfg.write_text(f"""
+aircraft_id = "F-E2E"
+data_dir = "{self.workdir / 'data'}"
+admin_token = "{TOKEN}"
+{self.extra_config}
+[passenger]
+host = "127.0.0.1"
+port = {self.passenger_port}
+[admin]
+host = "127.0.0.1"
+port = {self.admin_port}
+[serial]
+port = "{self.card_link}"
+reconnect_s = 0.2
+""")
+        return cfg
+
+    def start(self, timeout: float = 30.0) -> None:
+        cfg = self.write_config()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "run", "--config", str(cfg)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.admin("/admin/v1/status")
+                return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        raise TimeoutError(f"service not ready in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, port: int, path: str, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.load(resp)
+
+    def admin(self, path: str) -> Any:
+        return self.get(self.admin_port, path, TOKEN)
+
+    def passenger(self, path: str) -> Any:
+        return self.get(self.passenger_port, path)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+
+def start_card(recording: Path, link: Path, speed: float, faults: list[str] = (),  # type: ignore[assignment]
+               unplugs: list[str] = ()) -> subprocess.Popen[bytes]:  # type: ignore[assignment]
+    """Start the card simulator playing ``recording`` onto a pty at ``link``."""
+    cmd = [sys.executable, "-m", "firmware_bridge.cli", "play", str(recording), "--link", str(link),
+           "--speed", str(speed)]
+    for f in faults:
+        cmd += ["--fault", f]
+    for u in unplugs:
+        cmd += ["--unplug", u]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
