@@ -103,7 +103,7 @@ def _target(s: PhaseState, i: PhaseInputs) -> tuple[Phase, bool]:
         return p, False
     if i.air_ground is AirGround.UNKNOWN:
         return p, False
-    if p in AIR_PHASES and (s.flown or p is not Phase.TAKEOFF):
+    if p in AIR_PHASES and s.flown:
         return Phase.LANDING, True
     if p is Phase.LANDING:
         return (Phase.TAXI_IN, True) if gs is not None and gs < 30 else (p, False)
@@ -123,6 +123,8 @@ def step(s: PhaseState, i: PhaseInputs) -> tuple[PhaseState, PhaseChange | None]
     if i.air_ground is AirGround.GROUND and i.altitude_ft is not None and (
             i.gs_kt is None or i.gs_kt < 40):
         s = replace(s, field_alt_ft=i.altitude_ft)
+    elif i.air_ground is AirGround.AIR and not s.flown:
+        s = replace(s, flown=True)
     target, now = _target(s, i)
     if target is s.phase:
         return (s if s.candidate is None else replace(s, candidate=None, since=None)), None
@@ -131,12 +133,7 @@ def step(s: PhaseState, i: PhaseInputs) -> tuple[PhaseState, PhaseChange | None]
             return replace(s, candidate=target, since=i.t), None
         if i.t - s.since < _PERSIST[target]:
             return s, None
-    flown = s.flown
-    if (target in AIR_PHASES and target is not Phase.TAKEOFF) or (
-            target is Phase.TAKEOFF and i.air_ground is AirGround.AIR):
-        flown = True
-    if target is Phase.PARKED:
-        flown = False
+    flown = s.flown and target is not Phase.PARKED
     evidence: dict[str, float | str | None] = {
         "air_ground": str(i.air_ground), "altitude_ft": i.altitude_ft, "rate_fpm": i.rate_fpm,
         "ground_speed_kt": i.gs_kt, "computed_airspeed_kt": i.cas_kt,

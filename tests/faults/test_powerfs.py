@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from .powerfs import REPO_ROOT, CutReport, PowerFS, power_cut
+from .powerfs import REPO_ROOT, PowerFS
+from .powerfs.cut import CutReport, choose_ops, power_cut
 from .powerfs.sqlite_probe import create_db, ids_in_db
-from .powerfs.state import SECTOR
+from .powerfs.state import SECTOR, Op, encode_truncate, encode_write, parse_log
 
 
 def _fuse_unavailable() -> str | None:
@@ -51,7 +52,7 @@ def _fuse_unavailable() -> str | None:
 
 
 _SKIP_REASON = _fuse_unavailable()
-pytestmark = pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")
+needs_fuse = pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")
 
 
 @pytest.fixture
@@ -114,7 +115,40 @@ def _offline_cuts(
     return outcomes
 
 
+# ------------------------------------------------------------ the cut alone
+def test_log_ignores_incomplete_trailing_record() -> None:
+    """A log cut short by a kill of the filesystem keeps only its complete records."""
+    blob = encode_write(0, b"abc") + encode_truncate(2) + encode_write(4096, b"x" * 100)
+    assert parse_log(blob) == [Op("write", 0, b"abc"), Op("truncate", 2), Op("write", 4096, b"x" * 100)]
+    for cut_at in range(len(blob) - 116, len(blob)):
+        assert parse_log(blob[:cut_at]) == [Op("write", 0, b"abc"), Op("truncate", 2)]
+
+
+def test_choose_ops_keeps_a_subsequence_and_tears_at_sector_boundaries() -> None:
+    """Kept operations stay in order; a torn write is split at a 512-byte boundary."""
+    ops = [Op("write", 100 * i, bytes([i]) * 3000) for i in range(10)] + [Op("truncate", 5000)]
+    seen_torn = seen_none = seen_all = False
+    for seed in range(300):
+        kept, torn = choose_ops(ops, random.Random(seed))
+        seen_none |= not kept
+        seen_all |= kept == ops
+        seen_torn |= torn
+        pos = 0
+        for op in kept:
+            match = next(
+                i for i in range(pos, len(ops)) if ops[i].kind == op.kind and ops[i].data[:1] == op.data[:1]
+            )
+            original = ops[match]
+            if op != original:
+                assert torn and op.kind == "write" and op.data and len(op.data) < len(original.data)
+                assert op.offset % SECTOR == 0 or op.end % SECTOR == 0
+                assert original.offset <= op.offset and op.end <= original.end
+            pos = match + 1
+    assert seen_none and seen_all and seen_torn
+
+
 # --------------------------------------------------------------------------- (a)
+@needs_fuse
 def test_passthrough_file_and_directory_operations(powerfs: PowerFS) -> None:
     """Reads, writes, truncates, renames, unlinks and directories behave as on a disk."""
     mnt = powerfs.mountpoint
@@ -163,6 +197,7 @@ def test_passthrough_file_and_directory_operations(powerfs: PowerFS) -> None:
     assert (powerfs.backing_dir / "f").read_bytes() == b"through"
 
 
+@needs_fuse
 def test_passthrough_runs_sqlite_wal(powerfs: PowerFS) -> None:
     """SQLite in WAL mode (with its -wal and -shm files) works on the mount."""
     db = str(powerfs.mountpoint / "t.db")
@@ -181,6 +216,7 @@ def test_passthrough_runs_sqlite_wal(powerfs: PowerFS) -> None:
 
 
 # --------------------------------------------------------------------------- (b)
+@needs_fuse
 def test_cut_keeps_fsynced_data_and_may_drop_unsynced(powerfs: PowerFS, tmp_path: Path) -> None:
     """Synced bytes always survive; later writes survive as a random, possibly torn, subset."""
     mnt = powerfs.mountpoint
@@ -210,6 +246,7 @@ def test_cut_keeps_fsynced_data_and_may_drop_unsynced(powerfs: PowerFS, tmp_path
     assert len(sizes) > 2 and torn > 0
 
 
+@needs_fuse
 def test_cut_is_sector_atomic_on_overwrite(powerfs: PowerFS, tmp_path: Path) -> None:
     """An unsynced overwrite of synced data leaves each 512-byte sector old or new."""
     mnt = powerfs.mountpoint
@@ -226,6 +263,7 @@ def test_cut_is_sector_atomic_on_overwrite(powerfs: PowerFS, tmp_path: Path) -> 
     assert kinds == {"old", "new", "torn"}
 
 
+@needs_fuse
 def test_cut_names_follow_directory_fsync(tmp_path: Path) -> None:
     """Create/rename/unlink count only once the directory is fsynced (strict model)."""
     backing = tmp_path / "backing"
@@ -272,6 +310,7 @@ def test_cut_names_follow_directory_fsync(tmp_path: Path) -> None:
     assert "internal error" not in fs.log_text()
 
 
+@needs_fuse
 def test_cut_restores_unlinked_file_with_its_synced_data(powerfs: PowerFS, tmp_path: Path) -> None:
     """An unlink not made durable is undone, keeping data fsynced even after the unlink."""
     mnt = powerfs.mountpoint
@@ -368,6 +407,7 @@ def _sqlite_cut_loop(
     return result
 
 
+@needs_fuse
 def test_sqlite_wal_full_loses_no_acknowledged_commit(powerfs: PowerFS) -> None:
     """THE proof: WAL + synchronous=FULL keeps every acknowledged row across 20 cuts."""
     r = _sqlite_cut_loop(powerfs, "FULL", cuts=20, seed=20240706, stop_on_loss=False)
@@ -379,9 +419,10 @@ def test_sqlite_wal_full_loses_no_acknowledged_commit(powerfs: PowerFS) -> None:
     assert not r.lost, f"acknowledged rows lost: {sorted(r.lost)[:20]}"
 
 
+@needs_fuse
 def test_sqlite_wal_normal_loses_acknowledged_commits(powerfs: PowerFS) -> None:
     """The harness can fail: WAL + synchronous=NORMAL acknowledges rows a cut then loses."""
-    r = _sqlite_cut_loop(powerfs, "NORMAL", cuts=8, seed=20240707, stop_on_loss=True)
+    r = _sqlite_cut_loop(powerfs, "NORMAL", cuts=12, seed=20240707, stop_on_loss=True)
     print(
         f"\nWAL+NORMAL: {r.cuts} cuts, {r.acked} acknowledged, {len(r.lost)} lost, "
         f"{r.ops_dropped} unsynced ops dropped, {r.torn} torn writes, {r.seconds:.1f} s"

@@ -103,6 +103,8 @@ def test_by_wire_for_both_orientations() -> None:
             assert table.by_wire[key] is spec
     assert TABLES[True].by_wire[0xC1].label == 0o203
     assert TABLES[False].by_wire[0x83].label == 0o203
+    # with the wrong orientation setting no word of the table is recognised (PROTOCOL.md)
+    assert not set(TABLES[True].by_wire) & set(TABLES[False].by_wire)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.label:03o}-{s.name}")

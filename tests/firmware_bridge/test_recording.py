@@ -424,6 +424,32 @@ def test_sim_missing_values_are_ncd(tmp_path: Path) -> None:
     assert set(status.values()) == {Status.NORMAL}
 
 
+def test_sim_follows_the_table_label_orientation(flight: Trajectory) -> None:
+    straight = LabelTable.default(label_reversed=False)
+    frames = []
+    dec = FrameDecoder()
+    for _, chunk in generate(flight, table=straight, end=flight.start + 2 - 1 / TICK_HZ):
+        frames += dec.feed(chunk)
+    ws = [f.word() for f in frames if f.type == FrameType.A429_WORD]
+    reversed_run = [w for _, w in words(run(flight, 2)[0])]
+    assert len(ws) == len(reversed_run) > 0
+    for w, wr in zip(ws, reversed_run, strict=True):
+        assert straight.by_wire[w & 0xFF].label == TABLE.by_wire[wr & 0xFF].label
+        assert w & 0xFF == int(format(wr & 0xFF, "08b")[::-1], 2)
+        assert w & ~0xFF == wr & ~0xFF  # only bits 1-8 differ
+
+
+def test_sim_heading_just_below_180_is_sent(tmp_path: Path) -> None:
+    recs = flight_records(T0, 20)
+    res = TABLE.by_name["true_heading"].resolution
+    for r in recs:
+        r["heading"] = 180.0 - res / 4  # rounds to +180, which BNR cannot carry
+    traj = load(write_samples(tmp_path / "south.json.gz", recs))
+    hdg = [r for _, r in readings(run(traj, 2)[0]) if r.spec.name == "true_heading"]
+    assert hdg and all(r.status is Status.NORMAL for r in hdg)
+    assert all(abs(r.value - (180.0 - res)) < 1e-9 for r in hdg)  # type: ignore[operator]
+
+
 def test_sim_ncd_spell_on_one_label_only(flight: Trajectory) -> None:
     faults = Faults.parse(["ncd=pressure_altitude@+5/3"], flight.start)
     frames, _, _ = run(flight, 12, faults)

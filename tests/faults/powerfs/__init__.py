@@ -12,7 +12,8 @@ Typical use (the service under test must also be killed at the cut, see ``cut``)
         fs.cut(random.Random(seed))
         ...  # check that nothing acknowledged is missing on mnt
 
-This package imports neither pyfuse3 nor trio: only the filesystem subprocess does.
+The cut itself is :func:`tests.faults.powerfs.cut.power_cut`. This package imports
+neither pyfuse3 nor trio: only the filesystem subprocess does.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from .cut import CutReport, power_cut
 from .mounts import clean_unmount, is_mounted, lazy_unmount
 from .state import LOG_FILE
 
-__all__ = ["CutReport", "PowerFS", "power_cut"]
+if TYPE_CHECKING:
+    from .cut import CutReport
+
+__all__ = ["REPO_ROOT", "PowerFS"]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 """Directory from which ``python -m tests.faults.powerfs.powerfs`` resolves."""
@@ -64,7 +68,8 @@ class PowerFS:
         debug: bool = False,
     ) -> None:
         self.backing_dir = Path(backing_dir).absolute()
-        self.mountpoint = Path(mountpoint).absolute()
+        mnt = Path(mountpoint).absolute()
+        self.mountpoint = mnt.parent.resolve() / mnt.name  # never stat the mount point itself
         self.state_dir = Path(state_dir).absolute()
         self.python = python or sys.executable
         self.mount_timeout = mount_timeout
@@ -165,6 +170,8 @@ class PowerFS:
         Returns:
             What the cut kept and dropped.
         """
+        from .cut import power_cut  # imported late: `python -m tests.faults.powerfs.cut` stays clean
+
         self.power_off()
         report = power_cut(self.backing_dir, self.state_dir, rng)
         self.cuts += 1

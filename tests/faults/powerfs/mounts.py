@@ -1,8 +1,10 @@
-"""Mount-table helpers that work on a dead FUSE mount.
+"""Mount-table helpers that work on a dead or hung FUSE mount.
 
 ``os.path.ismount`` stats the path, which fails with ENOTCONN once the filesystem
-process is gone, and then reports False for a mount that is still there. These
-helpers read ``/proc/self/mountinfo`` instead, and unmount with ``fusermount3``.
+process is gone (reporting False for a mount that is still there) and blocks while
+the process is alive but not serving, such as the filesystem process itself after
+its request loop ended. These helpers read ``/proc/self/mountinfo`` instead and
+never stat the mount point; they unmount with ``fusermount3``.
 """
 
 from __future__ import annotations
@@ -35,9 +37,18 @@ def mount_points() -> list[str]:
         return [_unescape(line.split(" ")[4]) for line in f if line.count(" ") >= 4]
 
 
+def _canonical(path: str | os.PathLike[str]) -> str:
+    """Absolute, normalised ``path`` without touching the filesystem.
+
+    No ``realpath``: stat-ing a FUSE mount whose server is stopped or is the caller
+    itself blocks forever. Pass symlink-free paths (resolve them before mounting).
+    """
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
 def is_mounted(path: str | os.PathLike[str]) -> bool:
-    """True if something is mounted exactly at ``path`` (alive or not)."""
-    return os.path.realpath(path) in mount_points()
+    """True if something is mounted exactly at ``path`` (alive or not); never stats ``path``."""
+    return _canonical(path) in mount_points()
 
 
 def lazy_unmount(path: str | os.PathLike[str], timeout: float = 10.0) -> None:
@@ -46,7 +57,7 @@ def lazy_unmount(path: str | os.PathLike[str], timeout: float = 10.0) -> None:
     Raises:
         RuntimeError: the mount is still there afterwards.
     """
-    target = os.path.realpath(path)
+    target = _canonical(path)
     if not is_mounted(target):
         return
     tool = shutil.which(FUSERMOUNT)
@@ -64,7 +75,7 @@ def clean_unmount(path: str | os.PathLike[str], timeout: float = 10.0) -> bool:
     Returns:
         True if nothing is mounted at ``path`` afterwards.
     """
-    target = os.path.realpath(path)
+    target = _canonical(path)
     if not is_mounted(target):
         return True
     tool = shutil.which(FUSERMOUNT)

@@ -16,13 +16,15 @@ Session start
     (after a cut the backing dir holds exactly the survivor state, so this holds).
 File data (regular files)
     Each file has a *durable image* (``STATE_DIR/images/<id>``) and a *log* of the
-    writes and truncates made since its last ``fsync``/``fdatasync``
-    (``STATE_DIR/logs/<id>``). Both are equivalent: fsync and fdatasync make data
-    and size durable. On fsync the logged operations are applied to the image in
-    place (``os.pwrite``, ``os.ftruncate``) and the log is emptied; the fsync is
-    answered only after that. A file present at mount gets its image copied
-    (temporary file + ``os.replace``) just before its first change. Writes through
-    a handle opened with ``O_SYNC``/``O_DSYNC`` are durable when they return.
+    writes and truncates made since its last fsync (``STATE_DIR/logs/<id>``).
+    ``fsync`` and ``fdatasync`` are treated alike: both make the file's data and
+    size durable. On fsync the logged operations are applied to the image in place
+    (``os.pwrite``, ``os.ftruncate``), the log is emptied, and only then is the
+    fsync answered. Writes through a handle opened with ``O_SYNC``/``O_DSYNC`` are
+    durable when they return. A file present at mount gets its image (a copy made
+    in a temporary file, then ``os.replace``) just before its first write or
+    truncate, or before it is unlinked or replaced by a rename; until then the
+    backing file itself is its durable content, which the cut finds by inode number.
     At a cut each file becomes its image plus a random subset of its logged
     operations applied in order, one write possibly torn at a 512-byte boundary.
 Names (strict model)
@@ -64,14 +66,16 @@ What is not modelled
 
 Robustness of the harness itself
 --------------------------------
-A SIGKILL of this process at any instruction leaves STATE_DIR readable and keeps
-every acknowledged fsync: images are created whole (temporary file + rename) and
+A SIGKILL of this process at any instruction leaves STATE_DIR readable and loses
+no acknowledged fsync. Images are created whole (temporary file + rename) and
 afterwards only updated in place with ``os.pwrite``/``os.ftruncate``, never
-recreated with ``open(..., "wb")``; a kill while applying the log leaves the image
-holding the old data plus a prefix of the unsynced operations, with the log intact,
-which the cut turns into another legal survivor state; an incomplete trailing log
-record belongs to a write never acknowledged and is ignored; ``state.json`` is
-replaced atomically.
+recreated with ``open(..., "wb")``. A kill inside an fsync (which is then never
+acknowledged) leaves the image holding the old durable data with a prefix of the
+logged operations applied, and the log intact; the cut then applies its random
+subset on top, so every byte holds its durable value or a value written after the
+last acknowledged fsync, as a disk with a volatile write cache may also leave it.
+An incomplete trailing log record belongs to a write never acknowledged and is
+ignored. ``state.json`` is replaced atomically.
 """
 
 from __future__ import annotations

@@ -1,0 +1,57 @@
+"""The chain over the real recording: the truth, and robustness to faults (in memory, fast)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from appliance.modes.engine import AvionicsChain
+from appliance.modes.policy import Mode
+from appliance.replay import replay
+from firmware_bridge.labels import LabelTable
+
+TAKEOFF = dt.datetime(2024, 7, 6, 6, 59, 17, tzinfo=dt.UTC).timestamp()
+LANDING = dt.datetime(2024, 7, 6, 7, 58, 43, tzinfo=dt.UTC).timestamp()
+
+
+def modes(events: list) -> list[tuple[str | None, str, float, str]]:
+    return [(e.previous, e.current, e.utc, e.time_source) for e in events if e.kind == "mode"]
+
+
+@pytest.mark.parametrize("faults", [
+    [],
+    ["garbage=0.05", "parity=0.02", "wow-glitch=07:31:00", "dropout=airground@07:29:00/30",
+     "ncd=computed_airspeed@07:30:50/20"],
+    ["dropout=airground+speeds@07:20:00/120", "wow-glitch=07:10:00", "wow-glitch=07:40:00"],
+])
+def test_real_flight_transitions(flight_path: Path, faults: list[str]) -> None:
+    res = replay(flight_path, faults)
+    m = modes(res.events)
+    assert [(a, b) for a, b, _, _ in m] == [("GROUND", "FLIGHT"), ("FLIGHT", "GROUND")]
+    assert abs(m[0][2] - TAKEOFF) <= 10 and abs(m[1][2] - LANDING) <= 10
+    assert all(src == "avionics" for *_, src in m)
+
+
+def test_without_debounce_the_recording_glitch_would_flip(flight_path: Path) -> None:
+    """The harness can fail: with no persistence and no plausibility the raw data's FL350 glitch
+    (and an injected one) produce extra transitions."""
+    from appliance.modes.airground import AirGroundConfig
+
+    naive = AirGroundConfig(to_air_s=0, to_ground_s=0, max_ground_cas_kt=1e9,
+                            max_ground_gs_kt=1e9)
+    res = replay(flight_path, ["wow-glitch=07:31:00"], ag_config=naive)
+    assert len(modes(res.events)) > 2
+
+
+def test_maintenance_only_on_ground() -> None:
+    chain = AvionicsChain(LabelTable.default())
+    assert chain.set_maintenance(True, "test") is False  # air/ground unknown
+    from appliance.modes.airground import AirGround, AirGroundState
+
+    chain.ag = AirGroundState(AirGround.GROUND)
+    events: list = []
+    chain.listeners.append(events.append)
+    assert chain.set_maintenance(True, "cabin check") is True
+    assert chain.mode is Mode.MAINTENANCE and events[-1].current == "MAINTENANCE"
