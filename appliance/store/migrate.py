@@ -1,12 +1,13 @@
 """Migrations at start: alembic ``upgrade head``, after a backup copy of the database.
 
 The backup (SQLite online backup API, so it is consistent even with a WAL) is taken only when a
-migration is pending on an existing database: ``journal.db.pre-<revision>.bak``.
+migration is pending on a database that already has tables: ``journal.db.pre-<revision>.bak``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -44,9 +45,13 @@ def backup(db: Path, target: Path) -> None:
     finally:
         src.close()
     with open(target, "rb+") as f:
-        import os
-
         os.fsync(f.fileno())
+
+
+def _has_tables(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        n = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table'").scalar()
+    return bool(n)
 
 
 def upgrade(engine: Engine, db: Path) -> str | None:
@@ -61,7 +66,7 @@ def upgrade(engine: Engine, db: Path) -> str | None:
     if current == head:
         return None
     made = None
-    if current is not None and db.exists():
+    if db.exists() and _has_tables(engine):
         target = db.with_name(f"{db.name}.pre-{head}.bak")
         backup(db, target)
         made = target.name

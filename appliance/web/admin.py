@@ -34,7 +34,12 @@ def create_app(chain: AvionicsChain, journal: Journal, status_fn: Callable[[], d
                                 headers={"WWW-Authenticate": "Bearer"})
 
     app = FastAPI(title="Cabin server — admin API", version="1", docs_url=None, redoc_url=None,
-                  dependencies=[Depends(auth)])
+                  openapi_url=None, dependencies=[Depends(auth)])
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        """The OpenAPI document, behind the token like everything else here."""
+        return app.openapi()
 
     @app.get("/admin/v1/status")
     async def get_status() -> dict[str, Any]:

@@ -7,11 +7,11 @@ import re
 import struct
 from pathlib import Path
 
-import firmware_bridge
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import firmware_bridge
 from firmware_bridge.frame import (
     HEADER,
     MAX_PAYLOAD,

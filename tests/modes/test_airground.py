@@ -38,9 +38,10 @@ def test_vote_table(vals: tuple[bool | None, ...], expected: AirGround | None) -
 
 
 def run(states: list[tuple[float, tuple[bool | None, ...], float | None, float | None]],
-        s: AirGroundState = AirGroundState(), cfg: AirGroundConfig = CFG,
+        s: AirGroundState | None = None, cfg: AirGroundConfig = CFG,
         ) -> tuple[AirGroundState, list[tuple[float, AirGround, AirGround]]]:
     changes = []
+    s = s or AirGroundState()
     for t, vals, cas, gs in states:
         s, ch = step(s, AirGroundInputs(t, votes(*vals), cas, gs), cfg)
         if ch:
@@ -81,7 +82,6 @@ def test_transition_table(start: AirGround, inputs: list, end: AirGround, n_chan
 
 
 def test_change_carries_evidence() -> None:
-    _, changes = run(series(0, 3, (False, False, False), 150, 140), AirGroundState(G))
     s, ch = step(AirGroundState(G), AirGroundInputs(0, votes(False, False, False), 150, 140))
     assert ch is None and s.candidate is A
     s = AirGroundState(G, A, 0.0)
@@ -110,13 +110,15 @@ vote_values = st.sampled_from([True, False, None])
                           st.one_of(st.none(), st.floats(0, 600))), max_size=200),
        st.sampled_from([G, A, U]))
 def test_properties(steps: list, start: AirGround) -> None:
-    """Any input sequence: a change is always preceded by its full persistence of agreeing,
-    plausible majority votes; no change ever happens while every vote is missing."""
+    """Any input sequence: a change only after its full persistence of agreeing votes.
+
+    No change ever happens while every vote is missing or split.
+    """
     s = AirGroundState(start)
     history: list[tuple[float, AirGround | None]] = []
-    for i, (l, r, w, cas, gs) in enumerate(steps):
+    for i, (left, right, word, cas, gs) in enumerate(steps):
         t = i * 0.25
-        inp = AirGroundInputs(t, votes(l, r, w), cas, gs)
+        inp = AirGroundInputs(t, votes(left, right, word), cas, gs)
         raw = vote(inp.votes)[0]
         history.append((t, raw))
         prev = s.state

@@ -35,8 +35,10 @@ def test_real_flight_transitions(flight_path: Path, faults: list[str]) -> None:
 
 
 def test_without_debounce_the_recording_glitch_would_flip(flight_path: Path) -> None:
-    """The harness can fail: with no persistence and no plausibility the raw data's FL350 glitch
-    (and an injected one) produce extra transitions."""
+    """The harness can fail: with no persistence and no plausibility, glitches flip the mode.
+
+    The raw data's FL350 glitch and an injected one produce extra transitions.
+    """
     from appliance.modes.airground import AirGroundConfig
 
     naive = AirGroundConfig(to_air_s=0, to_ground_s=0, max_ground_cas_kt=1e9,

@@ -1,0 +1,279 @@
+"""The CAN reader: python-can for the bus, cantools for the frames, callbacks on the event loop.
+
+:func:`open_bus` opens the bus named by :class:`~appliance.settings.CanSettings`. :class:`CanReader`
+watches it with python-can's ``Notifier(loop=...)``: a bus with a file descriptor (SocketCAN,
+``udp_multicast``) is watched with ``loop.add_reader``, others (``virtual``) by the Notifier's
+receive thread, which hands every message to the loop with ``call_soon_threadsafe``. Either way the
+listener, the decoding and ``on_params`` run on the loop thread.
+
+Frames are decoded with the integration's DBC (``firmware_bridge/airground.dbc``) into parameters:
+
+==================== ================ ======= ================================================
+parameter            from             unit    validity
+==================== ================ ======= ================================================
+can_air_ground       LGCIU AIR_GROUND bool    FAULT when LGCIU_FAULT is set; True = on ground
+can_wow_left/_right  LGCIU WOW_*      bool    FAULT when LGCIU_FAULT is set; True = compressed
+can_computed_airspeed ADC CAS_KT      kt      NO_COMPUTED_DATA when CAS_VALID is 0
+can_pressure_altitude ADC ALTITUDE_FT ft      NO_COMPUTED_DATA when ALTITUDE_VALID is 0
+can_ground_speed     ADC GROUND_SPEED kt      NO_COMPUTED_DATA when GROUND_SPEED_VALID is 0
+==================== ================ ======= ================================================
+
+A valid numeric value outside its plausible range (the same limits as the ARINC label table) is
+flagged OUT_OF_RANGE. Each parameter's ``t`` is the message timestamp (python-can's
+``msg.timestamp``, seconds: the receive time on hardware and ``udp_multicast``, the sender's value on
+``virtual`` with ``preserve_timestamps``). Bad input never raises; it is counted in
+:class:`~appliance.avionics.params.SourceStats`: error and remote frames and frames with the wrong
+DLC in ``bad_frames``, identifiers the DBC does not define in ``unknown_labels``, undecodable
+payloads in ``decode_errors``. A bus that fails (python-can raises in the receive path) is reported
+through ``Listener.on_error``: ``stats.connected`` goes False and ``stats.disconnects`` counts it.
+The reader does not reopen the bus (it was given one); the daemon decides what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import can
+import cantools
+from cantools.database.can import Database
+from cantools.database.can import Message as DbcMessage
+
+from ..errors import SourceError
+from ..settings import CanSettings
+from .params import Parameter, SourceStats, Validity
+
+__all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "default_dbc", "open_bus"]
+
+log = logging.getLogger(__name__)
+
+#: python-can interfaces whose bitrate is not set through python-can (or that have none).
+NO_BITRATE_INTERFACES = frozenset({"virtual", "udp_multicast", "socketcan"})
+#: Parameter names produced, with their unit.
+CAN_PARAMETERS = {
+    "can_air_ground": "bool",
+    "can_wow_left": "bool",
+    "can_wow_right": "bool",
+    "can_computed_airspeed": "kt",
+    "can_pressure_altitude": "ft",
+    "can_ground_speed": "kt",
+}
+_LGCIU = "LGCIU_AIR_GROUND"
+_ADC = "ADC_DATA"
+#: ADC signal -> (parameter, validity signal, plausible min, max); limits as in labels.toml.
+_ADC_SIGNALS = (
+    ("CAS_KT", "can_computed_airspeed", "CAS_VALID", 0.0, 600.0),
+    ("ALTITUDE_FT", "can_pressure_altitude", "ALTITUDE_VALID", -2000.0, 60000.0),
+    ("GROUND_SPEED_KT", "can_ground_speed", "GROUND_SPEED_VALID", 0.0, 800.0),
+)
+_LGCIU_SIGNALS = (("AIR_GROUND", "can_air_ground"), ("WOW_LEFT", "can_wow_left"),
+                  ("WOW_RIGHT", "can_wow_right"))
+_BUS_ERRORS = (can.CanError, OSError, ValueError)
+#: Turns one decoded frame (signal -> number) at time t (s) into parameters.
+_Handler = Callable[[dict[str, float], float], list[Parameter]]
+
+
+def default_dbc() -> str:
+    """The text of ``airground.dbc`` shipped in ``firmware_bridge``."""
+    return importlib.resources.files("firmware_bridge").joinpath("airground.dbc").read_text()
+
+
+def _load_dbc(dbc_path: Path | None) -> Database:
+    where = str(dbc_path) if dbc_path is not None else "firmware_bridge/airground.dbc"
+    try:
+        text = default_dbc() if dbc_path is None else dbc_path.read_text()
+        db = cantools.database.load_string(text, database_format="dbc")
+    except (OSError, ValueError, cantools.database.errors.Error) as e:
+        raise SourceError(f"cannot load CAN database {where}: {e}") from e
+    if not isinstance(db, Database):
+        raise SourceError(f"{where} is not a CAN database")
+    names = {m.name for m in db.messages}
+    missing = {_LGCIU, _ADC} - names
+    if missing:
+        raise SourceError(f"CAN database {where} lacks {', '.join(sorted(missing))}")
+    return db
+
+
+def open_bus(settings: CanSettings) -> can.BusABC:
+    """Open the bus ``settings.interface`` / ``settings.channel`` with python-can.
+
+    ``settings.bitrate`` (bit/s) is passed only to interfaces that set it through python-can (not to
+    ``virtual``, ``udp_multicast`` or ``socketcan``, whose bitrate is set with ``ip link``).
+    Raises SourceError naming the interface and channel if the bus cannot be opened (unknown
+    interface, missing driver or dependency, bad channel, device absent).
+    """
+    kwargs: dict[str, Any] = {"interface": settings.interface, "channel": settings.channel}
+    if settings.interface not in NO_BITRATE_INTERFACES:
+        kwargs["bitrate"] = settings.bitrate
+    try:
+        return can.Bus(**kwargs)
+    except (can.CanError, OSError, ValueError, TypeError, ImportError) as e:
+        raise SourceError(f"cannot open CAN bus {settings.interface!r} channel "
+                          f"{settings.channel!r}: {e}") from e
+
+
+class _LoopNotifier(can.Notifier):
+    """A ``can.Notifier`` whose file-descriptor path reports receive errors like its thread path.
+
+    With a loop and a bus that has a file descriptor, python-can 4.x calls ``bus.recv(0)`` from
+    ``loop.add_reader`` and lets an exception escape into the loop's exception handler, leaving the
+    reader registered (a failed socket stays readable: the loop would spin on the error). Here the
+    descriptor is unregistered and the listeners' ``on_error`` is called, as the thread path does.
+    """
+
+    def _on_message_available(self, bus: can.BusABC) -> None:
+        try:
+            msg = bus.recv(0)
+        except _BUS_ERRORS as exc:
+            self.exception = exc
+            if self._loop is not None:
+                for reader in self._readers:
+                    if isinstance(reader, int):
+                        self._loop.remove_reader(reader)
+            self._on_error(exc)
+            return
+        if msg is not None:
+            self._on_message_received(msg)
+
+
+class _Listener(can.Listener):
+    """Forwards messages and errors to the reader (python-can calls these on the loop thread)."""
+
+    def __init__(self, reader: CanReader) -> None:
+        self.reader = reader
+
+    def on_message_received(self, msg: can.Message) -> None:
+        """Decode one message (never raises on bad input)."""
+        self.reader._on_message(msg)
+
+    def on_error(self, exc: Exception) -> None:
+        """The bus failed: mark the source lost."""
+        self.reader._on_error(exc)
+
+
+class CanReader:
+    """Reads ``bus``, decodes its frames and hands each frame's parameters to ``on_params``.
+
+    ``on_params`` gets a list of :class:`Parameter` (3 per valid frame) on the loop thread, in
+    arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source``.
+    ``dbc_path`` replaces the packaged DBC; it must define LGCIU_AIR_GROUND and ADC_DATA.
+    Raises SourceError if the DBC cannot be loaded. The bus stays the caller's: :meth:`stop` does
+    not shut it down.
+    """
+
+    def __init__(self, bus: can.BusABC, on_params: Callable[[list[Parameter]], None],
+                 stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None) -> None:
+        """Load the DBC; nothing is read before :meth:`start`."""
+        self.bus = bus
+        self.on_params = on_params
+        self.stats = stats
+        self.name = name
+        self.db = _load_dbc(dbc_path)
+        handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
+        #: (arbitration id, extended) -> (DBC message, handler; None for a known but unused id)
+        self._known: dict[tuple[int, bool], tuple[DbcMessage, _Handler | None]] = {
+            (m.frame_id, m.is_extended_frame): (m, handlers.get(m.name)) for m in self.db.messages}
+        self._notifier: can.Notifier | None = None
+        self._stopped = False
+
+    @property
+    def channel_info(self) -> str:
+        """python-can's description of the bus (for status pages)."""
+        return str(self.bus.channel_info)
+
+    def start(self) -> None:
+        """Start receiving; call from within the running loop (callbacks run on it)."""
+        if self._notifier is not None:
+            return
+        self._stopped = False
+        # timeout: how long the receive thread (buses without a file descriptor) blocks per recv;
+        # it bounds how long stop() waits for that thread.
+        self._notifier = _LoopNotifier(self.bus, [_Listener(self)], timeout=0.1,
+                                       loop=asyncio.get_running_loop())
+        self.stats.connected = True
+        self.stats.connects += 1
+        log.info("%s: reading CAN %s", self.name, self.bus.channel_info)
+
+    def stop(self) -> None:
+        """Stop receiving (waits at most ~0.2 s for a receive thread); the bus stays open."""
+        self._stopped = True
+        if self._notifier is not None:
+            self._notifier.stop(timeout=0.5)
+            self._notifier = None
+        self.stats.connected = False
+
+    # --- callbacks, on the loop thread ---------------------------------------------------------
+
+    def _on_error(self, exc: Exception) -> None:
+        if self._stopped or not self.stats.connected:
+            return
+        self.stats.connected = False
+        self.stats.disconnects += 1
+        log.warning("%s: CAN bus %s lost: %s", self.name, self.bus.channel_info, exc)
+
+    def _on_message(self, msg: can.Message) -> None:
+        if self._stopped:  # queued by the receive thread before stop()
+            return
+        st = self.stats
+        st.frames += 1
+        st.bytes_in += len(msg.data)
+        st.last_frame_t = msg.timestamp
+        if msg.is_error_frame or msg.is_remote_frame:
+            st.bad_frames += 1
+            return
+        known = self._known.get((msg.arbitration_id, msg.is_extended_id))
+        if known is None:
+            st.unknown_labels += 1
+            return
+        dbc_msg, handler = known
+        if msg.dlc != dbc_msg.length or len(msg.data) != dbc_msg.length:
+            st.bad_frames += 1
+            return
+        if handler is None:
+            return
+        try:
+            decoded = dbc_msg.decode(bytes(msg.data), decode_choices=False, scaling=True)
+            if not isinstance(decoded, dict):  # a container message: not ours
+                raise TypeError("container message")
+            values = {k: _number(v) for k, v in decoded.items()}
+        except (cantools.database.errors.DecodeError, ValueError, TypeError, KeyError):
+            st.decode_errors += 1
+            return
+        try:
+            params = handler(values, float(msg.timestamp))
+        except KeyError:  # a custom DBC without one of the signals
+            st.decode_errors += 1
+            return
+        self.on_params(params)
+
+    def _lgciu(self, v: dict[str, float], t: float) -> list[Parameter]:
+        validity = Validity.FAULT if v["LGCIU_FAULT"] else Validity.VALID
+        return [Parameter(name, bool(v[sig]), "bool", validity, t, self.name)
+                for sig, name in _LGCIU_SIGNALS]
+
+    def _adc(self, v: dict[str, float], t: float) -> list[Parameter]:
+        st = self.stats
+        out = []
+        for sig, name, valid_sig, lo, hi in _ADC_SIGNALS:
+            value = v[sig]
+            if not v[valid_sig]:
+                validity = Validity.NO_COMPUTED_DATA
+                st.no_computed_data += 1
+            elif not lo <= value <= hi:
+                validity = Validity.OUT_OF_RANGE
+                st.out_of_range += 1
+            else:
+                validity = Validity.VALID
+            out.append(Parameter(name, float(value), CAN_PARAMETERS[name], validity, t, self.name))
+        return out
+
+
+def _number(v: object) -> float:
+    """A decoded signal value as a number; raises TypeError for anything else (choices, blobs)."""
+    if isinstance(v, (int, float)):
+        return v
+    raise TypeError(f"not a number: {v!r}")
