@@ -173,6 +173,7 @@ def test_negative_bnr_values() -> None:
 
 @pytest.mark.parametrize("spec", BNR_SPECS, ids=lambda s: s.name)
 def test_bnr_sign_edges(spec: LabelSpec) -> None:
+    assert spec.range is not None
     rng, res, lsb = spec.range, spec.resolution, spec.lsb
     assert rng == res * 2 ** (29 - lsb)  # the table's range is the sign bit's weight
     lo = spec.encode(-rng)

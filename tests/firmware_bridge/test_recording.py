@@ -382,14 +382,14 @@ def test_sim_values_and_card_clock(flight: Trajectory) -> None:
         seen.add(name)
         if name in ("track_angle_true", "true_heading"):
             src = flight.value("track" if name == "track_angle_true" else "heading", t)
-            diff = (r.value - src + 180) % 360 - 180  # type: ignore[operator]
+            diff = (r.value - src + 180) % 360 - 180
             assert abs(diff) <= res / 2 + 1e-9
         elif r.spec.encoding == "bnr":
             field = {"pressure_altitude": "altitude", "computed_airspeed": "IAS",
                      "true_airspeed": "TAS", "altitude_rate": "vertical_rate",
                      "ground_speed": "groundspeed", "latitude": "latitude",
                      "longitude": "longitude"}[name]
-            assert abs(r.value - flight.value(field, t)) <= res / 2 + 1e-9, name  # type: ignore[operator]
+            assert abs(r.value - flight.value(field, t)) <= res / 2 + 1e-9, name
         elif name == "utc_time":
             assert r.value == int(t) % 86400
         elif name == "utc_date":
@@ -400,6 +400,17 @@ def test_sim_values_and_card_clock(flight: Trajectory) -> None:
         elif name == "air_ground_word":
             assert r.value == 0  # airborne: bit 11 (on ground) clear
     assert seen == {s.name for s in TABLE}
+
+
+def test_sim_card_clock_counts_from_the_recording_not_the_playback_start(
+        flight: Trajectory) -> None:
+    # starting the playback 5 s in: the card was still powered CARD_BOOT_S before the recording
+    chunks = list(generate(flight, start=flight.start + 5, end=flight.start + 6))
+    frames = FrameDecoder().feed(b"".join(c for _, c in chunks))
+    hb = [f for f in frames if f.type == FrameType.HEARTBEAT]
+    assert chunks[0][0] == flight.start + 5
+    assert abs(hb[0].t_us - ((CARD_BOOT_S + 5) * 1e6 + 50_000)) <= 1
+    assert Heartbeat.unpack(hb[0].payload).uptime_s == CARD_BOOT_S + 5
 
 
 def test_sim_parked_on_ground(tmp_path: Path) -> None:
@@ -536,11 +547,11 @@ def test_faults_parse_forms() -> None:
     assert f.wow_glitches == [T0 + 30, day + 7 * 3600 + 31 * 60 + 19]
     assert f.dropouts[0] == (GROUPS["speeds"], T0 + 10, T0 + 15)
     assert f.dropouts[0][0] == {"computed_airspeed", "true_airspeed", "ground_speed"}
-    assert f.ncd[0] == ({"pressure_altitude", "latitude"}, T0, T0 + 2)
+    assert f.ncd[0] == (frozenset({"pressure_altitude", "latitude"}), T0, T0 + 2)
     assert f.dropouts[1] == (GROUPS["airground"], day + 6.5 * 3600, day + 6.5 * 3600 + 60)
     # up to an hour before the start: same day; earlier: the next day (a flight past midnight)
-    assert f.ncd[1] == ({"wow_left"}, day + 5.5 * 3600, day + 5.5 * 3600 + 1)
-    assert f.dropouts[2] == ({"utc_time"}, day + 86400 + 1800, day + 86400 + 1801)
+    assert f.ncd[1] == (frozenset({"wow_left"}), day + 5.5 * 3600, day + 5.5 * 3600 + 1)
+    assert f.dropouts[2] == (frozenset({"utc_time"}), day + 86400 + 1800, day + 86400 + 1801)
     assert f.is_dropped("ground_speed", T0 + 10) and f.is_dropped("ground_speed", T0 + 14.9)
     assert not f.is_dropped("ground_speed", T0 + 15) and not f.is_dropped("latitude", T0 + 12)
     assert f.is_ncd("latitude", T0 + 1) and not f.is_ncd("latitude", T0 + 2)
