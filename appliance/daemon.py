@@ -1,6 +1,7 @@
 """The composition root: builds every part from the settings, starts them in order, stops in reverse.
 
-Start: data directory -> journal database (migrations after a backup) -> single writer -> journal
+Start: data directory -> recovery (integrity check; a corrupt journal moved aside, the newest good
+backup restored) -> journal database (migrations after a backup) -> single writer -> journal
 -> avionics chain (initial mode from the journal) -> bus sources -> passenger and admin web servers
 -> READY=1. Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts) and
 sends WATCHDOG=1 and STATUS=. Stop (SIGTERM/SIGINT): STOPPING=1, web servers, sources, journal
@@ -32,9 +33,11 @@ from .modes.engine import AvionicsChain
 from .modes.events import Event, ModeChanged
 from .modes.policy import Mode, PolicyTable
 from .notify import notify
+from .orders import Orders
 from .settings import Settings
 from .store.engine import make_engine
 from .store.migrate import upgrade
+from .store.recovery import recover
 from .store.writer import Writer
 from .web import admin, passenger
 
@@ -92,6 +95,7 @@ class Daemon:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         db = s.journal_path
+        self.recovery = await asyncio.to_thread(recover, db, s.integrity_budget_s)
         engine = make_engine(db, synchronous=s.journal_synchronous)
         backup = await asyncio.to_thread(upgrade, engine, db)
         if backup:
@@ -107,6 +111,11 @@ class Daemon:
         if last is None:
             await self.journal.record(ModeChanged(0.0, time.time(), "local", None, str(initial),
                                                   {"reason": "new journal: default mode"}))
+        if self.recovery.state != "green" or self.recovery.removed_temp_files:
+            await self.journal.record_health("journal", self.recovery.state, self.recovery.reason,
+                                             time.time(), "local")
+        self.orders = Orders(self.writer, self.journal.reader, s.aircraft_id,
+                             lambda: self.chain.clock.utc(self.chain.store.now))
         self.chain.listeners.append(self._events.put_nowait)
         self._tasks.append(asyncio.create_task(self._journal_events(), name="journal-events"))
         if s.serial.enabled:
@@ -118,7 +127,8 @@ class Daemon:
                 on_lost=self.chain.store.expire_source)
             reader.start()
             self.readers.append(reader)
-        await self._serve_web(passenger.create_app(self.chain), s.passenger.host, s.passenger.port)
+        await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy),
+                              s.passenger.host, s.passenger.port)
         token = s.admin_token.get_secret_value() if s.admin_token else None
         if token is None:
             log.warning("no admin_token configured: the admin API refuses every request")
@@ -217,6 +227,9 @@ class Daemon:
             "sources": {r.name: {"port": r.port, "connected": r.stats.connected,
                                  "frames": r.stats.frames, "bad_words": r.stats.bad_words,
                                  "crc_errors": r.stats.crc_errors} for r in self.readers},
+            "bite": {"journal": {"state": self._journal_colour(), "reason": self.recovery.reason,
+                                 "moved_aside": self.recovery.moved_aside,
+                                 "restored_from": self.recovery.restored_from}},
             "journal": {"path": str(self.settings.journal_path), "commits": w.commits,
                         "writes": w.writes, "failed_writes": w.failed_writes,
                         "failed_commits": w.failed_commits,
@@ -224,6 +237,12 @@ class Daemon:
                         "pending_events": self._events.qsize(),
                         "event_errors": self.journal_errors},
         }
+
+
+    def _journal_colour(self) -> str:
+        if self.writer.stats.failed_commits:
+            return "red"
+        return self.recovery.state
 
 
 def vars_policy(p: Any) -> dict[str, Any]:

@@ -49,6 +49,23 @@ class Journal:
                          .on_conflict_do_update(index_elements=["key"], set_={"value": ev.current}))
         return out
 
+    def _write_health(self, conn: Connection, subsystem: str, colour: str, reason: str,
+                      utc: float, time_source: str) -> dict[str, Any]:
+        data = {"subsystem": subsystem, "state": colour, "reason": reason}
+        row = conn.execute(insert(journal).values(
+            kind="bite", t_card=None, utc=utc, time_source=time_source,
+            summary=f"bite {subsystem} {colour}: {reason}", data=data,
+            created=time.time()).returning(journal.c.id)).scalar_one()
+        key = enqueue(conn, self.aircraft_id, "health",
+                      {"journal_id": row, "utc": _iso(utc), **data})
+        return {"id": row, "outbox_key": key}
+
+    async def record_health(self, subsystem: str, colour: str, reason: str, utc: float,
+                            time_source: str) -> dict[str, Any]:
+        """Journal a built-in-test result (green/amber/red) and queue it on the health stream."""
+        return await self.writer.run(
+            lambda conn: self._write_health(conn, subsystem, colour, reason, utc, time_source))
+
     async def record(self, ev: Event) -> dict[str, Any]:
         """Journal ``ev`` (and queue a mode change for the ground); returns ids once durable."""
         return await self.writer.run(lambda conn: self._write_event(conn, ev))

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source_lost_s: float = Field(2.0, gt=0)
+    #: Time budget of the journal's integrity check at start (s).
+    integrity_budget_s: float = Field(10.0, gt=0)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -8,15 +8,16 @@ listener, the decoding and ``on_params`` run on the loop thread.
 
 Frames are decoded with the integration's DBC (``firmware_bridge/airground.dbc``) into parameters:
 
-==================== ================ ======= ================================================
-parameter            from             unit    validity
-==================== ================ ======= ================================================
-can_air_ground       LGCIU AIR_GROUND bool    FAULT when LGCIU_FAULT is set; True = on ground
-can_wow_left/_right  LGCIU WOW_*      bool    FAULT when LGCIU_FAULT is set; True = compressed
-can_computed_airspeed ADC CAS_KT      kt      NO_COMPUTED_DATA when CAS_VALID is 0
-can_pressure_altitude ADC ALTITUDE_FT ft      NO_COMPUTED_DATA when ALTITUDE_VALID is 0
-can_ground_speed     ADC GROUND_SPEED kt      NO_COMPUTED_DATA when GROUND_SPEED_VALID is 0
-==================== ================ ======= ================================================
+===================== =========================== ==== ==========================================
+parameter             from                        unit validity
+===================== =========================== ==== ==========================================
+can_air_ground        LGCIU_AIR_GROUND.AIR_GROUND bool FAULT when LGCIU_FAULT; True = on ground
+can_wow_left          LGCIU_AIR_GROUND.WOW_LEFT   bool FAULT when LGCIU_FAULT; True = compressed
+can_wow_right         LGCIU_AIR_GROUND.WOW_RIGHT  bool FAULT when LGCIU_FAULT; True = compressed
+can_computed_airspeed ADC_DATA.CAS_KT             kt   NO_COMPUTED_DATA when CAS_VALID = 0
+can_pressure_altitude ADC_DATA.ALTITUDE_FT        ft   NO_COMPUTED_DATA when ALTITUDE_VALID = 0
+can_ground_speed      ADC_DATA.GROUND_SPEED_KT    kt   NO_COMPUTED_DATA when GROUND_SPEED_VALID = 0
+===================== =========================== ==== ==========================================
 
 A valid numeric value outside its plausible range (the same limits as the ARINC label table) is
 flagged OUT_OF_RANGE. Each parameter's ``t`` is the message timestamp (python-can's
@@ -27,6 +28,10 @@ DLC in ``bad_frames``, identifiers the DBC does not define in ``unknown_labels``
 payloads in ``decode_errors``. A bus that fails (python-can raises in the receive path) is reported
 through ``Listener.on_error``: ``stats.connected`` goes False and ``stats.disconnects`` counts it.
 The reader does not reopen the bus (it was given one); the daemon decides what to do.
+
+Time base: ``t`` is not the serial card's clock (microseconds since the card powered up). Feeding
+CAN and card parameters into one :class:`~appliance.modes.engine.AvionicsChain` mixes two time
+bases; the chain reads the jump as a card reset and the card's parameters as stale.
 """
 
 from __future__ import annotations

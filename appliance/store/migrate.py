@@ -7,8 +7,6 @@ migration is pending on a database that already has tables: ``journal.db.pre-<re
 from __future__ import annotations
 
 import logging
-import os
-import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -18,8 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from ..errors import StoreError
+from .recovery import backup_copy
 
-__all__ = ["MIGRATIONS", "alembic_config", "backup", "upgrade"]
+__all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -31,21 +30,6 @@ def alembic_config(engine: Engine) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
     return cfg
-
-
-def backup(db: Path, target: Path) -> None:
-    """Copy the SQLite database ``db`` to ``target`` consistently (online backup, then fsync)."""
-    src = sqlite3.connect(db)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
-    with open(target, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _has_tables(engine: Engine) -> bool:
@@ -68,7 +52,7 @@ def upgrade(engine: Engine, db: Path) -> str | None:
     made = None
     if db.exists() and _has_tables(engine):
         target = db.with_name(f"{db.name}.pre-{head}.bak")
-        backup(db, target)
+        backup_copy(db, target)
         made = target.name
         log.info("backed up %s to %s before migrating %s -> %s", db, target, current, head)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint
 
-__all__ = ["journal", "metadata", "outbox", "state", "stream_seq"]
+__all__ = ["journal", "metadata", "orders", "outbox", "state", "stream_seq"]
 
 metadata = MetaData()
 
@@ -47,4 +47,17 @@ state = Table(
     "state", metadata,
     Column("key", String(64), primary_key=True),
     Column("value", JSON, nullable=False),
+)
+
+#: Passenger orders; ``idempotency_key`` is the client's, so a retried order is stored once.
+orders = Table(
+    "orders", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("seat", String(4), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("utc", Float, nullable=False),
+    Column("time_source", String(16), nullable=False),
+    Column("outbox_key", String(128), nullable=False),
+    Column("created", Float, nullable=False),
 )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from ..errors import StoreError, WriterClosedError
 
@@ -112,6 +113,11 @@ class Writer:
                     try:
                         with conn.begin_nested():
                             results.append((fut, True, fn(conn)))
+                    except OperationalError as e:  # disk full, I/O error: the store's problem
+                        self.stats.failed_writes += 1
+                        err = StoreError(f"journal write failed: {e.orig}")
+                        err.__cause__ = e
+                        results.append((fut, False, err))
                     except Exception as e:  # noqa: BLE001 - handed back to that caller
                         self.stats.failed_writes += 1
                         results.append((fut, False, e))

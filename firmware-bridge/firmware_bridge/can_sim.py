@@ -19,6 +19,9 @@ Command line (needs the ``can`` extra)::
     python -m firmware_bridge.can_sim RECORDING [--interface udp_multicast] [--channel 239.74.163.2]
         [--speed 60] [--start TIME] [--end TIME] [--fault SPEC ...] [--seed N]
 
+``udp_multicast`` (the default interface) sends to the local network (TTL 1) unless the group is
+routed to ``lo`` inside a network namespace, as the tests do (see shared/TESTING.md).
+
 Fault specs: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE`` (probability per frame),
 ``lgciu-fault=TIME/SECONDS``; TIME is ``HH:MM:SS`` UTC on the recording's day or ``+SECONDS``.
 """

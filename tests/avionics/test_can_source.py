@@ -349,7 +349,7 @@ def test_simulated_flight_with_faults_through_the_virtual_bus() -> None:
         reader = CanReader(rx, feed, stats)
         reader.start()
         try:
-            sent = await asyncio.to_thread(play_can, iter(planned), tx, 200.0)
+            sent: int = await asyncio.to_thread(play_can, iter(planned), tx, 200.0)
             await wait_for(lambda: stats.frames == sent)
         finally:
             reader.stop()
@@ -485,7 +485,7 @@ def test_open_bus_virtual_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(kwargs)
         raise can.CanInitializationError("no such device")
 
-    monkeypatch.setattr(can_source.can, "Bus", fake_bus)
+    monkeypatch.setattr(can, "Bus", fake_bus)  # the module can_source calls
     for interface in ("pcan", "virtual", "udp_multicast", "socketcan"):
         with pytest.raises(SourceError, match="no such device"):
             open_bus(CanSettings(enabled=True, interface=interface, channel="c", bitrate=250000))

@@ -210,7 +210,7 @@ def test_worked_example_in_protocol_md_matches_code() -> None:
 # --- decoder ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(frames=st.lists(frames_st, max_size=12), cuts=st.lists(st.integers(0, 10**6), max_size=20))
 def test_round_trip_any_chunking(frames: list[Frame], cuts: list[int]) -> None:
     stream = b"".join(encode(f) for f in frames)
@@ -330,6 +330,7 @@ def test_reset_drops_partial_frame() -> None:
     assert f.t_us == 42
 
 
+@settings(deadline=None)
 @given(frames=st.lists(frames_st, max_size=5), junk=garbage_st, k=st.integers(0, 200))
 def test_stats_add_up(frames: list[Frame], junk: bytes, k: int) -> None:
     stream = junk + b"".join(encode(f) for f in frames) + junk

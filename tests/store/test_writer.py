@@ -108,7 +108,7 @@ def test_migration_backup_when_pending(tmp_path: Path) -> None:
         c.exec_driver_sql("CREATE TABLE keepme (x)")
         c.exec_driver_sql("INSERT INTO keepme VALUES (42)")
     made = upgrade(engine, path)
-    assert made == "journal.db.pre-0001.bak"
+    assert made == "journal.db.pre-0002.bak"
     bak = sqlite3.connect(tmp_path / made)
     assert bak.execute("SELECT x FROM keepme").fetchall() == [(42,)]
     assert upgrade(engine, path) is None  # at head: no second backup

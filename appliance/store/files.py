@@ -1,0 +1,49 @@
+"""Durable file writes: temp file, fsync, rename, fsync of the directory.
+
+After :func:`atomic_write` returns, the file is there with all of its content after a power cut,
+or (if the cut came before the rename was made durable) the previous version is. Never a torn mix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "fsync_dir", "replace_durably"]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Fsync the directory ``path`` so that creates, renames and deletes in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(src: Path, dst: Path) -> None:
+    """Rename ``src`` over ``dst`` (same filesystem) and make the rename durable."""
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` durably and atomically; raises OSError (for example ENOSPC).
+
+    On failure the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        replace_durably(Path(tmp), target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
