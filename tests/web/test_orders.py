@@ -81,7 +81,8 @@ async def test_malformed_orders_rejected(setup, bad: dict) -> None:  # type: ign
     _, app, db = setup
     async with client(app) as c:
         r = await c.post("/api/v1/orders", json=bad)
-        r2 = await c.post("/api/v1/orders", content=b"{not json", headers={"content-type": "application/json"})
+        r2 = await c.post("/api/v1/orders", content=b"{not json",
+                          headers={"content-type": "application/json"})
     assert r.status_code == 422 and r2.status_code == 422
     assert sqlite3.connect(db).execute("SELECT count(*) FROM orders").fetchone()[0] == 0
 
