@@ -25,6 +25,8 @@ from fastapi import FastAPI
 from firmware_bridge.labels import LabelTable
 
 from . import __version__
+from .avionics.can_source import CanReader, open_bus
+from .avionics.params import SourceStats
 from .avionics.serial_source import SerialCardReader
 from .errors import ApplianceError, StartupError
 from .journal import Journal
@@ -67,6 +69,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._servers: list[_Server] = []
         self.readers: list[SerialCardReader] = []
+        self.can_reader: CanReader | None = None
         self.journal_errors = 0
 
     async def run(self) -> int:
@@ -127,6 +130,9 @@ class Daemon:
                 on_lost=self.chain.store.expire_source)
             reader.start()
             self.readers.append(reader)
+        if s.can.enabled:
+            self.can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
+            self.can_reader.start()
         await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy),
                               s.passenger.host, s.passenger.port)
         token = s.admin_token.get_secret_value() if s.admin_token else None
@@ -194,6 +200,9 @@ class Daemon:
             server.should_exit = True
         for r in self.readers:
             r.stop()
+        if self.can_reader is not None:
+            self.can_reader.stop()
+            self.can_reader.bus.shutdown()  # the reader never closes the bus it was given
         if hasattr(self, "writer"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._events.join(), 5.0)
@@ -226,7 +235,9 @@ class Daemon:
             "card_time_s": c.store.now,
             "sources": {r.name: {"port": r.port, "connected": r.stats.connected,
                                  "frames": r.stats.frames, "bad_words": r.stats.bad_words,
-                                 "crc_errors": r.stats.crc_errors} for r in self.readers},
+                                 "crc_errors": r.stats.crc_errors} for r in self.readers}
+            | ({"can": {"channel": self.can_reader.channel_info, **self.can_reader.stats.as_dict()}}
+               if self.can_reader is not None else {}),
             "bite": {"journal": {"state": self._journal_colour(), "reason": self.recovery.reason,
                                  "moved_aside": self.recovery.moved_aside,
                                  "restored_from": self.recovery.restored_from}},

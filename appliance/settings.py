@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -94,6 +94,14 @@ class Settings(BaseSettings):
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment first, then the config file (passed as init values)."""
         return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _one_time_base(self) -> Settings:
+        # Serial parameters carry the card's clock, CAN ones the bus receive time: one chain has
+        # one time base for persistence and staleness, so one primary avionics source at a time.
+        if self.serial.enabled and self.can.enabled:
+            raise ValueError("enable either serial or can as the avionics source, not both")
+        return self
 
     @property
     def journal_path(self) -> Path:

@@ -24,6 +24,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     '[passenger]\nport = "not a port"\n',
     '[serial]\nbaud = 9600\n',  # unknown nested key
     'this is not toml',
+    '[can]\nenabled = true\n',  # serial is on by default: two time bases
 ])
 def test_bad_config_exits_78(tmp_path: Path, body: str) -> None:
     cfg = tmp_path / "bad.toml"

@@ -55,7 +55,7 @@ class CardDecoder:
         """Turn frames into parameters (0..n per frame); never raises on bad input."""
         out: list[Parameter] = []
         st = self.stats
-        by_wire = self.table.by_wire
+        decoders = self.table.decoders
         src = self.source
         for f in frames:
             t = f.t_us * 1e-6
@@ -70,23 +70,23 @@ class CardDecoder:
                 if not word.bit_count() & 1:
                     st.parity_errors += 1
                     continue
-                spec = by_wire.get(word & 0xFF)
-                if spec is None:
+                decode = decoders.get(word & 0xFF)
+                if decode is None:
                     st.unknown_labels += 1
                     continue
                 try:
-                    r = spec.decode(word)
+                    spec, value, status, _sdi = decode(word)
                 except DecodeError:
                     st.decode_errors += 1
                     continue
-                validity = _STATUS_VALIDITY[r.status]
+                validity = _STATUS_VALIDITY[status]
                 if validity is not Validity.VALID:
-                    counter = _STATUS_COUNTER[r.status]
+                    counter = _STATUS_COUNTER[status]
                     setattr(st, counter, getattr(st, counter) + 1)
-                elif not spec.in_range(r.value):
+                elif not spec.in_range(value):
                     st.out_of_range += 1
                     validity = Validity.OUT_OF_RANGE
-                out.append(Parameter(spec.name, r.value, spec.unit, validity, t, src))
+                out.append(Parameter(spec.name, value, spec.unit, validity, t, src))
             elif ftype == FrameType.DISCRETES:
                 if len(f.payload) != 4:
                     st.bad_frames += 1

@@ -14,31 +14,36 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import arinc429 as a4
-from .arinc429 import DecodeError, EncodeError, ParityError, Status
+from .arinc429 import DecodeError, EncodeError, ParityError, Status, label_of
 
 __all__ = [
-    "DecodeError", "EncodeError", "LabelSpec", "LabelTable", "ParityError", "Reading", "Status",
-    "Value",
+    "DecodeError", "EncodeError", "LabelSpec", "LabelTable", "ParityError", "Reading", "RawReading",
+    "Status", "UnknownLabelError", "Value",
 ]
 
 Value = float | int | str
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One decoded word: label spec, value (see module doc for its type), status, SDI."""
+class Reading(NamedTuple):
+    """One decoded word: label spec, value (see module doc for its type), status, SDI.
+
+    A named tuple, not a dataclass: one is built per word on the hot path.
+    """
 
     spec: LabelSpec
     value: Value
     status: Status
     sdi: int
 
+
+#: What the compiled decoders return: (spec, value, status, sdi).
+RawReading = tuple["LabelSpec", Value, Status, int]
 
 _DATE_DIGITS = ((28, 29), (24, 27), (23, 23), (19, 22), (15, 18), (11, 14))
 
@@ -62,6 +67,8 @@ class LabelSpec:
     sdi: bool = True
     source: str = ""
     bits: dict[str, int] = field(default_factory=dict)
+    #: The compiled decoder: word -> (spec, value, status, sdi); raises as :meth:`decode`.
+    decode_raw: Callable[[int], RawReading] = field(init=False, repr=False, compare=False)
 
     @property
     def max_age_s(self) -> float:
@@ -73,12 +80,44 @@ class LabelSpec:
         """Which SSM table applies: 'bnr', 'bcd' or 'discrete'."""
         return {"bnr": "bnr", "bcd": "bcd", "date": "bcd"}.get(self.encoding, "discrete")
 
+    def __post_init__(self) -> None:
+        """Compile this label's whole decoder into one closure (the hot path: one call per word).
+
+        The closure returns a plain tuple ``(spec, value, status, sdi)`` (no object is built on the
+        hot path); :meth:`decode` wraps the same in a :class:`Reading`.
+        """
+        ssm_table = a4.SSM_TABLES[self.ssm_kind]
+        spec = self
+        sdi_on = self.sdi
+        label = self.label
+
+        def parity_error(word: int) -> ParityError:
+            return ParityError(f"label {label:03o}: parity error in word {word:#010x}")
+
+        if self.encoding == "bnr":
+            shift, width, res = self.lsb - 1, 30 - self.lsb, self.resolution
+            mask, sign, full = (1 << width) - 1, 1 << (width - 1), 1 << width
+
+            def decode(word: int) -> RawReading:
+                if not (word & 0xFFFFFFFF).bit_count() & 1:
+                    raise parity_error(word)
+                raw = (word >> shift) & mask
+                return (spec, (raw - full if raw & sign else raw) * res,
+                        ssm_table[(word >> 29) & 3], (word >> 8) & 3 if sdi_on else 0)
+        else:
+            value = self._value
+
+            def decode(word: int) -> RawReading:
+                if not (word & 0xFFFFFFFF).bit_count() & 1:
+                    raise parity_error(word)
+                return (spec, value(word), ssm_table[(word >> 29) & 3],
+                        (word >> 8) & 3 if sdi_on else 0)
+
+        object.__setattr__(self, "decode_raw", decode)
+
     def decode(self, word: int) -> Reading:
         """Decode a word of this label; raises ParityError, or DecodeError on a bad field."""
-        if not (word & 0xFFFFFFFF).bit_count() & 1:
-            raise ParityError(f"label {self.label:03o}: parity error in word {word:#010x}")
-        return Reading(self, self._value(word), a4.ssm_status(word >> 29, self.ssm_kind),
-                       (word >> 8) & 3 if self.sdi else 0)
+        return Reading._make(self.decode_raw(word))
 
     def _value(self, word: int) -> Value:
         enc = self.encoding
@@ -163,6 +202,10 @@ class LabelSpec:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
+class UnknownLabelError(DecodeError):
+    """A word whose label is not in the table."""
+
+
 class LabelTable:
     """The label table: spec by label number and by parameter name.
 
@@ -184,6 +227,21 @@ class LabelTable:
         self.by_wire: dict[int, LabelSpec] = {
             (a4.bit_reverse8(lbl) if label_reversed else lbl): s for lbl, s in self.by_label.items()
         }
+        #: The same keys as ``by_wire``, each to its label's compiled ``decode_raw``: the hot path.
+        self.decoders: dict[int, Callable[[int], RawReading]] = {
+            b: s.decode_raw for b, s in self.by_wire.items()}
+
+    def decode(self, word: int) -> Reading:
+        """Decode any word of the table: label look-up, parity, value, SSM status, SDI.
+
+        Raises UnknownLabelError for a label not in the table, ParityError, or DecodeError.
+        """
+        try:
+            fn = self.decoders[word & 0xFF]
+        except KeyError:
+            raise UnknownLabelError(f"label {label_of(word, label_reversed=self.label_reversed):03o}"
+                                    " is not in the table") from None
+        return Reading._make(fn(word))
 
     def __iter__(self) -> Iterator[LabelSpec]:
         """Iterate over the specs in table order."""
