@@ -10,12 +10,21 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "replace_durably"]
+__all__ = ["atomic_write", "fsync_dir", "fsync_file", "replace_durably"]
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Fsync the directory ``path`` so that creates, renames and deletes in it are durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """fsync the data of the file at ``path``."""
+    fd = os.open(path, os.O_RDWR)
     try:
         os.fsync(fd)
     finally:

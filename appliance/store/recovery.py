@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import fsync_dir, replace_durably
+from .files import fsync_dir, fsync_file, replace_durably
 
 __all__ = ["RecoveryReport", "backup_copy", "check", "recover"]
 
@@ -83,11 +83,7 @@ def backup_copy(db: Path, target: Path) -> None:
             dst.close()
     finally:
         src.close()
-    fd = os.open(tmp, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(tmp)
     replace_durably(tmp, target)
 
 
@@ -140,11 +136,7 @@ def recover(db: Path, budget_s: float = 10.0, backup_every_s: float = 3600.0) ->
         if good:
             tmp = db.with_name(f".{db.name}.restore.tmp")
             shutil.copyfile(bak, tmp)
-            fd = os.open(tmp, os.O_RDWR)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(tmp)
             replace_durably(tmp, db)
             restored = bak.name
             break
