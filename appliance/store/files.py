@@ -23,7 +23,7 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:
-    """fsync the data of the file at ``path``."""
+    """Flush the data of the file at ``path`` to disk (fsync)."""
     fd = os.open(path, os.O_RDWR)
     try:
         os.fsync(fd)
