@@ -3,9 +3,10 @@
 Start: data directory -> recovery (integrity check; a corrupt journal moved aside, the newest good
 backup restored) -> journal database (migrations after a backup) -> single writer -> journal
 -> avionics chain (initial mode from the journal) -> bus sources -> passenger and admin web servers
--> READY=1. Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts) and
-sends WATCHDOG=1 and STATUS=. Stop (SIGTERM/SIGINT): STOPPING=1, web servers, sources, journal
-queue drained, writer stopped — each bounded in time.
+-> READY=1. Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts), sends
+WATCHDOG=1 while the journal commits (every half ``$WATCHDOG_USEC`` when systemd set a watchdog for
+this process, else every tick) and STATUS= when it changes. Stop (SIGTERM/SIGINT): STOPPING=1, web
+servers, sources, journal queue drained, writer stopped — each bounded in time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import time
@@ -28,7 +30,9 @@ from . import __version__
 from .avionics.can_source import CanReader, open_bus
 from .avionics.params import SourceStats
 from .avionics.serial_source import SerialCardReader
+from .bite import Bite
 from .errors import ApplianceError, StartupError
+from .export import export_logs
 from .journal import Journal
 from .modes.airground import AirGroundConfig
 from .modes.engine import AvionicsChain
@@ -36,17 +40,49 @@ from .modes.events import Event, ModeChanged
 from .modes.policy import Mode, PolicyTable
 from .notify import notify
 from .orders import Orders
+from .profile import FlightProfile
 from .settings import Settings
 from .store.engine import make_engine
 from .store.migrate import upgrade
 from .store.recovery import recover
 from .store.writer import Writer
 from .web import admin, passenger
+from .web.auth import AdminAuth
+from .web.dashboard import dashboard_html
+from .web.metrics import ApplianceCollector, make_metrics
+from .web.traffic import PassengerTraffic
 
 __all__ = ["Daemon"]
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
+#: Test-only hook (tests/systemd): while the file named by this environment variable exists, the
+#: health tick blocks the event loop thread (``time.sleep``), so systemd's watchdog fires. Never set
+#: it on an aircraft; unset, it costs one dictionary lookup at start.
+TEST_HANG_ENV = "APPLIANCE_TEST_HANG_FILE"
+
+
+def watchdog_period(environ: dict[str, str] | None = None, pid: int | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings: half of ``$WATCHDOG_USEC``, or None without a watchdog.
+
+    ``sd_watchdog_enabled()`` semantics: the watchdog is ours only if ``$WATCHDOG_PID`` is unset or
+    names this process.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    if usec <= 0:
+        return None
+    wd_pid = env.get("WATCHDOG_PID")
+    if wd_pid:
+        try:
+            if int(wd_pid) != (os.getpid() if pid is None else pid):
+                return None
+        except ValueError:
+            return None
+    return usec / 2e6
 
 
 class _Server(uvicorn.Server):
@@ -71,6 +107,7 @@ class Daemon:
         self.readers: list[SerialCardReader] = []
         self.can_reader: CanReader | None = None
         self.journal_errors = 0
+        self._hang_file = os.environ.get(TEST_HANG_ENV) or None
 
     async def run(self) -> int:
         """Start, serve until a stop signal, stop. Returns 0, or 1 if it could not start."""
@@ -133,13 +170,26 @@ class Daemon:
         if s.can.enabled:
             self.can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
             self.can_reader.start()
-        await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy),
+        self.traffic = PassengerTraffic()
+        self.profile = FlightProfile(self.chain)
+        self.bite = Bite(self.chain, s.data_dir, self.recovery, self.writer.stats)
+        await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy,
+                                                   self.traffic),
                               s.passenger.host, s.passenger.port)
         token = s.admin_token.get_secret_value() if s.admin_token else None
-        if token is None:
-            log.warning("no admin_token configured: the admin API refuses every request")
-        await self._serve_web(admin.create_app(self.chain, self.journal, self.status, token),
-                              s.admin.host, s.admin.port)
+        if token is None and not s.admin_users:
+            log.warning("no admin_token and no admin_users configured: the admin API refuses all")
+        collector = ApplianceCollector(self.chain, self.writer.stats, self.traffic, s.data_dir)
+        deps = admin.AdminDeps(
+            chain=self.chain, journal=self.journal,
+            auth=AdminAuth(s.admin_users, token, s.admin_auth), status=self.status,
+            utc=lambda: self.chain.clock.utc(self.chain.store.now),
+            profile=self.profile.view,
+            export=lambda since, until: export_logs(self.journal, s.data_dir / "logs",
+                                                    s.aircraft_id, since, until),
+            metrics=make_metrics(collector, self.journal.reader),
+            dashboard_html=dashboard_html())
+        await self._serve_web(admin.create_app(deps), s.admin.host, s.admin.port)
         self._tasks.append(asyncio.create_task(self._tick(), name="health-tick"))
 
     async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
@@ -172,17 +222,40 @@ class Daemon:
 
     async def _tick(self) -> None:
         last_status = ""
+        period = watchdog_period()
+        tick = TICK_S if period is None else min(TICK_S, period)
+        last_ping = -float("inf")
         while True:
+            self._test_hang()
             now = time.monotonic()
             for r in self.readers:
                 r.check(now, self.settings.source_lost_s)
-            if self.writer.stats.failed_commits == 0:
+            # Ping on the tick nearest each period (drift-free); only while the journal commits.
+            if (period is None or now - last_ping >= period - tick / 2) \
+                    and self.writer.stats.failed_commits == 0:
                 notify("WATCHDOG=1")
-            st = f"STATUS=mode {self.chain.mode}, {self.chain.ag.state}, {self.chain.phase.phase}"
+                last_ping = now
+            self.bite.sample()
+            st = "STATUS=" + self.status_line()
             if st != last_status:
                 notify(st)
                 last_status = st
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(tick)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: mode, air/ground, phase, journal health, pending events."""
+        c = self.chain
+        return (f"mode {c.mode}, {c.ag.state}, phase {c.phase.phase}; {self.bite.summary()}; "
+                f"{self._events.qsize()} events pending")
+
+    def _test_hang(self) -> None:
+        """Test-only (TEST_HANG_ENV): block the loop thread while the hang file exists."""
+        if self._hang_file is None or not os.path.exists(self._hang_file):
+            return
+        log.warning("test hang hook: %s exists, blocking the main loop", self._hang_file)
+        while os.path.exists(self._hang_file):
+            time.sleep(0.1)  # deliberately blocking: no WATCHDOG=1 while this lasts
+        log.warning("test hang hook: %s removed, main loop resumes", self._hang_file)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Wait for ``stop`` (or a crashed part, which is logged and ends the service)."""
@@ -238,9 +311,10 @@ class Daemon:
                                  "crc_errors": r.stats.crc_errors} for r in self.readers}
             | ({"can": {"channel": self.can_reader.channel_info, **self.can_reader.stats.as_dict()}}
                if self.can_reader is not None else {}),
-            "bite": {"journal": {"state": self._journal_colour(), "reason": self.recovery.reason,
-                                 "moved_aside": self.recovery.moved_aside,
-                                 "restored_from": self.recovery.restored_from}},
+            "bite": self.bite.assess(),
+            "recovery": {"state": self.recovery.state, "reason": self.recovery.reason,
+                         "moved_aside": self.recovery.moved_aside,
+                         "restored_from": self.recovery.restored_from},
             "journal": {"path": str(self.settings.journal_path), "commits": w.commits,
                         "writes": w.writes, "failed_writes": w.failed_writes,
                         "failed_commits": w.failed_commits,
@@ -248,12 +322,6 @@ class Daemon:
                         "pending_events": self._events.qsize(),
                         "event_errors": self.journal_errors},
         }
-
-
-    def _journal_colour(self) -> str:
-        if self.writer.stats.failed_commits:
-            return "red"
-        return self.recovery.state
 
 
 def vars_policy(p: Any) -> dict[str, Any]:

@@ -55,6 +55,8 @@ class AvionicsChain:
         self.mode = initial_mode
         self.maintenance = initial_mode is Mode.MAINTENANCE
         self.listeners: list[Callable[[Event], None]] = []
+        #: Called with the card time after every evaluation (every EVAL_PERIOD_S of card time).
+        self.samplers: list[Callable[[float], None]] = []
         self.decoders: dict[str, CardDecoder] = {}
         self._next_eval: float | None = None
         self._last_t = 0.0
@@ -135,6 +137,8 @@ class AvionicsChain:
             utc, src = self.clock.utc(t)
             self._emit(PhaseChanged(t, utc, src, str(pchange.previous), str(pchange.current),
                                     pchange.evidence))
+        for fn in self.samplers:
+            fn(t)
 
     def _mode_for(self) -> Mode:
         if self.ag.state is AirGround.AIR:

@@ -10,13 +10,14 @@ write is a durable write, and many writers share the cost of one fsync (group co
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -24,16 +25,20 @@ from sqlalchemy.exc import OperationalError
 
 from ..errors import StoreError, WriterClosedError
 
-__all__ = ["Writer", "WriterStats"]
+__all__ = ["COMMIT_BUCKETS_S", "Writer", "WriterStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
 
 
+#: Upper bounds (s) of the commit-duration histogram buckets (the last bucket is +Inf).
+COMMIT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
 @dataclass(slots=True)
 class WriterStats:
-    """Commits, writes, failures, and the last commit's duration (s)."""
+    """Commits, writes, failures, the last commit's duration (s) and a histogram of durations."""
 
     commits: int = 0
     writes: int = 0
@@ -41,6 +46,15 @@ class WriterStats:
     failed_commits: int = 0
     last_commit_s: float = 0.0
     max_group: int = 0
+    commit_s_sum: float = 0.0
+    #: Count of commits per bucket of COMMIT_BUCKETS_S, plus one for longer ones (not cumulative).
+    commit_buckets: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS_S) + 1))
+
+    def observe(self, seconds: float) -> None:
+        """Record one commit's duration."""
+        self.last_commit_s = seconds
+        self.commit_s_sum += seconds
+        self.commit_buckets[bisect.bisect_left(COMMIT_BUCKETS_S, seconds)] += 1
 
 
 class Writer:
@@ -133,7 +147,7 @@ class Writer:
         st = self.stats
         st.commits += 1
         st.writes += len(results)
-        st.last_commit_s = time.perf_counter() - t0
+        st.observe(time.perf_counter() - t0)
         st.max_group = max(st.max_group, len(results))
         for fut, ok, value in results:
             if ok:

@@ -16,6 +16,7 @@ from ..errors import StoreError
 from ..modes.engine import AvionicsChain
 from ..modes.policy import PolicyTable
 from ..orders import Orders
+from .traffic import PassengerTraffic, TrafficMiddleware
 from .views import flight_view
 
 __all__ = ["OrderIn", "create_app"]
@@ -39,13 +40,16 @@ class OrderIn(BaseModel):
 
 
 def create_app(chain: AvionicsChain, orders: Orders | None = None,
-               policy: PolicyTable | None = None) -> FastAPI:
+               policy: PolicyTable | None = None, traffic: PassengerTraffic | None = None,
+               ) -> FastAPI:
     """Build the passenger app over a read-only view of ``chain``.
 
     Handlers are async: they read the chain on the event loop that feeds it, never from a thread.
     """
     app = FastAPI(title="Cabin server — passenger API", version="1", docs_url=None,
                   redoc_url=None)
+    if traffic is not None:
+        app.add_middleware(TrafficMiddleware, traffic=traffic)
 
     @app.get("/api/v1/flight")
     async def flight() -> dict[str, Any]:

@@ -39,7 +39,9 @@ def test_corrupt_journal(tmp_path: Path) -> None:
         status = svc.admin("/admin/v1/status")
         bite = status["bite"]["journal"]
         assert bite["state"] == "red" and "corrupt" in bite["reason"], bite
-        assert bite["moved_aside"] and Path(bite["moved_aside"], "journal.db").exists()
+        assert status["bite"]["overall"] == "red"
+        rec = status["recovery"]
+        assert rec["moved_aside"] and Path(rec["moved_aside"], "journal.db").exists()
         code, body = post(svc.passenger_port, "/api/v1/orders", {
             "idempotency_key": "after-0001", "seat": "2B", "items": [{"sku": "TEA", "qty": 1}]})
         assert code == 201 and body["created"]

@@ -158,7 +158,8 @@ class CutResult:
         late_lost: late acks missing after this cut (information only).
         outbox_missing: present orders whose outbox row is missing or does not match.
         orphan_outbox: ``orders`` outbox rows without their order (a torn transaction).
-        resubmit_created: re-POSTed acknowledged keys answered 201 (stored anew: was lost).
+        resubmit_failures: stored acknowledged keys whose re-POST was not answered 200 with the
+            stored outbox key (201 would mean the service did not see the stored order).
         integrity: first line of ``PRAGMA integrity_check`` (``ok`` when sound).
         ready: the restarted service sent ``READY=1`` in time.
         bite: ``bite.journal.state`` of the admin status after the restart.
@@ -182,7 +183,7 @@ class CutResult:
     late_lost: int = 0
     outbox_missing: list[str] = field(default_factory=list)
     orphan_outbox: list[str] = field(default_factory=list)
-    resubmit_created: list[str] = field(default_factory=list)
+    resubmit_failures: list[str] = field(default_factory=list)
     integrity: str = ""
     ready: bool = False
     bite: str = ""
@@ -236,6 +237,11 @@ class Report:
         return sum(len(c.orphan_outbox) for c in self.cuts)
 
     @property
+    def resubmit_failures(self) -> int:
+        """Re-POSTs of stored acknowledged keys not answered 200 with the stored order."""
+        return sum(len(c.resubmit_failures) for c in self.cuts)
+
+    @property
     def late_acks(self) -> int:
         """Answers 200/201 received after their cut (not counted as acknowledged)."""
         return sum(c.late_acks for c in self.cuts)
@@ -254,6 +260,7 @@ class Report:
             or self.bite_not_green
             or self.outbox_missing
             or self.orphan_outbox
+            or self.resubmit_failures
             or self.powerfs_internal_errors
             or self.aborted
         )
@@ -280,6 +287,7 @@ class Report:
             f"integrity failures: {self.integrity_failures}; not ready: {self.not_ready}; "
             f"bite not green: {self.bite_not_green}",
             f"outbox rows missing: {self.outbox_missing}; orphan outbox rows: {self.orphan_outbox}; "
+            f"re-POST failures: {self.resubmit_failures}; "
             f"powerfs internal errors: {self.powerfs_internal_errors}",
             f"unsynced ops dropped by the cuts: {sum(c.ops_dropped for c in self.cuts)}; "
             f"torn writes: {sum(c.torn for c in self.cuts)}",
@@ -305,6 +313,7 @@ class Report:
             bite_not_green=self.bite_not_green,
             late_acks=self.late_acks,
             late_lost=self.late_lost,
+            resubmit_failures=self.resubmit_failures,
             timings=self.timings(),
         )
         return d
@@ -679,8 +688,8 @@ class PowerCutDriver:
         """Rewrite the backing store to a survivor state, remount, start, wait for READY."""
         t0 = time.monotonic()
         report = self.fs.cut(self.rng)
-        result.ops_dropped = report.ops_logged - report.ops_kept
-        result.torn = report.torn
+        result.ops_dropped += report.ops_logged - report.ops_kept
+        result.torn += report.torn
         t1 = time.monotonic()
         result.cut_s = t1 - t0
         self.service.start()
@@ -727,14 +736,14 @@ class PowerCutDriver:
         present = [k for k in self.acked if k in view.orders]
         for key in self.rng.sample(present, min(self.config.resubmit_sample, len(present))):
             body = order_body(key, self.rng)
+            port = self.service.passenger_port
             try:
-                code, data = self.service.request("POST", self.service.passenger_port, "/api/v1/orders", body)
+                code, data = self.service.request("POST", port, "/api/v1/orders", body)
             except (OSError, http.client.HTTPException) as exc:
-                raise RuntimeError(f"re-POST of {key} failed: {exc}") from exc
-            if code == 201:
-                result.resubmit_created.append(key)
-            elif code != 200 or not isinstance(data, dict) or data.get("outbox_key") != view.orders[key]:
-                raise RuntimeError(f"re-POST of known key {key}: {code} {data!r}")
+                result.resubmit_failures.append(f"{key}: {exc!r}")
+                continue
+            if code != 200 or not isinstance(data, dict) or data.get("outbox_key") != view.orders[key]:
+                result.resubmit_failures.append(f"{key}: {code} {data!r}")
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Report:

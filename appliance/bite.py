@@ -1,0 +1,148 @@
+"""Built-in test (BITE): one green/amber/red status per subsystem, with the reason.
+
+:class:`Bite` samples the counters every health tick (so rates are per second of wall time) and
+:meth:`Bite.assess` returns ``{subsystem: {"state", "reason", ...}}`` plus ``overall`` (the worst).
+Subsystems: each bus source (word rate, error counters), air/ground inputs, time source, journal,
+disk space, and whatever else the daemon adds with :meth:`Bite.add` (sync links, content store).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .avionics.params import SourceStats
+from .modes.engine import AvionicsChain
+from .store.recovery import RecoveryReport
+from .store.writer import WriterStats
+
+__all__ = ["AMBER", "GREEN", "RED", "Bite", "worst"]
+
+GREEN, AMBER, RED = "green", "amber", "red"
+_RANK = {GREEN: 0, AMBER: 1, RED: 2}
+
+
+def worst(states: list[str]) -> str:
+    """The worst colour of ``states`` (green if empty)."""
+    return max(states, key=lambda s: _RANK.get(s, 2), default=GREEN)
+
+
+def _status(state: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"state": state, "reason": reason, **extra}
+
+
+class Bite:
+    """Health assessment from live counters; sample it periodically, assess on demand."""
+
+    def __init__(self, chain: AvionicsChain, data_dir: Path, recovery: RecoveryReport,
+                 writer: WriterStats, clock: Callable[[], float] = time.monotonic) -> None:
+        """Watch ``chain``'s sources, the journal writer and the data directory's disk."""
+        self.chain = chain
+        self.data_dir = data_dir
+        self.recovery = recovery
+        self.writer = writer
+        self._clock = clock
+        self._prev: dict[str, tuple[float, int, int]] = {}
+        self.rates: dict[str, tuple[float, float]] = {}  #: source -> (words/s, bad words/s)
+        self._extra: dict[str, Callable[[], dict[str, Any]]] = {}
+
+    def add(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        """Add a subsystem whose status ``fn()`` returns (with at least ``state`` and ``reason``)."""
+        self._extra[name] = fn
+
+    def sample(self) -> None:
+        """Take the counters now (call every health tick) to compute word and error rates."""
+        now = self._clock()
+        for name, dec in self.chain.decoders.items():
+            st = dec.stats
+            bad = st.bad_words + st.crc_errors + st.bad_frames
+            prev = self._prev.get(name)
+            if prev is not None and now > prev[0]:
+                dt = now - prev[0]
+                self.rates[name] = ((st.words - prev[1]) / dt, (bad - prev[2]) / dt)
+            self._prev[name] = (now, st.words, bad)
+
+    def _source(self, name: str, st: SourceStats) -> dict[str, Any]:
+        words_s, bad_s = self.rates.get(name, (0.0, 0.0))
+        extra = {"words_per_s": round(words_s, 1), "bad_per_s": round(bad_s, 2),
+                 "parity_errors": st.parity_errors, "crc_errors": st.crc_errors,
+                 "garbage_bytes": st.garbage_bytes, "unknown_labels": st.unknown_labels}
+        if not st.connected:
+            return _status(RED, "not connected", **extra)
+        if words_s <= 0:
+            return _status(RED, "connected but no words", **extra)
+        if bad_s > 0.01 * words_s:
+            return _status(AMBER, f"{bad_s:.1f} bad words/s ({bad_s / words_s:.1%})", **extra)
+        return _status(GREEN, f"{words_s:.0f} words/s", **extra)
+
+    def _air_ground(self) -> dict[str, Any]:
+        c = self.chain
+        votes = dict(c.votes(c.store.now))
+        valid = [v for v in votes.values() if v is not None]
+        extra = {"votes": votes, "air_ground": str(c.ag.state)}
+        if not valid:
+            return {**extra, "state": RED, "reason": f"no valid input; holding {c.ag.state}"}
+        if len(set(valid)) > 1:
+            return {**extra, "state": AMBER, "reason": f"inputs disagree ({c.ag.reason})"}
+        if len(valid) < len(votes):
+            return {**extra, "state": AMBER, "reason": f"{len(votes) - len(valid)} input(s) invalid"}
+        return {**extra, "state": GREEN, "reason": f"{len(valid)} inputs agree"}
+
+    def _journal(self) -> dict[str, Any]:
+        w = self.writer
+        extra = {"commits": w.commits, "last_commit_ms": round(w.last_commit_s * 1000, 2),
+                 "failed_commits": w.failed_commits}
+        if w.failed_commits:
+            return _status(RED, f"{w.failed_commits} commit(s) failed", **extra)
+        if self.recovery.state != GREEN:
+            return _status(self.recovery.state, self.recovery.reason, **extra)
+        if w.last_commit_s > 0.05:
+            return _status(AMBER, f"slow commits ({w.last_commit_s * 1000:.0f} ms)", **extra)
+        return _status(GREEN, self.recovery.reason, **extra)
+
+    def _disk(self) -> dict[str, Any]:
+        try:
+            du = shutil.disk_usage(self.data_dir)
+        except OSError as e:
+            return _status(RED, f"cannot read disk usage: {e}")
+        free = du.free / du.total if du.total else 0.0
+        extra = {"free_bytes": du.free, "total_bytes": du.total, "free_ratio": round(free, 4)}
+        if free < 0.05:
+            return _status(RED, f"{free:.1%} free", **extra)
+        if free < 0.15:
+            return _status(AMBER, f"{free:.1%} free", **extra)
+        return _status(GREEN, f"{free:.1%} free", **extra)
+
+    def _time(self) -> dict[str, Any]:
+        _, source = self.chain.clock.utc(self.chain.store.now)
+        if source == "avionics":
+            return _status(GREEN, "UTC from the avionics time labels")
+        return _status(AMBER, "UTC from the local clock (avionics time not valid or not changing)")
+
+    def assess(self) -> dict[str, Any]:
+        """Every subsystem's status and ``overall``."""
+        out: dict[str, Any] = {}
+        for name, dec in self.chain.decoders.items():
+            out[f"bus:{name}"] = self._source(name, dec.stats)
+        if not self.chain.decoders:
+            out["bus"] = _status(RED, "no avionics source has delivered anything")
+        out["air_ground"] = self._air_ground()
+        out["time"] = self._time()
+        out["journal"] = self._journal()
+        out["disk"] = self._disk()
+        for name, fn in self._extra.items():
+            try:
+                out[name] = fn()
+            except Exception as e:  # noqa: BLE001 - a broken probe is itself a red status
+                out[name] = _status(RED, f"status unavailable: {e}")
+        out["overall"] = worst([v["state"] for v in out.values()])
+        return out
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: the overall colour and the non-green subsystems."""
+        a = self.assess()
+        bad = [f"{k} {v['state']}" for k, v in a.items() if k != "overall" and v["state"] != GREEN]
+        return f"BITE {a['overall']}" + (f" ({', '.join(bad)})" if bad else "")

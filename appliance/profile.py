@@ -1,0 +1,59 @@
+"""The flight profile agent: altitude, speeds and WOW against time, with mode/phase and transitions.
+
+It samples the chain every ``every_s`` seconds of card time (so a replay at any speed gives the same
+profile) into a bounded buffer (``max_points``: at 5 s, 4000 points hold 5.5 hours), and keeps the
+recent mode, air/ground and phase changes with their evidence. The admin dashboard draws it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any
+
+from .modes.engine import AvionicsChain
+from .modes.events import Event
+
+__all__ = ["FlightProfile"]
+
+_SERIES = ("pressure_altitude", "computed_airspeed", "ground_speed")
+
+
+class FlightProfile:
+    """Samples of the current and recent flights, and their transitions."""
+
+    def __init__(self, chain: AvionicsChain, every_s: float = 5.0, max_points: int = 4000) -> None:
+        """Attach to ``chain`` (a sampler and an event listener)."""
+        self.chain = chain
+        self.every_s = every_s
+        self.points: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=max_points)
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
+        self._last = -float("inf")
+        chain.samplers.append(self.sample)
+        chain.listeners.append(self.on_event)
+
+    def sample(self, t: float) -> None:
+        """Take one point if ``every_s`` of card time passed (card clock resets restart the grid)."""
+        if 0 <= t - self._last < self.every_s:
+            return
+        self._last = t
+        c = self.chain
+        store = c.store
+        utc, _ = c.clock.utc(t)
+        wow = [store.value(n, t) for n in ("wow_left", "wow_right")]
+        self.points.append((round(utc, 2), *(store.value(n, t) for n in _SERIES),
+                            *(None if w is None else bool(w) for w in wow),
+                            str(c.mode), str(c.phase.phase), str(c.ag.state)))
+
+    def on_event(self, ev: Event) -> None:
+        """Keep a transition with its evidence."""
+        self.events.append(dataclasses.asdict(ev))
+
+    def view(self) -> dict[str, Any]:
+        """Columns of the samples and the transitions (UTC epoch s; ft, kt; WOW true = on ground)."""
+        cols = ("utc", "altitude_ft", "computed_airspeed_kt", "ground_speed_kt", "wow_left",
+                "wow_right", "mode", "phase", "air_ground")
+        pts = list(self.points)
+        return {"every_s": self.every_s,
+                "series": {name: [p[i] for p in pts] for i, name in enumerate(cols)},
+                "transitions": list(self.events)}
