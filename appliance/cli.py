@@ -5,6 +5,7 @@
 - ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json]``: run a recorded flight
   through the avionics chain and print the transitions (UTC, from -> to, evidence)
 - ``appliance status [--config FILE]``: ask the running service's admin API for its status
+- ``appliance hash-password``: an argon2 hash for an ``admin_users`` entry (password on stdin)
 - ``appliance demo [--speed N]``: the built-in simulator on the real recorded flight (``make run``)
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
+import logging.handlers
 import os
 import secrets
 import subprocess
@@ -46,9 +49,25 @@ port = "var/card"
 """
 
 
-def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str = "INFO", log_dir: Path | None = None) -> None:
+    """Log to stderr (journald keeps it) and, with ``log_dir``, to a rotating file for export.
+
+    Lines start with the UTC time as ``YYYY-mm-ddTHH:MM:SS,mmm`` (appliance.export reads it).
+    """
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            datefmt="%Y-%m-%dT%H:%M:%S")
+    fmt.converter = time.gmtime
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.handlers.RotatingFileHandler(
+                log_dir / "appliance.log", maxBytes=5 * 1024 * 1024, backupCount=5))
+        except OSError as e:
+            print(f"appliance: cannot log to {log_dir}: {e}", file=sys.stderr)
+    for h in handlers:
+        h.setFormatter(fmt)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -61,7 +80,7 @@ def _settings(config: str | None):  # type: ignore[no-untyped-def]
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM."""
     settings = _settings(args.config)
-    _logging(settings.log_level)
+    _logging(settings.log_level, settings.data_dir / "logs")
     from .daemon import Daemon
 
     return asyncio.run(Daemon(settings).run())
@@ -145,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not cfg.exists():
         cfg.write_text(DEMO_CONFIG.format(token=secrets.token_urlsafe(18)))
     settings = _settings(str(cfg))
-    _logging(settings.log_level)
+    _logging(settings.log_level, settings.data_dir / "logs")
     flight = args.recording or fetch_default_flight(var / "cache")
     sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "play", str(flight),
                             "--link", settings.serial.port, "--speed", str(args.speed), "--loop"])
@@ -164,6 +183,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         sim.terminate()
         sim.wait(5)
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Read a password (twice, without echo) and print its argon2 hash for ``admin_users``."""
+    from .web.auth import hash_password
+
+    if sys.stdin.isatty():
+        pw = getpass.getpass("password: ")
+        if pw != getpass.getpass("again: "):
+            print("appliance: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        pw = sys.stdin.readline().rstrip("\n")
+    if len(pw) < 8:
+        print("appliance: use at least 8 characters", file=sys.stderr)
+        return 2
+    print(hash_password(pw))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="also print phase changes")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(fn=cmd_replay)
+    p = sub.add_parser("hash-password", help="argon2 hash of a password, for admin_users")
+    p.set_defaults(fn=cmd_hash_password)
     p = sub.add_parser("demo", help="simulator + service on the real flight")
     p.add_argument("--speed", type=float, default=60.0)
     p.add_argument("--recording", type=Path)

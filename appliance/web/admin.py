@@ -64,6 +64,27 @@ class MaintenanceRequest(BaseModel):
     reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 
+class ErrorOut(BaseModel):
+    """An error: what went wrong, in words."""
+
+    detail: str
+
+
+class RefusedOut(BaseModel):
+    """A refused override: why, and the mode and air/ground state at the time."""
+
+    detail: str
+    mode: str
+    air_ground: str
+
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no token, or a wrong one"},
+    403: {"model": ErrorOut, "description": "the role does not allow it"},
+    429: {"model": ErrorOut, "description": "too many failures from this address"},
+}
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -124,7 +145,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
         """The maintenance dashboard (a page with no data of its own: it logs in first)."""
         return HTMLResponse(deps.dashboard_html or "<h1>Cabin server admin</h1>")
 
-    @app.post("/admin/v1/login")
+    @app.post("/admin/v1/login", responses=_AUTH_ERRORS)
     async def login(body: Login, request: Request) -> dict[str, Any]:
         """Log in: a session token (Bearer) and the role; 401 on bad credentials, 429 when locked."""
         client = _client(request)
@@ -141,7 +162,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bad user name or password")
         return {"token": auth.open_session(who), "user": who.user, "role": who.role.name.lower()}
 
-    api = APIRouter(prefix="/admin/v1")
+    api = APIRouter(prefix="/admin/v1", responses=_AUTH_ERRORS)
 
     @api.post("/logout")
     async def logout(request: Request, who: Principal = crew) -> dict[str, str]:
@@ -179,7 +200,8 @@ def create_app(deps: AdminDeps) -> FastAPI:
         rows = await run_in_threadpool(deps.journal.query, kind, limit, after, since, until)
         return {"rows": rows}
 
-    @api.post("/maintenance")
+    @api.post("/maintenance", responses={409: {"model": RefusedOut,
+                                               "description": "refused: not on the ground"}})
     async def maintenance_mode(body: MaintenanceRequest, who: Principal = maintenance,
                                ) -> JSONResponse:
         """Enter or leave MAINTENANCE (ground only): 200 with the mode, or 409 when refused."""
@@ -206,8 +228,9 @@ def create_app(deps: AdminDeps) -> FastAPI:
     if deps.export is not None:
         export = deps.export
 
-        @api.get("/export", dependencies=[maintenance],
-                 response_class=Response, responses={200: {"content": {"application/zstd": {}}}})
+        @api.get("/export", dependencies=[maintenance], response_class=Response,
+                 responses={200: {"content": {"application/zstd": {}}},
+                            400: {"model": ErrorOut, "description": "since is after until"}})
         async def get_export(request: Request,
                              since: Annotated[float | None, Query(ge=0, le=1e10)] = None,
                              until: Annotated[float | None, Query(ge=0, le=1e10)] = None,
@@ -220,7 +243,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
             end = until if until is not None else time.time()
             start = since if since is not None else end - 3600
             if start > end:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since is after until")
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "since is after until")
             data, manifest = await run_in_threadpool(export, start, end)
             who: Principal = request.state.principal
             await audit(who.user, who.role.name.lower(), "export", True, _client(request),

@@ -241,7 +241,7 @@ async def test_log_export_matches_manifest(rig: Rig) -> None:
         h = {"Authorization": f"Bearer {SERVICE}"}
         r = await c.get("/admin/v1/export", headers=h)
         assert r.status_code == 200 and r.headers["content-type"] == "application/zstd"
-        assert (await c.get("/admin/v1/export?since=10&until=5", headers=h)).status_code == 422
+        assert (await c.get("/admin/v1/export?since=10&until=5", headers=h)).status_code == 400
     raw = zstandard.ZstdDecompressor().decompress(r.content, max_output_size=1 << 28)
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
