@@ -7,10 +7,12 @@ here: anything under /admin is 404 on this port.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Response, status
+from fastapi import APIRouter, FastAPI, HTTPException, Response, status
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp
 
 from ..errors import StoreError
 from ..modes.engine import AvionicsChain
@@ -41,6 +43,7 @@ class OrderIn(BaseModel):
 
 def create_app(chain: AvionicsChain, orders: Orders | None = None,
                policy: PolicyTable | None = None, traffic: PassengerTraffic | None = None,
+               routers: Sequence[APIRouter] = (), mounts: Sequence[tuple[str, ASGIApp]] = (),
                ) -> FastAPI:
     """Build the passenger app over a read-only view of ``chain``.
 
@@ -80,4 +83,8 @@ def create_app(chain: AvionicsChain, orders: Orders | None = None,
             return {"id": res.id, "idempotency_key": res.idempotency_key,
                     "outbox_key": res.outbox_key, "created": res.created}
 
+    for router in routers:
+        app.include_router(router)
+    for path, sub in mounts:
+        app.mount(path, sub)
     return app
