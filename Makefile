@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
-.PHONY: run test lint bench clean deps test-powercut
+.PHONY: run test lint bench clean deps test-powercut test-sync-soak
 
-$(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml
+$(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml receiver/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ./firmware-bridge -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ./firmware-bridge -e ./receiver -e '.[dev]'
 	touch $@
 
 deps: $(BIN)/.installed
@@ -35,6 +35,12 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
 bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
 	$(BIN)/python tests/bench/bench_codec.py
 	$(BIN)/python tests/bench/bench_pipeline.py
+	$(BIN)/python tests/bench/bench_durable.py
+	$(BIN)/python tests/bench/bench_sync.py
+
+## test-sync-soak: long sync runs (40 link cuts, 60 power cuts); needs root
+test-sync-soak: $(BIN)/.installed
+	SYNC_SOAK=1 $(BIN)/pytest -m soak tests/sync -s
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

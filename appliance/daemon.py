@@ -22,7 +22,7 @@ from collections.abc import Generator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from firmware_bridge.labels import LabelTable
 
@@ -46,8 +46,10 @@ from .store.engine import make_engine
 from .store.migrate import upgrade
 from .store.recovery import recover
 from .store.writer import Writer
+from .sync import SyncService
 from .web import admin, passenger
-from .web.auth import AdminAuth
+from .web.admin_sync import sync_router
+from .web.auth import AdminAuth, Role
 from .web.dashboard import dashboard_html
 from .web.metrics import ApplianceCollector, make_metrics
 from .web.traffic import PassengerTraffic
@@ -132,6 +134,14 @@ class Daemon:
 
     async def start(self) -> None:
         """Build and start every part, in dependency order."""
+        await self._start_store()
+        await self._start_avionics()
+        await self._start_services()
+        await self._start_web()
+        self._tasks.append(asyncio.create_task(self._tick(), name="health-tick"))
+
+    async def _start_store(self) -> None:
+        """Data directory, recovery, migrations, the single writer, the journal."""
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         db = s.journal_path
@@ -142,7 +152,15 @@ class Daemon:
             log.info("journal migrated; backup %s", backup)
         self.writer = Writer(engine)
         self.writer.start()
-        self.journal = Journal(self.writer, make_engine(db, readonly=True), s.aircraft_id)
+        self.reader = make_engine(db, readonly=True)
+        self.journal = Journal(self.writer, self.reader, s.aircraft_id)
+        if self.recovery.state != "green" or self.recovery.removed_temp_files:
+            await self.journal.record_health("journal", self.recovery.state, self.recovery.reason,
+                                             time.time(), "local")
+
+    async def _start_avionics(self) -> None:
+        """The chain (initial mode from the journal), its journaling, the bus sources."""
+        s = self.settings
         last = await asyncio.to_thread(self.journal.last_mode)
         initial = Mode(last) if last is not None and last in Mode.__members__ else Mode.GROUND
         ag = AirGroundConfig(**s.airground.model_dump())
@@ -151,11 +169,6 @@ class Daemon:
         if last is None:
             await self.journal.record(ModeChanged(0.0, time.time(), "local", None, str(initial),
                                                   {"reason": "new journal: default mode"}))
-        if self.recovery.state != "green" or self.recovery.removed_temp_files:
-            await self.journal.record_health("journal", self.recovery.state, self.recovery.reason,
-                                             time.time(), "local")
-        self.orders = Orders(self.writer, self.journal.reader, s.aircraft_id,
-                             lambda: self.chain.clock.utc(self.chain.store.now))
         self.chain.listeners.append(self._events.put_nowait)
         self._tasks.append(asyncio.create_task(self._journal_events(), name="journal-events"))
         if s.serial.enabled:
@@ -170,27 +183,44 @@ class Daemon:
         if s.can.enabled:
             self.can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
             self.can_reader.start()
+
+    def utc(self) -> tuple[float, str]:
+        """Best-known UTC now (epoch s) and its source."""
+        return self.chain.clock.utc(self.chain.store.now)
+
+    async def _start_services(self) -> None:
+        """Orders, profile, BITE, outbound sync."""
+        s = self.settings
+        self.orders = Orders(self.writer, self.reader, s.aircraft_id, self.utc)
         self.traffic = PassengerTraffic()
         self.profile = FlightProfile(self.chain)
         self.bite = Bite(self.chain, s.data_dir, self.recovery, self.writer.stats)
+        self.sync = SyncService(s, self.writer, self.reader, self.chain, policy=self.policy)
+        await self.sync.start()
+        if s.sync.enabled:
+            self.bite.add("sync", lambda: sync_bite(self.sync.status()))
+
+    async def _start_web(self) -> None:
+        """The passenger and admin web servers."""
+        s = self.settings
         await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy,
                                                    self.traffic),
                               s.passenger.host, s.passenger.port)
         token = s.admin_token.get_secret_value() if s.admin_token else None
         if token is None and not s.admin_users:
             log.warning("no admin_token and no admin_users configured: the admin API refuses all")
+        auth = AdminAuth(s.admin_users, token, s.admin_auth)
+        maintenance = [Depends(admin.require(auth, Role.MAINTENANCE))]
         collector = ApplianceCollector(self.chain, self.writer.stats, self.traffic, s.data_dir)
         deps = admin.AdminDeps(
-            chain=self.chain, journal=self.journal,
-            auth=AdminAuth(s.admin_users, token, s.admin_auth), status=self.status,
-            utc=lambda: self.chain.clock.utc(self.chain.store.now),
+            chain=self.chain, journal=self.journal, auth=auth, status=self.status, utc=self.utc,
             profile=self.profile.view,
             export=lambda since, until: export_logs(self.journal, s.data_dir / "logs",
                                                     s.aircraft_id, since, until),
-            metrics=make_metrics(collector, self.journal.reader),
-            dashboard_html=dashboard_html())
+            metrics=make_metrics(collector, self.reader),
+            dashboard_html=dashboard_html(),
+            routers=[sync_router(self.sync, act_dependencies=maintenance)])
         await self._serve_web(admin.create_app(deps), s.admin.host, s.admin.port)
-        self._tasks.append(asyncio.create_task(self._tick(), name="health-tick"))
 
     async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
         # Bind here, so a taken port is a clear OSError (uvicorn would call sys.exit in a task).
@@ -276,6 +306,8 @@ class Daemon:
         if self.can_reader is not None:
             self.can_reader.stop()
             self.can_reader.bus.shutdown()  # the reader never closes the bus it was given
+        if hasattr(self, "sync"):
+            await self.sync.stop(5.0)
         if hasattr(self, "writer"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._events.join(), 5.0)
@@ -315,6 +347,7 @@ class Daemon:
             "recovery": {"state": self.recovery.state, "reason": self.recovery.reason,
                          "moved_aside": self.recovery.moved_aside,
                          "restored_from": self.recovery.restored_from},
+            "sync": self.sync.status() if hasattr(self, "sync") else None,
             "journal": {"path": str(self.settings.journal_path), "commits": w.commits,
                         "writes": w.writes, "failed_writes": w.failed_writes,
                         "failed_commits": w.failed_commits,
@@ -322,6 +355,17 @@ class Daemon:
                         "pending_events": self._events.qsize(),
                         "event_errors": self.journal_errors},
         }
+
+
+def sync_bite(st: dict[str, Any]) -> dict[str, Any]:
+    """BITE colour of the outbound sync from its status."""
+    used = st["totals"]["budget_used"]
+    dropped = st["totals"]["dropped_records"]
+    extra = {"depth": st["totals"]["depth"], "link": st["active_link"], "uplink": st["state"]}
+    if used > 0.9 or dropped:
+        return {"state": "red" if used > 0.9 else "amber",
+                "reason": f"outbox at {used:.0%} of its budget, {dropped} records dropped", **extra}
+    return {"state": "green", "reason": f"{st['totals']['depth']} records queued", **extra}
 
 
 def vars_policy(p: Any) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import ConfigError
 
-__all__ = ["AirGroundSettings", "CanSettings", "LinkSettings", "Listen", "SerialSettings",
-           "Settings", "SyncSettings", "load_settings"]
+__all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
+           "LinkSettings", "Listen", "SerialSettings", "Settings", "SyncSettings",
+           "WapConfigSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -105,7 +106,9 @@ class SyncSettings(_Section):
     batch_max_records: int = Field(5000, ge=1)
     batch_max_bytes: int = Field(1_000_000, ge=1024)
     zstd_level: int = Field(6, ge=1, le=19)
-    pipeline: bool = True
+    #: Batches on the wire at once: the next starts as soon as the previous body is sent, so
+    #: the link carries it while the receiver commits (1 on links with a byte budget).
+    pipeline_depth: int = Field(2, ge=1, le=4)
     connect_timeout_s: float = Field(5.0, gt=0)
     request_timeout_s: float = Field(30.0, gt=0)
     retry_attempts: int = Field(6, ge=1)
@@ -118,6 +121,133 @@ class SyncSettings(_Section):
     track_period_s: float = Field(30.0, gt=0)
     track_turn_deg: float = Field(15.0, gt=0)
     track_points_per_record: int = Field(20, ge=1)
+
+
+class AccessPointSettings(_Section):
+    """One cabin Wi-Fi access point: inventory name, driver, address, credentials.
+
+    ``driver``: ``http-json`` (the real device's HTTP JSON API at ``url``) or ``sim`` (its
+    simulated twin, in this process; ``url`` is then only a label).
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    driver: Literal["http-json", "sim"] = "http-json"
+    url: str = Field("http://127.0.10.1:8080", pattern=r"^https?://")
+    user: str = Field("admin", min_length=1, max_length=64)
+    password: SecretStr
+
+
+class WapConfigSettings(_Section):
+    """A desired access point configuration (partial: fields left out are not managed).
+
+    ``channel`` an IEEE channel number the access points support (1-13, 36-64, 100-144,
+    149-165, in steps of 4 on 5 GHz); ``tx_power_dbm`` 0..30; ``ssids`` name -> broadcast on/off;
+    ``mgmt_allow`` CIDRs allowed to manage the device.
+    """
+
+    radio_on: bool | None = None
+    channel: int | None = None
+    tx_power_dbm: int | None = Field(None, ge=0, le=30)
+    ssids: dict[str, bool] = Field(default_factory=dict)
+    mgmt_allow: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> WapConfigSettings:
+        from .cabin.model import ConfigSpec  # the one definition of what a device accepts
+
+        ConfigSpec.from_json(self.model_dump(exclude_none=True))
+        return self
+
+
+def _default_desired() -> dict[Literal["GROUND", "FLIGHT", "MAINTENANCE"], WapConfigSettings]:
+    return {
+        "GROUND": WapConfigSettings(radio_on=True, channel=36, tx_power_dbm=12,
+                                    ssids={"CREW": True, "PAX": True}),
+        "FLIGHT": WapConfigSettings(radio_on=True, channel=44, tx_power_dbm=17,
+                                    ssids={"CREW": True, "PAX": True}),
+        "MAINTENANCE": WapConfigSettings(radio_on=True, channel=36, tx_power_dbm=12,
+                                         ssids={"CREW": True, "PAX": False, "MAINT": True}),
+    }
+
+
+class CabinNetworkSettings(_Section):
+    """The cabin Wi-Fi access points and how they are managed (appliance.cabin). Times in s.
+
+    ``desired``: per mode, the configuration every access point is kept in (reconciled
+    continuously); a mode left out is not reconciled. Polls every ``poll_interval_s``; a device is
+    unreachable after ``unreachable_after`` polls in a row without an answer. A change is
+    committed with ``confirm_timeout_s``: the device rolls it back by itself unless it is
+    confirmed in time (after a reachability check over a new session). A job is tried up to
+    ``retry_attempts`` times within ``job_deadline_s`` (backoff ``retry_initial_s`` doubling to
+    ``retry_max_s``); queued jobs older than ``job_stale_after_s`` become stale. After a failed
+    reconcile job the next waits ``reconcile_backoff_s`` doubling to ``reconcile_backoff_max_s``;
+    an admin apply holds reconciliation off the device for ``admin_hold_s`` unless it says
+    otherwise. BITE turns amber when a reachable device is not in the mode's configuration after
+    ``converge_grace_s``.
+    """
+
+    enabled: bool = False
+    access_points: list[AccessPointSettings] = Field(default_factory=list)
+    desired: dict[Literal["GROUND", "FLIGHT", "MAINTENANCE"], WapConfigSettings] = Field(
+        default_factory=_default_desired)
+    poll_interval_s: float = Field(10.0, gt=0)
+    unreachable_after: int = Field(3, ge=1)
+    connect_timeout_s: float = Field(2.0, gt=0)
+    request_timeout_s: float = Field(5.0, gt=0)
+    confirm_timeout_s: float = Field(30.0, gt=0)
+    retry_attempts: int = Field(6, ge=1)
+    retry_initial_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(15.0, gt=0)
+    job_deadline_s: float = Field(300.0, gt=0)
+    reboot_wait_s: float = Field(180.0, gt=0)
+    job_stale_after_s: float = Field(3600.0, gt=0)
+    reconcile_backoff_s: float = Field(10.0, gt=0)
+    reconcile_backoff_max_s: float = Field(600.0, gt=0)
+    admin_hold_s: float = Field(900.0, ge=0)
+    converge_grace_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CabinNetworkSettings:
+        names = [ap.name for ap in self.access_points]
+        if len(set(names)) != len(names):
+            raise ValueError("access point names must be unique")
+        return self
+
+
+class ContentSettings(_Section):
+    """Passenger content: the media server, the portal, per-client fairness, usage journaling.
+
+    Packages live under ``<data_dir>/content``. ``media_port`` is the sendfile media server's TCP
+    port on ``media_host`` (default: the passenger host); 0 (the default) picks a free port, which
+    the catalog announces to the portal (set a fixed one where a firewall needs it); None serves
+    media on the passenger port only (the slow ASGI path). ``vendor_dir`` holds the portal's
+    npm-built assets (``hls.min.js``, ``countries-50m.json``); without it the player relies on native
+    HLS and the map draws no coastline. ``origin``/``destination`` are airport codes (ICAO or
+    IATA, see ``appliance/web/airports.toml``) for the map and the ETA. Limits are per client
+    address: connections to the media server, requests per second (and burst) on the media server
+    and on the portal API, open event streams. ``usage_idle_s``: a viewing session ends after that
+    many seconds without a request and is journaled on the ``usage`` stream.
+    """
+
+    enabled: bool = True
+    media_host: str | None = None
+    media_port: int | None = Field(0, ge=0, le=65535)
+    vendor_dir: Path | None = Path("var/vendor")
+    portal_url: str = "/portal/"
+    origin: str | None = None
+    destination: str | None = None
+    media_connections_per_client: int = Field(16, ge=1)
+    media_max_connections: int = Field(4096, ge=1)
+    media_requests_per_s: float = Field(50.0, gt=0)
+    media_burst: float = Field(200.0, ge=1)
+    api_requests_per_s: float = Field(10.0, gt=0)
+    api_burst: float = Field(60.0, ge=1)
+    event_streams_per_client: int = Field(4, ge=1)
+    keepalive_s: float = Field(75.0, gt=0)
+    usage_idle_s: float = Field(60.0, gt=0)
+    catalog_poll_s: float = Field(2.0, gt=0)
+    flight_push_s: float = Field(1.0, gt=0)
+    captive_accept_s: float = Field(12 * 3600, gt=0)
 
 
 class AdminUser(_Section):
@@ -158,6 +288,8 @@ class Settings(BaseSettings):
     can: CanSettings = CanSettings()
     airground: AirGroundSettings = AirGroundSettings()
     sync: SyncSettings = SyncSettings()
+    content: ContentSettings = ContentSettings()
+    cabin_network: CabinNetworkSettings = CabinNetworkSettings()
     #: Test-only switch for the power-cut harness; FULL is the only setting that keeps the promise.
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -253,9 +253,10 @@ def create_app(deps: AdminDeps) -> FastAPI:
             return Response(data, media_type="application/zstd",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    for router in deps.routers:
-        api.include_router(router, dependencies=[crew])
     app.include_router(api)
+    for router in deps.routers:  # subsystems' routes; under /admin/v1 unless they say /admin
+        prefix = "" if router.prefix.startswith("/admin") else "/admin/v1"
+        app.include_router(router, prefix=prefix, dependencies=[crew], responses=_AUTH_ERRORS)
 
     if deps.metrics is not None:
         metrics = deps.metrics

@@ -1,0 +1,220 @@
+"""SyncService: the outbound sync as one part of the service (the daemon wires it).
+
+``SyncService(settings, writer, reader, chain)``; ``await start()``, ``await stop()``,
+``status() -> dict`` (cheap: a snapshot refreshed in the background), ``sync_now()``.
+
+It runs, as asyncio tasks: the uplink (only with ``sync.enabled``), the disk budget check (every
+``budget_check_s``), the status snapshot (every ``status_refresh_s``) and, with
+``sync.summaries``, the summaries agents' sampler (every ``sample_period_s``). It listens to the
+chain's domain events: mode changes start and end flights (summaries, flight-hour budgets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from ..modes.engine import AvionicsChain
+from ..modes.events import Event, ModeChanged
+from ..modes.policy import PolicyTable
+from ..settings import Settings
+from ..store.outbox import STREAM_PRIORITY
+from ..store.writer import Writer
+from .budget import BudgetPolicy, enforce_budget
+from .events import RecordsDropped, SyncEvent
+from .link import SYSFS_NET
+from .policy import allowed_streams, link_scope
+from .queue import OutboxReader, StreamStats
+from .summaries import SummaryAgents
+from .uplink import Uplink
+
+__all__ = ["SyncService"]
+
+log = logging.getLogger(__name__)
+
+
+class SyncService:
+    """Outbox budget, summaries and uplink, with their status (see the module doc)."""
+
+    def __init__(self, settings: Settings, writer: Writer, reader: Engine, chain: AvionicsChain,
+                 *, policy: PolicyTable | None = None, clock: Callable[[], float] = time.time,
+                 sysfs: Any = SYSFS_NET) -> None:
+        """Build the parts; nothing runs before :meth:`start`. ``reader``: a read-only engine."""
+        self.settings = settings
+        self.s = settings.sync
+        self.writer = writer
+        self.chain = chain
+        self.clock = clock
+        self.policy = policy or PolicyTable.default()
+        self.outbox = OutboxReader(reader)
+        self.budget = BudgetPolicy(self.s.outbox_budget_bytes, self.s.budget_low_water,
+                                   frozenset(self.s.never_drop))
+        self.uplink = Uplink(self.s, settings.aircraft_id, writer, self.outbox, self.policy,
+                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs)
+        self.summaries = (SummaryAgents(chain, writer, settings.aircraft_id,
+                                        period_s=self.s.track_period_s,
+                                        turn_deg=self.s.track_turn_deg,
+                                        points_per_record=self.s.track_points_per_record)
+                          if self.s.summaries else None)
+        self.events: collections.deque[SyncEvent] = collections.deque(maxlen=50)
+        self.drops: list[RecordsDropped] = []
+        self._streams: dict[str, StreamStats] = {}
+        self._snapshot_at: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Take the first snapshot, listen to the chain, start the tasks."""
+        await self.refresh()
+        self.chain.listeners.append(self._on_chain_event)
+        self._spawn("sync-budget", self._every(self.s.budget_check_s, self.check_budget))
+        self._spawn("sync-status", self._every(self.s.status_refresh_s, self.refresh))
+        if self.summaries is not None:
+            summaries = self.summaries
+
+            async def sample() -> None:
+                summaries.tick()
+            self._spawn("sync-summaries", self._every(self.s.sample_period_s, sample))
+        if self.s.enabled:
+            self._spawn("sync-uplink", self.uplink.run)
+        else:
+            self.uplink.state = "disabled"
+
+    def _spawn(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
+        async def supervised() -> None:
+            while True:
+                try:
+                    await fn()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # supervisor boundary: log, wait, start again
+                    log.exception("%s failed; restarting in 5 s", name)
+                    await asyncio.sleep(5.0)
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
+
+    @staticmethod
+    def _every(period: float, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(period)
+                await fn()
+        return loop
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop the tasks, flush the summaries, wait for the bookkeeping writes (bounded)."""
+        with contextlib.suppress(ValueError):
+            self.chain.listeners.remove(self._on_chain_event)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, timeout)
+        self._tasks.clear()
+        if self.summaries is not None:
+            await self.summaries.stop(timeout)
+        await self.uplink.close(timeout)
+
+    # ------------------------------------------------------------------ actions
+    def sync_now(self) -> dict[str, Any]:
+        """Wake the uplink at once and check the budget; returns the state it was in."""
+        self.uplink.nudge()
+
+        async def check() -> None:
+            await self.check_budget()
+        self._spawn("sync-now", check)
+        return {"requested": True, "enabled": self.s.enabled, "state": self.uplink.state,
+                "active_link": self.uplink.active_link}
+
+    async def check_budget(self) -> list[RecordsDropped]:
+        """Apply the disk budget now (rows in flight are kept); returns the drops made."""
+        total = await asyncio.to_thread(self.outbox.total_bytes)
+        if total <= self.budget.budget_bytes:
+            return []
+        async with self.uplink.lock:
+            protected = self.uplink.protected()
+            drops = await self.writer.run(
+                lambda conn: enforce_budget(conn, self.budget, protected, self.clock()))
+        for d in drops:
+            log.warning("outbox over budget: dropped %d %s records (seq %d..%d, %d bytes)",
+                        d.records, d.stream, d.seq_lo, d.seq_hi, d.bytes)
+            self._record(d)
+        if drops:
+            await self.refresh()
+        return drops
+
+    async def refresh(self) -> None:
+        """Read the per-stream statistics again (a worker thread)."""
+        self._streams = await asyncio.to_thread(self.outbox.stats)
+        self._snapshot_at = self.clock()
+
+    def _record(self, ev: SyncEvent) -> None:
+        self.events.append(ev)
+        if isinstance(ev, RecordsDropped):
+            self.drops.append(ev)
+
+    def _on_chain_event(self, ev: Event) -> None:
+        if self.summaries is not None:
+            self.summaries.on_event(ev)
+        if isinstance(ev, ModeChanged):
+            self.uplink.on_mode(ev.previous, ev.current, self.clock())
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        """The sync status (a dict for the admin API).
+
+        Per stream: depth (rows), oldest record age (s), bytes queued, last acknowledged
+        watermark, drops; per link: interfaces, probe, scope in this mode, budget; the uplink's
+        state and counters; totals against the disk budget.
+        """
+        now = self.clock()
+        mode = self.chain.mode
+        up = self.uplink
+        streams = {}
+        for name, st in self._streams.items():
+            streams[name] = {
+                "priority": STREAM_PRIORITY.get(name), "depth": st.depth,
+                "oldest_age_s": None if st.oldest is None else round(now - st.oldest, 1),
+                "bytes_queued": st.bytes, "last_seq": st.last_seq,
+                "acked_seq": st.acked_seq, "acked_at": st.acked_at,
+                "drops": {"records": st.dropped_records, "bytes": st.dropped_bytes,
+                          "last_at": st.last_drop_at, "unreported_ranges": st.pending_drop_ranges},
+                "blocked": up.blocked.get(name)}
+        links = {}
+        for name, ls in up.links.items():
+            scope = link_scope(self.policy, mode, name)
+            b = up.budgets.get(name)
+            links[name] = {**ls.as_dict(), "scope": scope,
+                           "streams": allowed_streams(scope, sorted(STREAM_PRIORITY),
+                                                      self.s.priority_streams),
+                           "budget": None if b is None else {
+                               "bytes_per_flight_hour": b.per_hour, "hour": b.window,
+                               "used": b.used, "remaining": b.remaining(now)}}
+        total_bytes = sum(s.bytes for s in self._streams.values())
+        return {
+            "enabled": self.s.enabled, "state": up.state, "active_link": up.active_link,
+            "mode": str(mode), "receiver_url": self.s.receiver_url, "links": links,
+            "streams": streams,
+            "totals": {"depth": sum(s.depth for s in self._streams.values()),
+                       "bytes_queued": total_bytes, "budget_bytes": self.budget.budget_bytes,
+                       "budget_used": round(total_bytes / self.budget.budget_bytes, 4),
+                       "dropped_records": sum(s.dropped_records for s in self._streams.values()),
+                       "dropped_bytes": sum(s.dropped_bytes for s in self._streams.values()),
+                       "drop_order": "lowest priority first, oldest first; never: "
+                                     + ", ".join(sorted(self.budget.never_drop))},
+            "uplink": up.stats.as_dict(),
+            "summaries": None if self.summaries is None else self.summaries.as_dict(),
+            "recent_events": [{"type": type(e).__name__, **dataclasses.asdict(e)}
+                              for e in list(self.events)[-10:]],
+            "snapshot_age_s": None if self._snapshot_at is None
+            else round(now - self._snapshot_at, 1),
+        }

@@ -1,0 +1,293 @@
+"""Summaries agents: the flight track, downsampled, and a per-flight health summary.
+
+Both are agents over the live parameter stream, as small pure parts tested with plain lists:
+
+- :class:`TrackDownsampler`: samples in, track points out: the first fix, then one point per
+  ``period_s`` (30 s) of card time, plus a point whenever the track angle turned by
+  ``turn_deg`` (15 deg) or more since the last point (so turns keep their shape).
+- :class:`FlightHealth`: samples in, one summary out at the end of the flight: per parameter how
+  many samples were valid and why the others were not, extremes of altitude and speeds, the
+  flight's duration and phases.
+
+:class:`SummaryAgents` feeds them from the chain (a sample every ``sample_period_s`` of wall time,
+taken from the latest-value store when card time moved) during FLIGHT and queues their output in
+the outbox, through the single writer: ``flight_track`` records of ``points_per_record`` points
+(and the rest at landing, ``final: true``) and one ``flight_health`` record per flight. Stopping
+the service flushes what is pending (``final: false``); a flight interrupted by a restart gets a
+summary for each part (``resumed: true`` on the second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..avionics.params import Parameter
+from ..modes.engine import AvionicsChain
+from ..modes.events import Event, ModeChanged
+from ..modes.policy import Mode
+from ..store.outbox import enqueue
+from ..store.writer import Writer
+
+__all__ = ["FlightHealth", "Sample", "SummaryAgents", "TrackDownsampler", "TrackPoint",
+           "downsample"]
+
+log = logging.getLogger(__name__)
+
+TRACK_PARAMS = ("latitude", "longitude", "pressure_altitude", "ground_speed", "track_angle_true")
+HEALTH_PARAMS = ("pressure_altitude", "computed_airspeed", "true_airspeed", "altitude_rate",
+                 "ground_speed", "latitude", "longitude", "track_angle_true", "true_heading",
+                 "utc_time")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The chain's latest values at card time ``t`` (s); ``params`` by name (staleness applied)."""
+
+    t: float
+    utc: float  #: epoch s
+    params: dict[str, Parameter] = field(default_factory=dict)
+
+    def value(self, name: str) -> float | None:
+        """The value of ``name`` if present, valid and numeric, else None."""
+        p = self.params.get(name)
+        if p is None or not p.valid or isinstance(p.value, (str, bool)):
+            return None
+        return float(p.value)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPoint:
+    """One point of the track: UTC (epoch s), position (deg), altitude (ft), speed (kt), track (deg)."""
+
+    utc: float
+    lat: float
+    lon: float
+    alt_ft: float | None
+    gs_kt: float | None
+    track_deg: float | None
+
+    def as_list(self) -> list[Any]:
+        """Compact form for the payload: [utc, lat, lon, alt_ft, gs_kt, track_deg]."""
+        return [round(self.utc, 1), round(self.lat, 5), round(self.lon, 5),
+                None if self.alt_ft is None else round(self.alt_ft),
+                None if self.gs_kt is None else round(self.gs_kt, 1),
+                None if self.track_deg is None else round(self.track_deg, 1)]
+
+
+def _turn(a: float, b: float) -> float:
+    return abs((b - a + 180.0) % 360.0 - 180.0)
+
+
+class TrackDownsampler:
+    """Incremental downsampling (see the module doc); :meth:`push` returns a point or None."""
+
+    def __init__(self, period_s: float = 30.0, turn_deg: float = 15.0) -> None:
+        """One point per ``period_s`` of card time, and on turns of ``turn_deg`` or more."""
+        self.period_s = period_s
+        self.turn_deg = turn_deg
+        self._last_t: float | None = None
+        self._last_track: float | None = None
+
+    def push(self, s: Sample) -> TrackPoint | None:
+        """Take one sample; a point if it is kept. Samples without a valid position are skipped."""
+        lat, lon = s.value("latitude"), s.value("longitude")
+        if lat is None or lon is None:
+            return None
+        track = s.value("track_angle_true")
+        keep = (self._last_t is None or s.t - self._last_t >= self.period_s
+                or (track is not None and self._last_track is not None
+                    and _turn(self._last_track, track) >= self.turn_deg))
+        if not keep:
+            return None
+        self._last_t, self._last_track = s.t, track
+        return TrackPoint(s.utc, lat, lon, s.value("pressure_altitude"), s.value("ground_speed"),
+                          track)
+
+
+def downsample(samples: Iterable[Sample], period_s: float = 30.0, turn_deg: float = 15.0,
+               ) -> list[TrackPoint]:
+    """The points :class:`TrackDownsampler` keeps of ``samples``."""
+    agent = TrackDownsampler(period_s, turn_deg)
+    return [p for s in samples if (p := agent.push(s)) is not None]
+
+
+@dataclass(slots=True)
+class _ParamCount:
+    samples: int = 0
+    valid: int = 0
+    not_valid: dict[str, int] = field(default_factory=dict)
+
+
+class FlightHealth:
+    """Per-flight health: validity counts per parameter and extremes; :meth:`summary` at the end."""
+
+    def __init__(self, params: Iterable[str] = HEALTH_PARAMS) -> None:
+        """Watch ``params``."""
+        self.params = tuple(params)
+        self.counts = {p: _ParamCount() for p in self.params}
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.first_utc: float | None = None
+        self.last_utc: float | None = None
+        self.max: dict[str, float] = {}
+        self.phases: list[str] = []
+
+    def push(self, s: Sample, phase: str | None = None) -> None:
+        """Take one sample (and the flight phase at that moment)."""
+        if self.first_t is None:
+            self.first_t, self.first_utc = s.t, s.utc
+        self.last_t, self.last_utc = s.t, s.utc
+        for name in self.params:
+            c = self.counts[name]
+            c.samples += 1
+            p = s.params.get(name)
+            if p is not None and p.valid:
+                c.valid += 1
+            else:
+                why = "missing" if p is None else str(p.validity)
+                c.not_valid[why] = c.not_valid.get(why, 0) + 1
+        for name in ("pressure_altitude", "ground_speed", "computed_airspeed"):
+            v = s.value(name)
+            if v is not None and math.isfinite(v) and v > self.max.get(name, -math.inf):
+                self.max[name] = v
+        if phase and (not self.phases or self.phases[-1] != phase):
+            self.phases.append(phase)
+
+    def summary(self) -> dict[str, Any]:
+        """The summary: duration (s), per-parameter validity (ratio and counts), maxima, phases."""
+        dur = (self.last_t - self.first_t) if self.first_t is not None and self.last_t else 0.0
+        return {
+            "samples": max((c.samples for c in self.counts.values()), default=0),
+            "duration_s": round(dur, 1), "first_utc": self.first_utc, "last_utc": self.last_utc,
+            "parameters": {n: {"valid_ratio": round(c.valid / c.samples, 4) if c.samples else None,
+                               "samples": c.samples, "not_valid": dict(c.not_valid)}
+                           for n, c in self.counts.items()},
+            "max": {k: round(v, 1) for k, v in self.max.items()},
+            "phases": list(self.phases),
+        }
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
+
+
+class SummaryAgents:
+    """Feeds the agents from ``chain`` during FLIGHT and queues their output (see the module doc)."""
+
+    def __init__(self, chain: AvionicsChain, writer: Writer, aircraft_id: str, *,
+                 period_s: float = 30.0, turn_deg: float = 15.0, points_per_record: int = 20,
+                 ) -> None:
+        """Wire to the chain (read on the event loop) and the single writer."""
+        self.chain = chain
+        self.writer = writer
+        self.aircraft_id = aircraft_id
+        self.period_s = period_s
+        self.turn_deg = turn_deg
+        self.points_per_record = points_per_record
+        self.flight_id: str | None = None
+        self.segment = 0
+        self.points: list[TrackPoint] = []
+        self.track: TrackDownsampler | None = None
+        self.health: FlightHealth | None = None
+        self.resumed = False
+        self.records_queued = 0
+        self._last_t: float | None = None
+        self._baseline: dict[str, dict[str, int]] = {}
+        self._pending: list[asyncio.Future[Any]] = []
+
+    def _source_counts(self) -> dict[str, dict[str, int]]:
+        return {n: {"frames": d.stats.frames, "bad_words": d.stats.bad_words,
+                    "crc_errors": d.stats.crc_errors, "garbage_bytes": d.stats.garbage_bytes}
+                for n, d in self.chain.decoders.items()}
+
+    def start_flight(self, utc: float, resumed: bool = False) -> None:
+        """Begin a flight at ``utc`` (epoch s): fresh agents, a new flight id."""
+        self.flight_id = f"{self.aircraft_id}-{_iso(utc)}"
+        self.segment = 0
+        self.points = []
+        self.track = TrackDownsampler(self.period_s, self.turn_deg)
+        self.health = FlightHealth()
+        self.resumed = resumed
+        self._baseline = self._source_counts()
+
+    def on_event(self, ev: Event) -> None:
+        """Chain listener: a ModeChanged into FLIGHT starts a flight, out of FLIGHT ends it."""
+        if not isinstance(ev, ModeChanged):
+            return
+        if ev.current == Mode.FLIGHT and self.flight_id is None:
+            self.start_flight(ev.utc)
+        elif ev.previous == Mode.FLIGHT and ev.current != Mode.FLIGHT and self.flight_id:
+            self._finish(final=True)
+
+    def tick(self) -> None:
+        """Take a sample if card time moved (call every ``sample_period_s``)."""
+        chain = self.chain
+        if self.flight_id is None and chain.mode is Mode.FLIGHT:
+            self.start_flight(chain.clock.utc(chain.store.now)[0], resumed=True)
+        if self.flight_id is None or self.track is None or self.health is None:
+            return
+        t = chain.store.now
+        if self._last_t is not None and t <= self._last_t:
+            return
+        self._last_t = t
+        names = set(TRACK_PARAMS) | set(self.health.params)
+        params = {n: p for n in names if (p := chain.store.get(n, t)) is not None}
+        sample = Sample(t, chain.clock.utc(t)[0], params)
+        self.health.push(sample, str(chain.phase.phase))
+        point = self.track.push(sample)
+        if point is not None:
+            self.points.append(point)
+            if len(self.points) >= self.points_per_record:
+                self._queue_track(final=False)
+
+    def _queue(self, stream: str, payload: dict[str, Any]) -> None:
+        fut = asyncio.wrap_future(self.writer.submit(
+            lambda conn: enqueue(conn, self.aircraft_id, stream, payload)))
+        self._pending = [f for f in self._pending if not f.done()] + [fut]
+        self.records_queued += 1
+
+    def _queue_track(self, final: bool) -> None:
+        if not self.points and not final:
+            return
+        self.segment += 1
+        self._queue("flight_track", {
+            "kind": "track", "flight_id": self.flight_id, "segment": self.segment,
+            "final": final, "period_s": self.period_s,
+            "fields": ["utc", "lat", "lon", "alt_ft", "gs_kt", "track_deg"],
+            "points": [p.as_list() for p in self.points]})
+        self.points = []
+
+    def _finish(self, final: bool) -> None:
+        assert self.health is not None
+        self._queue_track(final=final)
+        now = self._source_counts()
+        sources = {n: {k: v - self._baseline.get(n, {}).get(k, 0) for k, v in c.items()}
+                   for n, c in now.items()}
+        self._queue("flight_health", {
+            "kind": "flight_health", "flight_id": self.flight_id, "final": final,
+            "resumed": self.resumed, "track_points_segments": self.segment,
+            "sources": sources, **self.health.summary()})
+        self.flight_id = self.track = self.health = None
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Flush a flight in progress (``final: false``) and wait for the writes (bounded)."""
+        if self.flight_id is not None:
+            self._finish(final=False)
+        if self._pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*self._pending, return_exceptions=True),
+                                       timeout)
+            except TimeoutError:
+                log.warning("summary records not all written within %.1f s", timeout)
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the status."""
+        return {"flight_id": self.flight_id, "segment": self.segment,
+                "points_pending": len(self.points), "records_queued": self.records_queued}
+

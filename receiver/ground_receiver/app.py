@@ -1,0 +1,138 @@
+"""The receiver's HTTP API (FastAPI): ``create_app(settings, store)``.
+
+Routes (``Authorization: Bearer <aircraft token>`` on all but health):
+
+- ``POST /v1/batches``: a batch (``Content-Type: application/json``, ``Content-Encoding: zstd``,
+  ``Idempotency-Key: <batch id>``). 200 with the answer of :meth:`BatchStore.apply`; 400
+  ``malformed``; 401 no or unknown token; 403 ``aircraft_mismatch``; 409 ``batch_id_reused``;
+  413 ``too_large``; 415 ``unsupported``; 503 when the database cannot be reached.
+- ``GET /v1/watermarks``: ``{"aircraft", "watermarks": {stream: seq}, "time"}`` (the aircraft's
+  probe and its resume point).
+- ``GET /v1/health``: ``{"status": "ok"}`` once the database answers (for load balancers).
+
+Every error body is ``{"error": CODE, "detail": TEXT}``. (No ``from __future__ import
+annotations`` here: FastAPI must see the dependency closures' annotations as objects.)
+"""
+
+import hashlib
+import hmac
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from . import __version__
+from .errors import BatchRejected
+from .settings import ReceiverSettings, hash_token
+from .store import BatchStore
+from .wire import decode_body
+
+__all__ = ["ApiError", "create_app"]
+
+log = logging.getLogger(__name__)
+
+_STATUS = {"malformed": 400, "unauthorized": 401, "aircraft_mismatch": 403,
+           "batch_id_reused": 409, "too_large": 413, "unsupported": 415, "unavailable": 503}
+
+
+class ApiError(Exception):
+    """An error answer: ``code`` (see the module doc) and ``detail``."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        """Keep the code and detail for the JSON error body."""
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
+    """Build the app over ``store``; tokens and size limits come from ``settings``."""
+    index = settings.token_index()
+    app = FastAPI(title="Ground receiver", version=__version__, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
+        return JSONResponse({"error": exc.code, "detail": exc.detail},
+                            status_code=_STATUS[exc.code], headers=headers)
+
+    def aircraft(authorization: Annotated[str | None, Header()] = None) -> str:
+        """The aircraft whose token is presented (401 otherwise)."""
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError("unauthorized", "an aircraft bearer token is required")
+        presented = hash_token(authorization[7:].strip())
+        for h, ac in index.items():  # constant time per entry; hashes never leak the token
+            if hmac.compare_digest(h, presented):
+                return ac
+        raise ApiError("unauthorized", "unknown aircraft token")
+
+    Aircraft = Annotated[str, Depends(aircraft)]
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        """Liveness with a database round trip."""
+        def ping() -> None:
+            with store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        try:
+            await run_in_threadpool(ping)
+        except OperationalError as e:
+            raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/v1/watermarks")
+    async def get_watermarks(ac: Aircraft) -> dict[str, Any]:
+        """Every stream's acknowledged watermark for the calling aircraft."""
+        try:
+            wm = await run_in_threadpool(store.watermarks, ac)
+        except OperationalError as e:
+            raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
+        return {"aircraft": ac, "watermarks": wm, "time": time.time()}
+
+    @app.post("/v1/batches")
+    async def post_batch(request: Request, ac: Aircraft,
+                         content_type: Annotated[str | None, Header()] = None,
+                         content_encoding: Annotated[str | None, Header()] = None,
+                         content_length: Annotated[int | None, Header()] = None,
+                         idempotency_key: Annotated[str | None, Header()] = None,
+                         ) -> dict[str, Any]:
+        """Take one batch: decode, check, apply in one transaction, answer the watermarks."""
+        if content_type is None or content_type.split(";")[0].strip() != "application/json":
+            raise ApiError("unsupported", "Content-Type must be application/json")
+        limit = settings.max_body_bytes
+        if content_length is not None and content_length > limit:
+            raise ApiError("too_large", f"body of {content_length} bytes; at most {limit}")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError("too_large", f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:
+            batch = await run_in_threadpool(decode_body, body, content_encoding,
+                                            max_batch_bytes=settings.max_batch_bytes,
+                                            max_records=settings.max_records)
+        except BatchRejected as e:
+            raise ApiError(e.code, e.detail) from e
+        if idempotency_key is not None and idempotency_key != batch.batch_id:
+            raise ApiError("malformed", "Idempotency-Key header differs from the batch_id")
+        sha = hashlib.sha256(body).hexdigest()
+        try:
+            answer = await run_in_threadpool(store.apply, ac, batch, sha, len(body))
+        except BatchRejected as e:
+            raise ApiError(e.code, e.detail) from e
+        except OperationalError as e:
+            raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
+        log.info("batch %s from %s: %d records, %d applied, %d duplicates%s", batch.batch_id, ac,
+                 batch.record_count, answer["applied"], answer["duplicates"],
+                 " (replayed)" if answer["duplicate"] else "")
+        return answer
+
+    return app

@@ -1,0 +1,108 @@
+"""Receiver settings (pydantic-settings): TOML file, then ``GROUND_RECEIVER_*`` environment.
+
+Tokens: ``[aircraft]`` maps an aircraft id to its bearer token, either as ``"sha256:<hex>"``
+(preferred: the file then holds no secret; ``ground-receiver hash-token`` prints it) or as the
+plain token. Example::
+
+    database_url = "postgresql+psycopg://ground@db/ground"
+    host = "0.0.0.0"
+    port = 8443
+    [aircraft]
+    F-GKXA = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = ["ReceiverSettings", "hash_token", "load_settings"]
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a bearer token: ``sha256:<64 hex digits>``."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+class ReceiverSettings(BaseSettings):
+    """Everything the receiver reads at start. Sizes in bytes, times in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="GROUND_RECEIVER_", env_nested_delimiter="__",
+                                      extra="forbid", frozen=True)
+
+    #: SQLAlchemy URL: ``sqlite:///ground.db`` or ``postgresql+psycopg://user:pw@host/db``.
+    database_url: str = "sqlite:///ground.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    #: aircraft id -> ``sha256:<hex>`` of its token, or the plain token.
+    aircraft: dict[str, str] = Field(default_factory=dict)
+    #: A request body (compressed) larger than this is refused (413) before it is read whole.
+    max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    #: A batch larger than this once decompressed is refused (413): no decompression bombs.
+    max_batch_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    #: At most this many records in one batch (400 beyond).
+    max_records: int = Field(200_000, gt=0)
+    #: A batch starting beyond a stream's watermark waits this long for its predecessor (s).
+    reorder_wait_s: float = Field(5.0, ge=0)
+    #: SQLite only: FULL keeps the promise that an acknowledged batch survives a power cut.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("aircraft")
+    @classmethod
+    def _normalise_tokens(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for ac, tok in v.items():
+            if not ac or len(ac) > 64:
+                raise ValueError(f"aircraft id {ac!r} must have 1 to 64 characters")
+            if tok.startswith("sha256:"):
+                if len(tok) != 71 or any(c not in "0123456789abcdef" for c in tok[7:]):
+                    raise ValueError(f"{ac}: sha256 token hash must be 64 lowercase hex digits")
+                out[ac] = tok
+            else:
+                if len(tok) < 16:
+                    raise ValueError(f"{ac}: token must have at least 16 characters")
+                out[ac] = hash_token(tok)
+        return out
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first, then the config file (passed as init values)."""
+        return env_settings, init_settings
+
+    def token_index(self) -> dict[str, str]:
+        """``sha256:<hex>`` of each token -> aircraft id (for the bearer lookup)."""
+        return {h: ac for ac, h in self.aircraft.items()}
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> ReceiverSettings:
+    """Read the TOML file ``config`` (or ``$GROUND_RECEIVER_CONFIG``), apply ``overrides``.
+
+    Raises ConfigError naming the file and every bad key.
+    """
+    path = config or os.environ.get("GROUND_RECEIVER_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ReceiverSettings(**data)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from e

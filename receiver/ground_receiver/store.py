@@ -1,0 +1,218 @@
+"""Applying a batch: one transaction per batch, serialised per aircraft, idempotent.
+
+Per stream, with ``W`` the stored watermark, the records and declared drop ranges are walked in
+``seq`` order from ``W + 1``:
+
+- a record with ``seq <= W`` is a duplicate: skipped (if its content differs from what is stored,
+  it is kept in ``conflicts`` and counted, never applied);
+- a record with ``seq == W + 1`` is stored and ``W`` moves on;
+- a drop range reaching ``W + 1`` is stored as a gap and ``W`` jumps to its end;
+- anything starting beyond ``W + 1`` is a hole. The batch first waits (up to
+  ``reorder_wait_s``, its transaction rolled back meanwhile) for its predecessor, which an
+  aircraft with two batches on the wire may not have delivered yet; then the rest of that
+  stream is refused with a ``gap`` error naming the expected ``seq`` (the aircraft resumes
+  from the watermark). Other streams of the batch are unaffected.
+
+The answer (also stored with the batch id, so a repeated batch gets it again) carries the
+watermark of every stream of the aircraft, after the commit: an acknowledged watermark is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .db import aircraft_state, batches, conflicts, gaps, records, watermarks
+from .errors import BatchRejected
+from .wire import Batch, Dropped, Record, StreamChunk
+
+__all__ = ["BatchStore", "payload_sha256"]
+
+
+class _Early(Exception):
+    """A stream of the batch starts beyond its watermark: roll back and wait for the rest."""
+
+
+def payload_sha256(payload: Any) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``payload`` (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode()).hexdigest()
+
+
+def _walk(chunk: StreamChunk, w: int) -> tuple[list[Record], list[tuple[int, Dropped]],
+                                                 list[Record], int, dict[str, Any] | None]:
+    """Walk one stream from watermark ``w``: (new records, gaps (from, range), dups, W, error)."""
+    items: list[tuple[int, int, Record | Dropped]] = [(r.seq, 0, r) for r in chunk.records]
+    items += [(d.lo, 1, d) for d in chunk.dropped]
+    items.sort(key=lambda i: (i[0], i[1]))
+    new: list[Record] = []
+    new_gaps: list[tuple[int, Dropped]] = []
+    dups: list[Record] = []
+    expected = w + 1
+    for start, _kind, item in items:
+        if isinstance(item, Record):
+            if item.seq < expected:
+                dups.append(item)
+                continue
+            if item.seq > expected:
+                return new, new_gaps, dups, expected - 1, _gap(chunk.stream, expected, start)
+            new.append(item)
+            expected += 1
+        else:
+            if item.hi < expected:
+                continue
+            if item.lo > expected:
+                return new, new_gaps, dups, expected - 1, _gap(chunk.stream, expected, start)
+            new_gaps.append((expected, item))
+            expected = item.hi + 1
+    return new, new_gaps, dups, expected - 1, None
+
+
+def _gap(stream: str, expected: int, got: int) -> dict[str, Any]:
+    return {"stream": stream, "code": "gap", "expected": expected, "got": got,
+            "detail": f"stream {stream}: expected seq {expected}, batch continues at {got}; "
+                      f"resume from the watermark"}
+
+
+class BatchStore:
+    """Batches in, watermarks out, over one SQLAlchemy engine (thread-safe; call from threads)."""
+
+    def __init__(self, engine: Engine, reorder_wait_s: float = 5.0) -> None:
+        """Use ``engine`` (tables created by :func:`ground_receiver.db.init_db`).
+
+        ``reorder_wait_s``: how long a batch that starts beyond a stream's watermark waits for
+        its predecessor (an aircraft may have two batches on the wire) before the hole is
+        refused.
+        """
+        self.engine = engine
+        self.reorder_wait_s = reorder_wait_s
+        self._dialect = engine.dialect.name
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert(table) if self._dialect == "postgresql"
+                else sqlite.insert(table))
+
+    def watermarks(self, aircraft: str) -> dict[str, int]:
+        """Every stream's acknowledged watermark for ``aircraft`` (0 for none yet)."""
+        with self.engine.connect() as conn:
+            return self._watermarks(conn, aircraft)
+
+    @staticmethod
+    def _watermarks(conn: Connection, aircraft: str) -> dict[str, int]:
+        rows = conn.execute(select(watermarks.c.stream, watermarks.c.seq)
+                            .where(watermarks.c.aircraft == aircraft)).all()
+        return {r.stream: int(r.seq) for r in rows}
+
+    def _lock_aircraft(self, conn: Connection, aircraft: str, now: float) -> None:
+        conn.execute(self._insert(aircraft_state).values(
+            aircraft=aircraft, batches=0, records=0, updated=now).on_conflict_do_nothing())
+        conn.execute(select(aircraft_state.c.aircraft).where(
+            aircraft_state.c.aircraft == aircraft).with_for_update())
+
+    def apply(self, aircraft: str, batch: Batch, body_sha256: str, body_bytes: int) -> dict[str, Any]:
+        """Apply ``batch`` from ``aircraft`` (already authenticated) and return the answer.
+
+        The answer: ``batch_id``, ``duplicate`` (this id was taken before: the stored answer is
+        replayed with current watermarks), ``applied``, ``duplicates``, ``conflicts``,
+        ``gaps`` (ranges recorded), ``watermarks`` {stream: seq}, ``errors`` [per-stream].
+        Raises BatchRejected ``aircraft_mismatch`` or ``batch_id_reused``.
+        """
+        if batch.aircraft != aircraft:
+            raise BatchRejected("aircraft_mismatch",
+                                f"token is for {aircraft}, batch says {batch.aircraft}")
+        deadline = time.monotonic() + self.reorder_wait_s
+        while True:
+            try:
+                return self._apply_once(aircraft, batch, body_sha256, body_bytes,
+                                        wait=time.monotonic() < deadline)
+            except _Early:
+                time.sleep(0.02)  # the transaction is rolled back: the predecessor can go in
+
+    def _apply_once(self, aircraft: str, batch: Batch, body_sha256: str, body_bytes: int,
+                    wait: bool) -> dict[str, Any]:
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._lock_aircraft(conn, aircraft, now)
+            known = conn.execute(select(batches.c.sha256, batches.c.response).where(
+                batches.c.aircraft == aircraft, batches.c.batch_id == batch.batch_id)).first()
+            if known is not None:
+                if known.sha256 != body_sha256:
+                    raise BatchRejected("batch_id_reused",
+                                        f"batch id {batch.batch_id} was taken with other content")
+                return {**known.response, "duplicate": True,
+                        "watermarks": self._watermarks(conn, aircraft)}
+            answer = self._apply_streams(conn, aircraft, batch, now)
+            if answer["errors"] and wait:
+                raise _Early
+            conn.execute(insert(batches).values(
+                aircraft=aircraft, batch_id=batch.batch_id, sha256=body_sha256, received=now,
+                body_bytes=body_bytes, records=batch.record_count, applied=answer["applied"],
+                response={k: v for k, v in answer.items() if k != "watermarks"}))
+            conn.execute(update(aircraft_state).where(aircraft_state.c.aircraft == aircraft).values(
+                batches=aircraft_state.c.batches + 1,
+                records=aircraft_state.c.records + answer["applied"], updated=now))
+            answer["watermarks"] = self._watermarks(conn, aircraft)
+        return answer
+
+    def _apply_streams(self, conn: Connection, aircraft: str, batch: Batch, now: float,
+                       ) -> dict[str, Any]:
+        current = self._watermarks(conn, aircraft)
+        applied = dup_count = conflict_count = gap_count = 0
+        errors: list[dict[str, Any]] = []
+        for chunk in batch.streams:
+            w = current.get(chunk.stream, 0)
+            new, new_gaps, dups, w_new, error = _walk(chunk, w)
+            if error is not None:
+                errors.append(error)
+            if new:
+                conn.execute(insert(records), [{
+                    "aircraft": aircraft, "stream": chunk.stream, "seq": r.seq,
+                    "idempotency_key": f"{aircraft}:{chunk.stream}:{r.seq}", "created": r.created,
+                    "received": now, "batch_id": batch.batch_id,
+                    "sha256": payload_sha256(r.payload), "payload": r.payload} for r in new])
+            if new_gaps:
+                conn.execute(insert(gaps), [{
+                    "aircraft": aircraft, "stream": chunk.stream, "seq_lo": lo, "seq_hi": d.hi,
+                    "declared_records": d.records, "declared_bytes": d.bytes,
+                    "dropped_at": d.at, "batch_id": batch.batch_id, "received": now}
+                    for lo, d in new_gaps])
+            if dups:
+                conflict_count += self._check_duplicates(conn, aircraft, chunk.stream, dups,
+                                                         batch.batch_id, now)
+            if w_new != w:
+                stmt = self._insert(watermarks).values(aircraft=aircraft, stream=chunk.stream,
+                                                       seq=w_new, updated=now)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["aircraft", "stream"],
+                    set_={"seq": stmt.excluded.seq, "updated": stmt.excluded.updated}))
+            applied += len(new)
+            dup_count += len(dups)
+            gap_count += len(new_gaps)
+        return {"batch_id": batch.batch_id, "duplicate": False, "applied": applied,
+                "duplicates": dup_count, "conflicts": conflict_count, "gaps": gap_count,
+                "errors": errors}
+
+    @staticmethod
+    def _check_duplicates(conn: Connection, aircraft: str, stream: str, dups: list[Record],
+                          batch_id: str, now: float) -> int:
+        """Keep each duplicate whose content differs from the stored record; return how many."""
+        stored: dict[int, str] = {}
+        for i in range(0, len(dups), 5000):  # bounded IN lists
+            stored.update(conn.execute(select(records.c.seq, records.c.sha256).where(
+                records.c.aircraft == aircraft, records.c.stream == stream,
+                records.c.seq.in_([d.seq for d in dups[i:i + 5000]]))).all())
+        bad = []
+        for d in dups:
+            sha = payload_sha256(d.payload)
+            if stored.get(d.seq) != sha:  # other content, or a seq inside a declared gap
+                bad.append({"aircraft": aircraft, "stream": stream, "seq": d.seq,
+                            "batch_id": batch_id, "sha256_stored": stored.get(d.seq),
+                            "sha256_sent": sha, "payload": d.payload, "received": now})
+        if bad:
+            conn.execute(insert(conflicts), bad)
+        return len(bad)
