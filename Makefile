@@ -38,6 +38,11 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
 	$(BIN)/python tests/bench/bench_durable.py
 	$(BIN)/python tests/bench/bench_sync.py
 
+## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses
+## unsynced writes; fails if anything acknowledged is lost (about 2.2 s a cut; needs root, /dev/fuse)
+test-powercut: $(BIN)/.installed
+	$(BIN)/python -m tests.faults.driver --cuts $(N)
+
 ## test-sync-soak: long sync runs (40 link cuts, 60 power cuts); needs root
 test-sync-soak: $(BIN)/.installed
 	SYNC_SOAK=1 $(BIN)/pytest -m soak tests/sync -s

@@ -7,6 +7,7 @@
 - ``appliance status [--config FILE]``: ask the running service's admin API for its status
 - ``appliance hash-password``: an argon2 hash for an ``admin_users`` entry (password on stdin)
 - ``appliance demo [--speed N]``: the built-in simulator on the real recorded flight (``make run``)
+- ``appliance content install DIR`` / ``list`` / ``remove ID``: content packages (appliance.content.cli)
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     _logging(settings.log_level)
     from .store.engine import make_engine
+    from .store.files import ensure_dir
     from .store.migrate import upgrade
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(settings.data_dir)
     made = upgrade(make_engine(settings.journal_path), settings.journal_path)
     print(f"journal {settings.journal_path} is at the newest schema" +
           (f" (backup {made})" if made else ""))
@@ -228,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=60.0)
     p.add_argument("--recording", type=Path)
     p.set_defaults(fn=cmd_demo)
+    from .content.cli import add_parser as add_content_parser
+
+    add_content_parser(sub)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -31,6 +31,7 @@ from .avionics.can_source import CanReader, open_bus
 from .avionics.params import SourceStats
 from .avionics.serial_source import SerialCardReader
 from .bite import Bite
+from .cabin.wiring import build_cabin_network
 from .errors import ApplianceError, StartupError
 from .export import export_logs
 from .journal import Journal
@@ -43,6 +44,7 @@ from .orders import Orders
 from .profile import FlightProfile
 from .settings import Settings
 from .store.engine import make_engine
+from .store.files import ensure_dir
 from .store.migrate import upgrade
 from .store.recovery import recover
 from .store.writer import Writer
@@ -143,7 +145,7 @@ class Daemon:
     async def _start_store(self) -> None:
         """Data directory, recovery, migrations, the single writer, the journal."""
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(s.data_dir)  # durably: a cut must not take the whole directory away
         db = s.journal_path
         self.recovery = await asyncio.to_thread(recover, db, s.integrity_budget_s)
         engine = make_engine(db, synchronous=s.journal_synchronous)
@@ -211,6 +213,9 @@ class Daemon:
             log.warning("no admin_token and no admin_users configured: the admin API refuses all")
         auth = AdminAuth(s.admin_users, token, s.admin_auth)
         maintenance = [Depends(admin.require(auth, Role.MAINTENANCE))]
+        cabin_router, self.cabin = build_cabin_network(s, self.chain, self.writer, self.reader, auth)
+        await self.cabin.start()
+        self.bite.add("cabin_network", self.cabin.status)
         collector = ApplianceCollector(self.chain, self.writer.stats, self.traffic, s.data_dir)
         deps = admin.AdminDeps(
             chain=self.chain, journal=self.journal, auth=auth, status=self.status, utc=self.utc,
@@ -219,7 +224,7 @@ class Daemon:
                                                     s.aircraft_id, since, until),
             metrics=make_metrics(collector, self.reader),
             dashboard_html=dashboard_html(),
-            routers=[sync_router(self.sync, act_dependencies=maintenance)])
+            routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router])
         await self._serve_web(admin.create_app(deps), s.admin.host, s.admin.port)
 
     async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
@@ -308,6 +313,8 @@ class Daemon:
             self.can_reader.bus.shutdown()  # the reader never closes the bus it was given
         if hasattr(self, "sync"):
             await self.sync.stop(5.0)
+        if hasattr(self, "cabin"):
+            await self.cabin.stop(5.0)
         if hasattr(self, "writer"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._events.join(), 5.0)

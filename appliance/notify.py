@@ -22,7 +22,8 @@ def notify(message: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.connect(addr)
-            s.sendall(message.encode())
+            # never block the event loop on a reader that does not read (a full queue): drop
+            s.send(message.encode(), socket.MSG_DONTWAIT)
     except OSError:
         return False
     return True

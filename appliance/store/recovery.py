@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import fsync_dir, fsync_file, replace_durably
+from .files import ensure_dir, fsync_dir, fsync_file, replace_durably
 
 __all__ = ["RecoveryReport", "backup_copy", "check", "recover"]
 
@@ -89,8 +89,7 @@ def backup_copy(db: Path, target: Path) -> None:
 
 def _move_aside(db: Path) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    dest = db.parent / "corrupt" / stamp
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = ensure_dir(db.parent / "corrupt" / stamp)  # every new level durable
     for suffix in ("", "-wal", "-shm"):
         f = db.with_name(db.name + suffix)
         if f.exists():

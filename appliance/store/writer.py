@@ -1,8 +1,10 @@
 """The single writer: one thread owns the write connection and commits in groups.
 
 Callers submit a function ``fn(conn) -> T``. The thread takes everything queued (up to
-``max_batch``), runs each function inside its own SAVEPOINT of one transaction (a failing function
-rolls back only its own work and gets its exception), commits once — one fsync for the whole group
+``max_batch``) and runs the functions in one transaction. If one raises, the transaction is rolled
+back and the group runs again with each function in its own SAVEPOINT (a failing function then
+rolls back only its own work and gets its exception) — so a function may run twice and must have
+no effect outside its connection. Then it commits once — one fsync for the whole group
 with WAL and ``synchronous=FULL`` — and only then resolves each caller's future. So an acknowledged
 write is a durable write, and many writers share the cost of one fsync (group commit).
 """
@@ -30,6 +32,10 @@ __all__ = ["COMMIT_BUCKETS_S", "Writer", "WriterStats"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
+
+
+class _Retry(Exception):
+    """A function failed in the shared transaction: run the group again, each in a SAVEPOINT."""
 
 
 #: Upper bounds (s) of the commit-duration histogram buckets (the last bucket is +Inf).
@@ -116,37 +122,55 @@ class Writer:
                 if batch:
                     self._commit_group(conn, batch)
 
-    def _commit_group(self, conn: Connection, batch: list[Any]) -> None:
+    def _run_group(self, conn: Connection, live: list[Any], isolate: bool) -> list[Any]:
+        """Run ``live`` in one transaction; with ``isolate`` each in its own SAVEPOINT.
+
+        Without ``isolate`` the first failure aborts the group (raises _Retry): the transaction is
+        rolled back and the caller runs the group again isolated.
+        """
         results: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []
+        with conn.begin():
+            for fn, fut in live:
+                if not isolate:
+                    try:
+                        results.append((fut, True, fn(conn)))
+                    except Exception as e:  # rerun the group isolated
+                        raise _Retry from e
+                    continue
+                try:
+                    with conn.begin_nested():
+                        results.append((fut, True, fn(conn)))
+                except OperationalError as e:  # disk full, I/O error: the store's problem
+                    err = StoreError(f"journal write failed: {e.orig}")
+                    err.__cause__ = e
+                    results.append((fut, False, err))
+                except Exception as e:  # noqa: BLE001 - handed back to that caller
+                    results.append((fut, False, e))
+        return results
+
+    def _commit_group(self, conn: Connection, batch: list[Any]) -> None:
+        live = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        if not live:
+            return
         t0 = time.perf_counter()
         try:
-            with conn.begin():
-                for fn, fut in batch:
-                    if not fut.set_running_or_notify_cancel():
-                        continue
-                    try:
-                        with conn.begin_nested():
-                            results.append((fut, True, fn(conn)))
-                    except OperationalError as e:  # disk full, I/O error: the store's problem
-                        self.stats.failed_writes += 1
-                        err = StoreError(f"journal write failed: {e.orig}")
-                        err.__cause__ = e
-                        results.append((fut, False, err))
-                    except Exception as e:  # noqa: BLE001 - handed back to that caller
-                        self.stats.failed_writes += 1
-                        results.append((fut, False, e))
+            try:
+                results = self._run_group(conn, live, isolate=False)  # the fast path: no SAVEPOINTs
+            except _Retry:
+                results = self._run_group(conn, live, isolate=True)
         except Exception as e:  # noqa: BLE001 - the commit itself failed: nobody is durable
             self.stats.failed_commits += 1
             log.error("journal commit failed: %s", e)
             err = StoreError(f"journal commit failed: {e}")
             err.__cause__ = e
-            for fut, _, _ in results:
+            for _, fut in live:
                 if not fut.done():
                     fut.set_exception(err)
             return
         st = self.stats
         st.commits += 1
         st.writes += len(results)
+        st.failed_writes += sum(1 for _, ok, _ in results if not ok)
         st.observe(time.perf_counter() - t0)
         st.max_group = max(st.max_group, len(results))
         for fut, ok, value in results:
