@@ -188,7 +188,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
     @api.get("/journal", dependencies=[crew])
     async def get_journal(kind: Annotated[str | None, Query(max_length=32)] = None,
                           limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                          after: Annotated[int, Query(ge=0)] = 0,
+                          after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
                           since: Annotated[float | None, Query(ge=0, le=1e10)] = None,
                           until: Annotated[float | None, Query(ge=0, le=1e10)] = None,
                           ) -> dict[str, Any]:
