@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# mmdebstrap --customize-hook: make the fresh Debian tree at $1 into the cabin server.
+# Called by build.sh with WHEELS (directory of wheels) and REPO (the source tree) in the environment.
+set -euo pipefail
+root=${1:?usage: customize.sh ROOTFS_DIR}
+: "${WHEELS:?}" "${REPO:?}"
+# Never the host: every path below is written under $root.
+[ -d "$root" ] && [ "$(cd "$root" && pwd -P)" != / ] || { echo "customize.sh: bad root $root" >&2; exit 1; }
+sd=$REPO/systemd
+
+# --- the service's files (the unit and its companions live in /usr: the root is read-only) ---
+install -Dm644 "$sd/appliance.service" "$root/usr/lib/systemd/system/appliance.service"
+install -Dm644 "$sd/appliance.sysusers" "$root/usr/lib/sysusers.d/appliance.conf"
+install -Dm644 "$sd/appliance.tmpfiles" "$root/usr/lib/tmpfiles.d/appliance.conf"
+install -Dm644 "$sd/60-avionics-card.rules" "$root/usr/lib/udev/rules.d/60-avionics-card.rules"
+install -Dm644 "$sd/appliance.toml" "$root/etc/appliance/appliance.toml"
+install -Dm644 "$REPO/image-build/README.md" "$root/usr/share/doc/appliance/README.md"
+install -Dm644 "$sd/README.md" "$root/usr/share/doc/appliance/systemd.md"
+
+# Users and groups now: /etc is read-only at run time, so systemd-sysusers could not add them.
+chroot "$root" systemd-sysusers
+
+# --- software slot A: a virtualenv from the wheels; slot B empty until the first update ---
+mkdir -p "$root/opt/appliance/slots/a" "$root/opt/appliance/slots/b" "$root/tmp/wheels"
+cp "$WHEELS"/*.whl "$root/tmp/wheels/"
+chroot "$root" python3 -m venv /opt/appliance/slots/a
+chroot "$root" /opt/appliance/slots/a/bin/pip install --quiet --no-index --no-cache-dir \
+  --disable-pip-version-check --find-links /tmp/wheels appliance
+rm -rf "$root/tmp/wheels"
+# WORKAROUND: the wheel does not carry the alembic scripts (repo-root migrations/), which
+# appliance/store/migrate.py looks for next to the package (site-packages/migrations). Until they
+# are package data, put the same version's scripts where it looks; the boot test fails without.
+site=$(echo "$root"/opt/appliance/slots/a/lib/python3*/site-packages)
+if [ ! -d "$site/migrations" ]; then
+  cp -r "$REPO/migrations" "$site/migrations"
+  find "$site/migrations" -name __pycache__ -prune -exec rm -rf {} +
+  chroot "$root" /opt/appliance/slots/a/bin/python -m compileall -q "${site#"$root"}/migrations"
+fi
+version=$(chroot "$root" /opt/appliance/slots/a/bin/python -c \
+  'import importlib.metadata as m; print(m.version("appliance"))')
+printf 'appliance %s\nbuilt %s\n' "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  > "$root/opt/appliance/slots/a/SLOT"
+ln -sfn slots/a "$root/opt/appliance/current"
+chroot "$root" /opt/appliance/current/bin/appliance --help >/dev/null
+
+# --- boot: units, read-only root, no questions asked ---
+systemctl --root="$root" enable appliance.service
+systemctl --root="$root" set-default multi-user.target
+# Nobody answers a first-boot wizard on an aircraft; apt timers have no network and no writable /var/lib.
+systemctl --root="$root" mask systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer \
+  dpkg-db-backup.timer 2>/dev/null || true
+echo cabin-server > "$root/etc/hostname"
+ln -sfn /usr/share/zoneinfo/Etc/UTC "$root/etc/localtime"
+# Empty machine-id: systemd puts a transient one over it at each boot (the root stays read-only).
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+
+# Logs: /var is a tmpfs (systemd.volatile=state), so keep journald in RAM, bounded. What the
+# airline needs leaves through the appliance's own journal and outbox on the data partition.
+install -Dm644 /dev/stdin "$root/etc/systemd/journald.conf.d/appliance.conf" <<'EOF'
+[Journal]
+Storage=volatile
+RuntimeMaxUse=64M
+EOF
+
+# Network: a lab default only — DHCP on every wired link (systemd-networkd), so a bench server or
+# the QEMU boot test (test-disk.sh) is reachable. The aircraft's cabin and maintenance interfaces
+# (static addresses, which network the admin port binds to) replace it at integration.
+install -Dm644 /dev/stdin "$root/etc/systemd/network/90-lab-dhcp.network" <<'EOF'
+[Match]
+Type=ether
+
+[Network]
+DHCP=yes
+EOF
+systemctl --root="$root" enable systemd-networkd.service
+systemctl --root="$root" mask systemd-networkd-wait-online.service
+
+install -Dm644 /dev/stdin "$root/etc/fstab" <<'EOF'
+# The cabin server's partitions (see /usr/share/doc/appliance/README.md). / is not listed: the
+# kernel command line mounts it read-only (root=PARTUUID=... ro) and nothing remounts it; /var is
+# a tmpfs (systemd.volatile=state); the data partition is the only one the service writes. In a
+# container (systemd-nspawn) systemd ignores these device entries.
+PARTLABEL=esp             /efi                vfat  ro,umask=0077,noauto,x-systemd.automount  0 2
+PARTLABEL=appliance-sw    /opt/appliance      ext4  ro,nodev,nosuid,noatime                   0 2
+PARTLABEL=appliance-data  /var/lib/appliance  ext4  rw,nodev,nosuid,noexec,noatime,x-systemd.growfs 0 2
+tmpfs                     /tmp                tmpfs mode=1777,nodev,nosuid,size=256M          0 0
+EOF
+mkdir -p "$root/efi" "$root/var/lib/appliance"
+
+# Smaller: caches that a read-only system never uses.
+rm -rf "$root/var/cache/apt/"*.bin "$root/var/lib/apt/lists/"*_Packages 2>/dev/null || true

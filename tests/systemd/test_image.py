@@ -1,0 +1,110 @@
+"""The built image (``make image``) boots under nspawn and serves passengers (``make test-image``).
+
+Not part of the default suite: it needs the image built first (about 2 minutes). It runs only when
+``APPLIANCE_TEST_IMAGE`` names the built root filesystem (``make test-image`` sets it).
+
+The container boots the root filesystem as the aircraft does, without any override: read-only
+root with /var a tmpfs (``--volatile=state``, the kernel's ``systemd.volatile=state``), a host
+directory standing in for the data partition at /var/lib/appliance, default target
+multi-user.target, the unit enabled from the image, the service from software slot A.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.systemd.nspawn import Container, unavailable, wait_for
+
+ROOTFS = os.environ.get("APPLIANCE_TEST_IMAGE", "")
+DISK = os.environ.get("APPLIANCE_TEST_DISK", "")
+
+pytestmark = [
+    pytest.mark.image,
+    pytest.mark.skipif(not ROOTFS, reason="make test-image (APPLIANCE_TEST_IMAGE=ROOTFS) only"),
+    pytest.mark.skipif(unavailable() is not None, reason=f"nspawn: {unavailable()}"),
+]
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Container, Path, float]]:
+    root = Path(ROOTFS).resolve()
+    assert (root / "opt/appliance/current/bin/appliance").exists(), f"no image at {root}"
+    d = tmp_path_factory.mktemp("image")
+    data = d / "data"
+    data.mkdir()
+    box = Container(root, f"appliance-image-{d.name[-6:]}", d / "console.log", volatile="state",
+                    bind=[(data, "/var/lib/appliance")])
+    t0 = time.monotonic()
+    try:
+        box.start(timeout=60)
+        yield box, data, t0
+    finally:
+        box.stop()
+
+
+def test_appliance_up_and_passenger_port_answers(booted: tuple[Container, Path, float]) -> None:
+    box, data, t0 = booted
+    try:
+        wait_for("appliance.service active", lambda: box.run(
+            "systemctl", "is-active", "appliance.service", check=False).stdout.strip() == "active",
+            60, every=0.25)
+    except TimeoutError:
+        pytest.fail(box.run("journalctl", "--no-pager", "-b", "-u", "appliance.service",
+                            check=False).stdout[-6000:])
+    flight = wait_for("the passenger port", lambda: box.http(8080, "/api/v1/flight"), 20)
+    up_s = time.monotonic() - t0
+    body = json.loads(flight)
+    assert body["mode"] == "GROUND"
+    print(f"\nimage: boot to passenger port answering in {up_s:.1f} s")
+    # The journal is on the data partition, owned by the service's user.
+    assert (data / "journal.db").exists()
+    st = box.show("appliance.service", "User", "MainPID", "StatusText", "ExecMainStartTimestamp",
+                  "FragmentPath", "UnitFileState")
+    assert st["User"] == "appliance" and st["UnitFileState"] == "enabled", st
+    assert st["FragmentPath"].endswith("/lib/systemd/system/appliance.service"), st  # from /usr
+    assert st["StatusText"].startswith("mode GROUND"), st
+    uid = box.run("stat", "-c", "%U", "/var/lib/appliance/journal.db").stdout.strip()
+    assert uid == "appliance"
+
+
+def test_read_only_root_and_slots(booted: tuple[Container, Path, float]) -> None:
+    box, _, _ = booted
+    assert box.run("touch", "/etc/probe", check=False).returncode != 0  # read-only root
+    assert box.run("touch", "/var/probe", check=False).returncode == 0  # /var is a tmpfs
+    assert box.run("readlink", "/opt/appliance/current").stdout.strip() == "slots/a"
+    assert "appliance 0.1" in box.run("cat", "/opt/appliance/slots/a/SLOT").stdout
+    assert box.run("test", "-d", "/opt/appliance/slots/b", check=False).returncode == 0
+
+
+def test_units_verify_inside_the_image(booted: tuple[Container, Path, float]) -> None:
+    box, _, _ = booted
+    res = box.run("systemd-analyze", "verify", "appliance.service", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    failed = box.run("systemctl", "list-units", "--failed", "--no-legend", "--plain").stdout
+    assert failed.strip() == "", failed
+
+
+@pytest.mark.skipif(not DISK, reason="APPLIANCE_TEST_DISK names the disk image")
+def test_disk_image_partitions() -> None:
+    import subprocess
+
+    table = json.loads(subprocess.run(["sfdisk", "--json", DISK], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    assert table["label"] == "gpt"
+    names = [p.get("name") for p in table["partitions"]]
+    assert names == ["esp", "root", "appliance-sw", "appliance-data"], names
+    for p in table["partitions"][1:]:  # each ext4 filesystem is clean
+        res = subprocess.run(["e2fsck", "-fn", f"{DISK}?offset={p['start'] * 512}"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+    esp = table["partitions"][0]
+    res = subprocess.run(["mdir", "-i", f"{DISK}@@{esp['start'] * 512}", "-/", "::/"],
+                         capture_output=True, text=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "BOOTX64" in res.stdout.upper() and "vmlinuz" in res.stdout, res.stdout

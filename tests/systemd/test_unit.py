@@ -1,0 +1,124 @@
+"""The unit files as systemd itself reads them: ``systemd-analyze verify`` and ``security``.
+
+``verify`` resolves the unit's dependencies and checks that ExecStart exists, so it runs on a small
+root laid out like the image (the host's unit directory, the unit in /usr/lib/systemd/system and a
+stand-in executable at /opt/appliance/current/bin/appliance); the image's own tree is checked by
+``make test-image``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEMD = REPO / "systemd"
+UNIT = SYSTEMD / "appliance.service"
+
+#: The unit's overall exposure by ``systemd-analyze security --offline=true`` (systemd 252): 0.0 is
+#: best, 10.0 worst; "OK" is below 2.0. Measured 1.2. What is left open, and why (systemd/README.md):
+#: PrivateNetwork and RestrictAddressFamilies AF_INET/AF_INET6/AF_UNIX (it serves the cabin networks),
+#: PrivateDevices (the hot-plugged card's tty must stay reachable; DevicePolicy=closed instead),
+#: DeviceAllow (the card), IPAddressDeny (the ground link's addresses are not known yet) and
+#: RootDirectory. Lower this constant when the unit gets better; the test fails if it gets worse.
+MAX_EXPOSURE = 1.2
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                reason="systemd-analyze missing (apt-get install systemd)")
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def image_like_root(tmp_path: Path) -> Path:
+    """A root with the host's units, ours installed as in the image, and a stand-in ExecStart."""
+    root = tmp_path / "root"
+    host_units = Path("/usr/lib/systemd/system")
+    if not host_units.is_dir():
+        host_units = Path("/lib/systemd/system")
+    shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
+    shutil.copy(UNIT, root / "usr/lib/systemd/system/appliance.service")
+    exe = root / "opt/appliance/slots/a/bin/appliance"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (root / "opt/appliance/current").symlink_to("slots/a")
+    return root
+
+
+def test_verify_passes(image_like_root: Path) -> None:
+    res = analyze("verify", f"--root={image_like_root}", "appliance.service")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "appliance.service" not in res.stderr, res.stderr  # no warnings about our unit either
+
+
+def test_verify_catches_a_missing_executable(image_like_root: Path) -> None:
+    # The check above means something: without the slot, verify fails.
+    (image_like_root / "opt/appliance/current").unlink()
+    res = analyze("verify", f"--root={image_like_root}", "appliance.service")
+    assert res.returncode != 0
+    assert "/opt/appliance/current/bin/appliance" in res.stderr
+
+
+def test_security_exposure_at_most_documented_level(image_like_root: Path) -> None:
+    res = analyze("security", "--offline=true", f"--root={image_like_root}", "--no-pager",
+                  "appliance.service")
+    assert res.returncode == 0, res.stdout + res.stderr
+    m = re.search(r"Overall exposure level for appliance\.service: (\d+\.\d+)", res.stdout)
+    assert m, res.stdout
+    assert float(m.group(1)) <= MAX_EXPOSURE, res.stdout
+
+
+def test_unit_has_the_promised_settings() -> None:
+    text = UNIT.read_text()
+    settings = {line.split("=", 1)[0] + "=" + line.split("=", 1)[1]
+                for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    for expected in ("Type=notify", "NotifyAccess=main", "Restart=on-failure",
+                     "RestartPreventExitStatus=78", "StateDirectory=appliance",
+                     "ConfigurationDirectory=appliance", "ProtectSystem=strict",
+                     "NoNewPrivileges=yes", "User=appliance"):
+        assert expected in settings, expected
+    assert any(s.startswith("WatchdogSec=") for s in settings)
+    assert any(s.startswith("StartLimitBurst=") for s in settings)
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers missing")
+def test_sysusers_and_tmpfiles_apply(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    subprocess.run(["systemd-sysusers", f"--root={tmp_path}", str(SYSTEMD / "appliance.sysusers")],
+                   check=True, capture_output=True, timeout=30)
+    passwd = (tmp_path / "etc/passwd").read_text()
+    assert re.search(r"^appliance:x:\d+:\d+:.*:/var/lib/appliance:/usr/sbin/nologin$", passwd, re.M)
+    res = subprocess.run(["systemd-tmpfiles", f"--root={tmp_path}", "--create",
+                          str(SYSTEMD / "appliance.tmpfiles")], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 0, res.stderr
+    data = tmp_path / "var/lib/appliance"
+    assert data.is_dir() and oct(data.stat().st_mode & 0o777) == "0o750"
+    uid = int(passwd.split("appliance:x:")[1].split(":")[0])
+    assert data.stat().st_uid == uid
+
+
+def test_udev_rule_names_the_card() -> None:
+    rule = " ".join(line.rstrip("\\") for line in (SYSTEMD / "60-avionics-card.rules").read_text()
+                    .splitlines() if not line.startswith("#"))
+    assert 'SUBSYSTEM=="tty"' in rule
+    assert re.search(r'ATTRS\{idVendor\}=="[0-9a-f]{4}"', rule)
+    assert re.search(r'ATTRS\{idProduct\}=="[0-9a-f]{4}"', rule)
+    assert 'SYMLINK+="avionics-card"' in rule and 'GROUP="appliance"' in rule
+    assert "DeviceAllow=/dev/avionics-card rw" in UNIT.read_text()
+    assert 'port = "/dev/avionics-card"' in (SYSTEMD / "appliance.toml").read_text()
+
+
+def test_shipped_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.settings import load_settings
+
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", "/var/lib/appliance")  # as the unit sets it
+    s = load_settings(SYSTEMD / "appliance.toml")
+    assert s.serial.port == "/dev/avionics-card" and str(s.data_dir) == "/var/lib/appliance"
