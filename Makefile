@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
-.PHONY: run test lint bench clean deps test-powercut test-sync-soak
+.PHONY: run test lint bench clean deps test-powercut test-sync-soak image test-image test-systemd test-disk
 
 $(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml receiver/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,3 +49,22 @@ test-sync-soak: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## image: the server's OS image in var/image/ (Debian bookworm rootfs + GPT disk image; root, ~2 min;
+## needs mmdebstrap e2fsprogs fdisk dosfstools mtools)
+image: $(BIN)/.installed
+	PYTHON=$(BIN)/python image-build/build.sh
+
+## test-image: boot var/image/rootfs under systemd-nspawn: appliance up, passenger port answers
+test-image: $(BIN)/.installed
+	@test -x var/image/rootfs/opt/appliance/current/bin/appliance || { echo "no image: make image first" >&2; exit 1; }
+	APPLIANCE_TEST_IMAGE=var/image/rootfs APPLIANCE_TEST_DISK=var/image/appliance.img \
+	  $(BIN)/pytest -p no:cacheprovider -rs tests/systemd/test_image.py
+
+## test-systemd: the unit (systemd-analyze), the notify protocol, a real systemd under nspawn (~30 s)
+test-systemd: $(BIN)/.installed
+	$(BIN)/pytest tests/systemd
+
+## test-disk: boot var/image/appliance.img in QEMU (UEFI, systemd-boot); needs qemu-system-x86 ovmf
+test-disk:
+	image-build/test-disk.sh var/image/appliance.img

@@ -27,15 +27,6 @@ chroot "$root" python3 -m venv /opt/appliance/slots/a
 chroot "$root" /opt/appliance/slots/a/bin/pip install --quiet --no-index --no-cache-dir \
   --disable-pip-version-check --find-links /tmp/wheels appliance
 rm -rf "$root/tmp/wheels"
-# WORKAROUND: the wheel does not carry the alembic scripts (repo-root migrations/), which
-# appliance/store/migrate.py looks for next to the package (site-packages/migrations). Until they
-# are package data, put the same version's scripts where it looks; the boot test fails without.
-site=$(echo "$root"/opt/appliance/slots/a/lib/python3*/site-packages)
-if [ ! -d "$site/migrations" ]; then
-  cp -r "$REPO/migrations" "$site/migrations"
-  find "$site/migrations" -name __pycache__ -prune -exec rm -rf {} +
-  chroot "$root" /opt/appliance/slots/a/bin/python -m compileall -q "${site#"$root"}/migrations"
-fi
 version=$(chroot "$root" /opt/appliance/slots/a/bin/python -c \
   'import importlib.metadata as m; print(m.version("appliance"))')
 printf 'appliance %s\nbuilt %s\n' "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \

@@ -21,11 +21,11 @@ from .recovery import backup_copy
 __all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(engine: Engine) -> Config:
-    """An alembic Config for ``engine`` using the repository's ``migrations/`` folder."""
+    """An alembic Config for ``engine`` using the package's ``migrations/`` folder (shipped in the wheel)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine

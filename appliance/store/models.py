@@ -1,4 +1,4 @@
-"""Tables of the journal database (SQLAlchemy Core). Migrations in ``migrations/`` create them."""
+"""Tables of the journal database (SQLAlchemy Core). Migrations in ``store/migrations/`` create them."""
 
 from __future__ import annotations
 
