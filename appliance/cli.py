@@ -8,6 +8,7 @@
 - ``appliance hash-password``: an argon2 hash for an ``admin_users`` entry (password on stdin)
 - ``appliance demo [--speed N]``: the built-in simulator on the real recorded flight (``make run``)
 - ``appliance content install DIR`` / ``list`` / ``remove ID``: content packages (appliance.content.cli)
+- ``appliance hangar keygen|build|sign|push|status``: the hangar station (appliance.intake.hangar)
 """
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     print(f"""
   Card simulator: {flight} at x{args.speed:g} on {settings.serial.port} (pid {sim.pid})
+  Portal:         http://{settings.passenger.host}:{settings.passenger.port}/
   Passenger API:  http://{settings.passenger.host}:{settings.passenger.port}/api/v1/flight
-  Admin API:      http://{settings.admin.host}:{settings.admin.port}/admin/v1/status
+  Admin:          http://{settings.admin.host}:{settings.admin.port}/  (dashboard; API /admin/v1/status)
                   (header: Authorization: Bearer {token}; token in {cfg})
   Ctrl-C stops both.
 """, flush=True)
@@ -233,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     from .content.cli import add_parser as add_content_parser
 
     add_content_parser(sub)
+    from .intake.hangar import add_parser as add_hangar_parser
+
+    add_hangar_parser(sub)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))

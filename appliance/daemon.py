@@ -32,8 +32,10 @@ from .avionics.params import SourceStats
 from .avionics.serial_source import SerialCardReader
 from .bite import Bite
 from .cabin.wiring import build_cabin_network
+from .content.wiring import build_passenger_content
 from .errors import ApplianceError, StartupError
 from .export import export_logs
+from .intake.wiring import build_intake
 from .journal import Journal
 from .modes.airground import AirGroundConfig
 from .modes.engine import AvionicsChain
@@ -110,6 +112,7 @@ class Daemon:
         self._servers: list[_Server] = []
         self.readers: list[SerialCardReader] = []
         self.can_reader: CanReader | None = None
+        self._started: list[Any] = []  #: parts with async start()/stop(), stopped in reverse
         self.journal_errors = 0
         self._hang_file = os.environ.get(TEST_HANG_ENV) or None
 
@@ -203,10 +206,18 @@ class Daemon:
             self.bite.add("sync", lambda: sync_bite(self.sync.status()))
 
     async def _start_web(self) -> None:
-        """The passenger and admin web servers."""
+        """Content, the passenger and admin web servers, the subsystems behind the admin port.
+
+        Content: store, catalog, media server. Behind the admin port: cabin network, intake.
+        """
         s = self.settings
+        content = build_passenger_content(s, self.chain, self.writer, self.reader, self.policy)
+        for part in content.startables:
+            await part.start()
+            self._started.append(part)
         await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy,
-                                                   self.traffic),
+                                                   self.traffic, routers=content.routers,
+                                                   mounts=content.mounts),
                               s.passenger.host, s.passenger.port)
         token = s.admin_token.get_secret_value() if s.admin_token else None
         if token is None and not s.admin_users:
@@ -215,7 +226,20 @@ class Daemon:
         maintenance = [Depends(admin.require(auth, Role.MAINTENANCE))]
         cabin_router, self.cabin = build_cabin_network(s, self.chain, self.writer, self.reader, auth)
         await self.cabin.start()
+        self._started.append(self.cabin)
         self.bite.add("cabin_network", self.cabin.status)
+        usage = content.usage
+
+        def quiet() -> str | None:  # content activation waits until nobody is watching
+            if usage is None:
+                return None
+            busy = sum(1 for x in usage.sessions.values() if usage.clock() - x.last < 60)
+            return f"{busy} passenger(s) playing content" if busy else None
+
+        intake_router, self.intake = build_intake(s, self.chain, self.writer, self.reader,
+                                                  content.store, auth, quiet=quiet)
+        self.chain.listeners.append(self.intake.on_event)
+        await self.intake.start()
         collector = ApplianceCollector(self.chain, self.writer.stats, self.traffic, s.data_dir)
         deps = admin.AdminDeps(
             chain=self.chain, journal=self.journal, auth=auth, status=self.status, utc=self.utc,
@@ -224,7 +248,9 @@ class Daemon:
                                                     s.aircraft_id, since, until),
             metrics=make_metrics(collector, self.reader),
             dashboard_html=dashboard_html(),
-            routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router])
+            routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router,
+                     intake_router],
+            unaudited=(("PUT", "/admin/v1/intake/uploads/"),))
         await self._serve_web(admin.create_app(deps), s.admin.host, s.admin.port)
 
     async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
@@ -313,8 +339,11 @@ class Daemon:
             self.can_reader.bus.shutdown()  # the reader never closes the bus it was given
         if hasattr(self, "sync"):
             await self.sync.stop(5.0)
-        if hasattr(self, "cabin"):
-            await self.cabin.stop(5.0)
+        for part in reversed(self._started):  # content, cabin network, intake
+            try:
+                await asyncio.wait_for(part.stop(), 5.0)
+            except Exception:  # supervisor boundary: log and go on stopping
+                log.exception("stopping %s failed", type(part).__name__)
         if hasattr(self, "writer"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._events.join(), 5.0)
@@ -365,10 +394,20 @@ class Daemon:
 
 
 def sync_bite(st: dict[str, Any]) -> dict[str, Any]:
-    """BITE colour of the outbound sync from its status."""
+    """BITE colour of the outbound sync from its status.
+
+    Red when the receiver lost records it had acknowledged, when a stream is blocked, or when
+    the outbox is over 90 % of its budget; amber when the disk budget dropped records.
+    """
     used = st["totals"]["budget_used"]
     dropped = st["totals"]["dropped_records"]
     extra = {"depth": st["totals"]["depth"], "link": st["active_link"], "uplink": st["state"]}
+    lost = {n: v["lost"] for n, v in st["streams"].items() if v.get("lost")}
+    blocked = {n: v["blocked"] for n, v in st["streams"].items() if v.get("blocked")}
+    if lost or blocked:
+        reasons = [f"{n}: {d}" for n, d in lost.items()]
+        reasons += [f"{n} blocked: {d}" for n, d in blocked.items()]
+        return {"state": "red", "reason": "; ".join(reasons), **extra}
     if used > 0.9 or dropped:
         return {"state": "red" if used > 0.9 else "amber",
                 "reason": f"outbox at {used:.0%} of its budget, {dropped} records dropped", **extra}

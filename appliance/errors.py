@@ -9,7 +9,11 @@
     │   └── SourceError        a bus source cannot be opened or was lost
     ├── StoreError             the journal database cannot be opened, migrated or written
     │   └── WriterClosedError  a write was submitted after the writer stopped
-    └── PolicyError            the current mode does not allow the requested action
+    ├── PolicyError            the current mode does not allow the requested action
+    ├── ContentError           passenger content (store, catalog)
+    │   └── PackageError       a content package is refused (bad manifest, playlist, missing file)
+    └── IntakeError            hangar intake (uploads, staging, activation, software slots)
+        └── BundleRefused      a bundle is refused (signature, version, expiry, hash, path, size)
 
 Decoding errors of single words and frames come from ``firmware_bridge`` (DecodeError,
 ParityError); they are counted per source, never raised out of the pipeline.
@@ -48,3 +52,19 @@ class WriterClosedError(StoreError):
 
 class PolicyError(ApplianceError):
     """The current mode does not allow the requested action."""
+
+
+class ContentError(ApplianceError):
+    """Passenger content cannot be installed, found or served."""
+
+
+class PackageError(ContentError):
+    """A content package is refused: bad manifest, bad playlist, missing or altered file."""
+
+
+class IntakeError(ApplianceError):
+    """Hangar intake: an upload, staging, activation or software slot operation failed."""
+
+
+class BundleRefused(IntakeError):
+    """A bundle is refused; the message is the reason shown to the operator (nothing installed)."""

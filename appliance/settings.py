@@ -19,8 +19,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .errors import ConfigError
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
-           "LinkSettings", "Listen", "SerialSettings", "Settings", "SyncSettings",
-           "WapConfigSettings", "load_settings"]
+           "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "SerialSettings", "Settings",
+           "SyncSettings", "WapConfigSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -244,10 +244,43 @@ class ContentSettings(_Section):
     api_burst: float = Field(60.0, ge=1)
     event_streams_per_client: int = Field(4, ge=1)
     keepalive_s: float = Field(75.0, gt=0)
+    #: Socket send buffer per media connection (bytes; 0 = kernel autotuning), see MediaServer.
+    media_send_buffer: int = Field(1 << 20, ge=0)
     usage_idle_s: float = Field(60.0, gt=0)
     catalog_poll_s: float = Field(2.0, gt=0)
     flight_push_s: float = Field(1.0, gt=0)
     captive_accept_s: float = Field(12 * 3600, gt=0)
+
+
+class IntakeRole(_Section):
+    """The pinned Ed25519 public keys (hex, 32 bytes raw) of one bundle kind and their threshold."""
+
+    keys: list[str] = []
+    threshold: int = Field(1, ge=1)
+
+
+class IntakeSettings(_Section):
+    """Hangar intake of signed bundles (appliance.intake).
+
+    ``roles``: per bundle kind (``content``, ``software``) the pinned keys and how many of them
+    must sign. ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
+    bundles and the software slots; it must be on the same filesystem as ``<data_dir>/content``.
+    ``max_bundle_bytes`` caps a payload; ``chunk_bytes`` is the chunk size the push client is told
+    to use; ``free_margin_bytes`` is kept free after a bundle's worst-case footprint. ``quiet``:
+    content activation waits (up to ``quiet_wait_s``) until nobody is playing (``no_playback``)
+    or does not wait (``none``). ``health_bound_s``: a new software slot must reach READY and
+    pass its health check within that many seconds or it is rolled back.
+    """
+
+    enabled: bool = True
+    roles: dict[Literal["content", "software"], IntakeRole] = {}
+    staging_dir: Path | None = None
+    max_bundle_bytes: int = Field(8 << 30, gt=0)
+    chunk_bytes: int = Field(1 << 20, ge=4096)
+    free_margin_bytes: int = Field(64 << 20, ge=0)
+    quiet: Literal["none", "no_playback"] = "no_playback"
+    quiet_wait_s: float = Field(300.0, ge=0)
+    health_bound_s: float = Field(60.0, gt=0)
 
 
 class AdminUser(_Section):
@@ -290,6 +323,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     content: ContentSettings = ContentSettings()
     cabin_network: CabinNetworkSettings = CabinNetworkSettings()
+    intake: IntakeSettings = IntakeSettings()
     #: Test-only switch for the power-cut harness; FULL is the only setting that keeps the promise.
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

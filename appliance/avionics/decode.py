@@ -37,6 +37,7 @@ DISCRETE_NAMES = (
     (DiscreteBits.WOW_RIGHT, "wow_right"),
     (DiscreteBits.DOOR_FWD_CLOSED, "door_fwd_closed"),
     (DiscreteBits.DOOR_AFT_CLOSED, "door_aft_closed"),
+    (DiscreteBits.PA_ACTIVE, "pa_active"),
 )
 
 

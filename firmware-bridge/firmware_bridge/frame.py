@@ -60,6 +60,7 @@ class DiscreteBits(enum.IntFlag):
     WOW_RIGHT = 1 << 1
     DOOR_FWD_CLOSED = 1 << 2
     DOOR_AFT_CLOSED = 1 << 3
+    PA_ACTIVE = 1 << 4  #: a passenger-address announcement is in progress (players pause)
 
 
 @dataclass(frozen=True, slots=True)

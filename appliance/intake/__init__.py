@@ -1,0 +1,1 @@
+"""Hangar intake: signed bundles, resumable uploads, staging, atomic activation, A/B slots."""

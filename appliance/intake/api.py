@@ -1,0 +1,124 @@
+"""The intake routes (admin port, under ``/admin/v1/intake``): reads need crew, actions maintenance.
+
+- ``POST /intake/uploads`` body = the signed ``metadata.json`` -> 201 status (or 200 when it
+  resumes an existing upload); 422 ``{"detail": reason}`` when refused; 409 in FLIGHT.
+- ``PUT /intake/uploads/{id}?offset=N`` raw body = payload bytes from ``N`` -> 200 status.
+  409 ``{"detail", "received"}`` on a wrong offset (resume from ``received``) or when paused.
+- ``GET /intake/uploads/{id}`` -> status ``{id, kind, name, version, length, received, state,
+  reason, keyids, paused, chunk_bytes}``; ``GET /intake/uploads`` -> the newest uploads.
+- ``POST /intake/uploads/{id}/finalize`` -> verify + stage; ``POST .../activate`` -> switch;
+  ``DELETE /intake/uploads/{id}`` -> abort.
+- ``GET /intake/installed`` -> ``{kind: {version, bundle_id, name, keyids, installed_at,
+  detail}}`` plus ``mode`` and whether intake is open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from ..errors import BundleRefused, IntakeError, PolicyError
+from ..web.admin import require
+from ..web.auth import AdminAuth, Principal, Role
+from .service import IntakeService
+
+__all__ = ["make_router"]
+
+def _error(e: Exception, service: IntakeService, bid: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": str(e)}
+    if bid is not None:
+        try:
+            st = service.status(bid)
+            body["received"] = st["received"]
+            body["state"] = st["state"]
+        except IntakeError:
+            pass
+    if isinstance(e, BundleRefused):
+        return JSONResponse(body, 422)
+    if isinstance(e, PolicyError):
+        body["paused"] = True
+        return JSONResponse(body, 409)
+    return JSONResponse(body, 404 if str(e).startswith("no upload") else 409)
+
+
+def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
+    """The router over ``service``; actions need the maintenance role of ``auth``."""
+    r = APIRouter(prefix="/intake", tags=["hangar intake"])
+    maintenance = Depends(require(auth, Role.MAINTENANCE))
+
+    @r.post("/uploads")
+    async def begin(metadata: Annotated[dict[str, Any], Body()],
+                    who: Principal = maintenance) -> JSONResponse:
+        """Open (or resume) the upload of a bundle from its signed metadata."""
+        try:
+            st = await service.begin(metadata, who.user)
+        except (BundleRefused, PolicyError, IntakeError) as e:
+            return _error(e, service)
+        return JSONResponse(st, 201 if st["received"] == 0 else 200)
+
+    @r.get("/uploads")
+    async def uploads() -> list[dict[str, Any]]:
+        """The newest uploads."""
+        return service.list_uploads()
+
+    @r.get("/uploads/{bid}")
+    async def upload_status(bid: str) -> JSONResponse:
+        """One upload's status."""
+        try:
+            return JSONResponse(service.status(bid))
+        except IntakeError as e:
+            return _error(e, service)
+
+    @r.put("/uploads/{bid}")
+    async def put_bytes(bid: str, request: Request, offset: Annotated[int, Query(ge=0)],
+                        who: Principal = maintenance) -> JSONResponse:
+        """Store payload bytes at ``offset`` (the resume offset)."""
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for piece in request.stream():
+                    if piece:
+                        yield piece
+            except ClientDisconnect:
+                return
+        try:
+            return JSONResponse(await service.write(bid, offset, body()))
+        except (BundleRefused, PolicyError, IntakeError) as e:
+            return _error(e, service, bid)
+
+    @r.post("/uploads/{bid}/finalize")
+    async def finalize(bid: str, who: Principal = maintenance) -> JSONResponse:
+        """Verify the payload and stage it."""
+        try:
+            return JSONResponse(await service.finalize(bid))
+        except (BundleRefused, PolicyError, IntakeError) as e:
+            return _error(e, service, bid)
+
+    @r.post("/uploads/{bid}/activate")
+    async def activate(bid: str, who: Principal = maintenance) -> JSONResponse:
+        """Switch the staged bundle in."""
+        try:
+            return JSONResponse(await service.activate(bid, who.user))
+        except (BundleRefused, PolicyError, IntakeError) as e:
+            return _error(e, service, bid)
+
+    @r.delete("/uploads/{bid}")
+    async def abort(bid: str, who: Principal = maintenance) -> JSONResponse:
+        """Abandon an upload."""
+        try:
+            await service.abort(bid)
+        except IntakeError as e:
+            return _error(e, service, bid)
+        return JSONResponse(service.status(bid))
+
+    @r.get("/installed")
+    async def installed() -> dict[str, Any]:
+        """What the aircraft has installed, per kind, and whether intake is open now."""
+        mode = service.mode()
+        return {"mode": str(mode), "intake_open": service.policy[mode].hangar_intake,
+                "installed": service.installed()}
+
+    return r

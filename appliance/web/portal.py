@@ -1,0 +1,272 @@
+"""The passenger portal's routes: captive-portal detection, the catalog, live events, the survey.
+
+``portal_router(...)`` returns an APIRouter for the passenger app (plugged in through
+``create_app(routers=...)``):
+
+- captive-portal probes: Apple ``/hotspot-detect.html`` and ``/library/test/success.html``,
+  Android ``/generate_204`` and ``/gen_204``, Windows ``/connecttest.txt``, ``/ncsi.txt`` and
+  ``/redirect``, Firefox ``/canonical.html`` and ``/success.txt``: until the client accepted the
+  portal, a 302 to the portal (the phone then opens it by itself); afterwards the answer each
+  operating system expects for "online";
+- ``GET /api/captive``: RFC 8908 Captive Portal API (``application/captive+json``);
+- ``POST /api/v1/portal/accept``: the passenger tapped "Start"; probes answer "online" from then on;
+- ``GET /`` and ``/portal/...``: the portal page, its script and style, the npm-built vendor files;
+- ``GET /api/v1/catalog``: the catalog JSON, built once per change, with ETag (304 on a match);
+  503 with a message when the mode closes passenger services;
+- ``GET /api/v1/events``: Server-Sent Events (``flight``, ``pa``, ``mode``), see
+  :mod:`appliance.web.flightinfo`;
+- ``GET /api/v1/survey`` and ``POST /api/v1/feedback`` (201 stored, 200 for a retried key, 503
+  when closed or not storable, 422 malformed).
+
+Every route counts against the client's request budget (429 with Retry-After beyond it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from ..content.catalog import Catalog
+from ..content.fairness import RateLimiter
+from ..content.feedback import QUESTIONS, Feedback
+from ..errors import StoreError
+from ..modes.engine import AvionicsChain
+from ..modes.policy import PolicyTable
+from .flightinfo import FlightInfo
+
+__all__ = ["CaptiveState", "FeedbackIn", "PortalAssets", "portal_router"]
+
+APPLE_SUCCESS = "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
+FIREFOX_SUCCESS = ('<meta http-equiv="refresh" '
+                   'content="0;url=https://support.mozilla.org/kb/captive-portal"/>')
+NO_STORE = {"Cache-Control": "no-store"}
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".json": "application/json",
+          ".svg": "image/svg+xml", ".png": "image/png"}
+
+
+class CaptiveState:
+    """Clients (addresses) that accepted the portal, each until its acceptance expires."""
+
+    def __init__(self, accept_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """An acceptance lasts ``accept_s`` seconds."""
+        self.accept_s = accept_s
+        self.clock = clock
+        self._until: dict[str, float] = {}
+
+    def accept(self, client: str) -> float:
+        """Mark ``client`` as having accepted; returns the seconds it lasts."""
+        now = self.clock()
+        self._until[client] = now + self.accept_s
+        if len(self._until) > 20_000:
+            self._until = {c: t for c, t in self._until.items() if t > now}
+        return self.accept_s
+
+    def remaining(self, client: str) -> float:
+        """Seconds of acceptance left for ``client`` (0 if none)."""
+        return max(0.0, self._until.get(client, 0.0) - self.clock())
+
+
+class PortalAssets:
+    """The portal's files in memory: ``appliance/web/portal/*`` and the vendor folder's files."""
+
+    def __init__(self, vendor_dir: Path | None) -> None:
+        """Load the shipped files and whatever ``vendor_dir`` holds (missing: none, logged by caller)."""
+        self.files: dict[str, tuple[bytes, str, str]] = {}
+        root = resources.files(__package__).joinpath("portal")
+        for item in root.iterdir():
+            if item.is_file() and not item.name.startswith("."):
+                self._add(item.name, item.read_bytes())
+        self.vendor: list[str] = []
+        if vendor_dir is not None and vendor_dir.is_dir():
+            for p in sorted(vendor_dir.iterdir()):
+                if p.is_file() and p.suffix in _TYPES:
+                    self._add(f"vendor/{p.name}", p.read_bytes())
+                    self.vendor.append(p.name)
+
+    def _add(self, name: str, data: bytes) -> None:
+        ctype = _TYPES.get(Path(name).suffix, "application/octet-stream")
+        self.files[name] = (data, ctype, f'"{hashlib.sha256(data).hexdigest()[:24]}"')
+
+    def response(self, name: str, request: Request) -> Response:
+        """The file ``name`` (404 if unknown), 304 on a matching If-None-Match."""
+        item = self.files.get(name)
+        if item is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+        data, ctype, etag = item
+        cache = "public, max-age=86400" if name.startswith("vendor/") else "no-cache"
+        headers = {"ETag": etag, "Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=ctype, headers=headers)
+
+
+class FeedbackIn(BaseModel):
+    """A survey answer: the client's idempotency key, optional seat, scores 1-5, a comment."""
+
+    model_config = {"extra": "forbid"}
+
+    idempotency_key: Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    seat: Annotated[str | None, Field(pattern=r"^[0-9]{1,2}[A-K]$")] = None
+    answers: Annotated[dict[str, Annotated[int, Field(ge=1, le=5)]], Field(min_length=1)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, info: FlightInfo,
+                  feedback: Feedback, captive: CaptiveState, assets: PortalAssets,
+                  limiter: RateLimiter, streams_per_client: int = 4, portal_url: str = "/portal/",
+                  heartbeat_s: float = 15.0) -> APIRouter:
+    """Build the portal's routes (see the module docstring)."""
+
+    def budget(request: Request) -> None:
+        wait = limiter.allow(_client(request))
+        if wait > 0:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many requests",
+                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+    router = APIRouter(dependencies=[Depends(budget)])
+    streams: dict[str, int] = {}
+
+    def open_() -> bool:
+        return policy[chain.mode].passenger_services
+
+    def probe(online: Callable[[], Response]) -> Callable[[Request], Response]:
+        def handler(request: Request) -> Response:
+            if captive.remaining(_client(request)) > 0:
+                return online()
+            return RedirectResponse(portal_url, status.HTTP_302_FOUND, headers=NO_STORE)
+        return handler
+
+    probes: dict[str, Callable[[], Response]] = {
+        "/hotspot-detect.html": lambda: HTMLResponse(APPLE_SUCCESS, headers=NO_STORE),
+        "/library/test/success.html": lambda: HTMLResponse(APPLE_SUCCESS, headers=NO_STORE),
+        "/generate_204": lambda: Response(status_code=204, headers=NO_STORE),
+        "/gen_204": lambda: Response(status_code=204, headers=NO_STORE),
+        "/connecttest.txt": lambda: PlainTextResponse("Microsoft Connect Test", headers=NO_STORE),
+        "/ncsi.txt": lambda: PlainTextResponse("Microsoft NCSI", headers=NO_STORE),
+        "/canonical.html": lambda: HTMLResponse(FIREFOX_SUCCESS, headers=NO_STORE),
+        "/success.txt": lambda: PlainTextResponse("success\n", headers=NO_STORE),
+    }
+    for path, online in probes.items():
+        router.add_api_route(path, probe(online), methods=["GET", "HEAD"], include_in_schema=False)
+
+    @router.get("/redirect", include_in_schema=False)
+    def windows_redirect() -> Response:
+        return RedirectResponse(portal_url, status.HTTP_302_FOUND, headers=NO_STORE)
+
+    @router.get("/", include_in_schema=False)
+    def root() -> Response:
+        return RedirectResponse(portal_url, status.HTTP_302_FOUND)
+
+    @router.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+    @router.get("/api/captive")
+    def captive_api(request: Request) -> Response:
+        """RFC 8908: whether this client is still captive and where the portal is."""
+        left = captive.remaining(_client(request))
+        base = str(request.base_url).rstrip("/")
+        doc: dict[str, Any] = {"captive": left <= 0,
+                               "user-portal-url": portal_url if "://" in portal_url
+                               else base + portal_url,
+                               "venue-info-url": base + portal_url + "#flight"}
+        if left > 0:
+            doc["seconds-remaining"] = int(left)
+            doc["can-extend-session"] = True
+        return Response(json.dumps(doc), media_type="application/captive+json",
+                        headers={"Cache-Control": "private, no-store"})
+
+    @router.post("/api/v1/portal/accept")
+    def accept(request: Request) -> dict[str, Any]:
+        """The passenger accepted the portal: probes from this address answer "online"."""
+        return {"captive": False, "seconds-remaining": int(captive.accept(_client(request)))}
+
+    @router.get("/portal/", include_in_schema=False)
+    def portal_index(request: Request) -> Response:
+        return assets.response("index.html", request)
+
+    @router.get("/portal/{name}", include_in_schema=False)
+    def portal_file(name: str, request: Request) -> Response:
+        return assets.response(name, request)
+
+    @router.get("/portal/vendor/{name}", include_in_schema=False)
+    def portal_vendor(name: str, request: Request) -> Response:
+        return assets.response(f"vendor/{name}", request)
+
+    @router.get("/api/v1/catalog")
+    def get_catalog(request: Request) -> Response:
+        """The catalog (titles, menu, media port): built once per change; ETag / If-None-Match."""
+        b = catalog.body()
+        headers = {"ETag": b.etag, "Cache-Control": "no-cache"}
+        inm = request.headers.get("if-none-match")
+        if inm is not None and b.etag in [t.strip().removeprefix("W/") for t in inm.split(",")]:
+            return Response(status_code=304, headers=headers)
+        return Response(b.body, status_code=b.status, media_type="application/json", headers=headers)
+
+    @router.get("/api/v1/events")
+    async def events(request: Request) -> Response:
+        """Server-Sent Events: ``flight`` every second, ``pa`` and ``mode`` as they happen."""
+        client = _client(request)
+        if streams.get(client, 0) >= streams_per_client:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many event streams")
+        streams[client] = streams.get(client, 0) + 1
+        q = info.open_stream()
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 2000\n\n"
+                while True:
+                    try:
+                        yield await asyncio.wait_for(q.get(), heartbeat_s)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+            finally:
+                info.close_stream(q)
+                streams[client] -= 1
+                if not streams[client]:
+                    del streams[client]
+
+        return StreamingResponse(frames(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @router.get("/api/v1/survey")
+    def survey() -> dict[str, Any]:
+        """The survey's questions (id -> text); answers are scores 1 to 5."""
+        return {"questions": [{"id": k, "text": v} for k, v in QUESTIONS.items()]}
+
+    @router.post("/api/v1/feedback", status_code=status.HTTP_201_CREATED)
+    async def post_feedback(body: FeedbackIn, response: Response) -> dict[str, Any]:
+        """Store a survey answer: 201 once durable and queued, 200 for a retried key."""
+        if not open_():
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                f"passenger services are closed in {chain.mode} mode")
+        unknown = sorted(set(body.answers) - set(QUESTIONS))
+        if unknown:
+            raise HTTPException(422,
+                                f"unknown question(s): {', '.join(unknown)}")
+        try:
+            res = await feedback.submit(body.idempotency_key, body.seat, body.answers, body.comment)
+        except StoreError as e:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                "feedback cannot be stored right now") from e
+        if not res.created:
+            response.status_code = status.HTTP_200_OK
+        return {"id": res.id, "outbox_key": res.outbox_key, "created": res.created}
+
+    return router

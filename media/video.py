@@ -1,0 +1,123 @@
+"""Video -> HLS VOD ladder with ffmpeg (libx264 + AAC), a poster, keyframes on segment boundaries.
+
+Each rendition is H.264 at a fixed height of the ladder (never above the source's), with a forced
+keyframe every ``segment_s`` seconds and scene-cut keyframes off, so every segment starts on a
+keyframe and lasts ``segment_s`` (the last may be shorter). ffmpeg writes the master playlist with
+BANDWIDTH, RESOLUTION and CODECS. Segments are MPEG-TS (``.ts``) or fMP4 (``.m4s`` + ``init.mp4``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["LADDER", "Probe", "package_video", "probe"]
+
+#: (height in pixels, video bitrate in kbit/s), best first.
+LADDER = ((1080, 4500), (720, 2400), (480, 1200), (360, 700), (240, 400))
+
+
+class VideoError(RuntimeError):
+    """ffmpeg or ffprobe failed, or the source has no video stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What the packager needs of a source: size (px), duration (s), has audio, video frames."""
+
+    width: int
+    height: int
+    duration_s: float
+    audio: bool
+    frames: int | None
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise VideoError(f"{name} not found (Debian: apt-get install ffmpeg)")
+    return path
+
+
+def probe(src: Path) -> Probe:
+    """Probe ``src`` with ffprobe; raises VideoError if it is not a video."""
+    out = subprocess.run([_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_streams",
+                          "-show_format", str(src)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise VideoError(f"ffprobe {src}: {out.stderr.strip()}")
+    data = json.loads(out.stdout)
+    video = next((s for s in data["streams"] if s["codec_type"] == "video"), None)
+    if video is None:
+        raise VideoError(f"{src}: no video stream")
+    frames = video.get("nb_frames")
+    return Probe(int(video["width"]), int(video["height"]), float(data["format"]["duration"]),
+                 any(s["codec_type"] == "audio" for s in data["streams"]),
+                 int(frames) if frames and frames.isdigit() else None)
+
+
+def _ladder(src_height: int, renditions: int) -> list[tuple[int, int]]:
+    rungs = [r for r in LADDER if r[0] <= src_height] or [LADDER[-1]]
+    if len(rungs) < renditions:
+        rungs = list(LADDER[-renditions:])
+    # Spread the choice: the best rung, then every other one below it.
+    picked = [rungs[0], *rungs[2::2], *rungs[1::2]]
+    return sorted(picked[:renditions], reverse=True)
+
+
+def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int = 2,
+                  segment_type: Literal["mpegts", "fmp4"] = "mpegts") -> tuple[str, str, Probe]:
+    """Cut ``src`` into an HLS ladder under ``out/hls`` and a poster ``out/poster.jpg``.
+
+    Returns (entry playlist path, poster path, source probe), paths relative to ``out``. Raises
+    VideoError if ffmpeg fails; ``segment_s`` must be 4..6 (the appliance's players expect it).
+    """
+    if not 4 <= segment_s <= 6:
+        raise VideoError("segment_s must be between 4 and 6 seconds")
+    if renditions < 2:
+        raise VideoError("at least two renditions")
+    info = probe(src)
+    ladder = _ladder(info.height, renditions)
+    hls = out / "hls"
+    hls.mkdir(parents=True, exist_ok=True)
+    n = len(ladder)
+    split = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";" + ";".join(
+        f"[s{i}]scale=-2:{h}[v{i}]" for i, (h, _) in enumerate(ladder))
+    cmd = [_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+           "-filter_complex", split]
+    for i, (_, kbps) in enumerate(ladder):
+        cmd += ["-map", f"[v{i}]", f"-c:v:{i}", "libx264", f"-b:v:{i}", f"{kbps}k",
+                f"-maxrate:v:{i}", f"{kbps * 11 // 10}k", f"-bufsize:v:{i}", f"{kbps * 2}k"]
+    if info.audio:
+        for _ in ladder:
+            cmd += ["-map", "0:a:0"]
+        cmd += ["-c:a", "aac", "-b:a", "96k", "-ac", "2"]
+    cmd += ["-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p",
+            "-force_key_frames", f"expr:gte(t,n_forced*{segment_s})", "-sc_threshold", "0",
+            "-fps_mode", "passthrough",
+            "-f", "hls", "-hls_time", str(segment_s), "-hls_playlist_type", "vod",
+            "-hls_flags", "independent_segments", "-master_pl_name", "master.m3u8",
+            "-var_stream_map", " ".join(f"v:{i},a:{i}" if info.audio else f"v:{i}"
+                                        for i in range(n))]
+    if segment_type == "fmp4":
+        cmd += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+                "-hls_segment_filename", str(hls / "v%v" / "seg_%05d.m4s")]
+    else:
+        cmd += ["-hls_segment_filename", str(hls / "v%v" / "seg_%05d.ts")]
+    cmd.append(str(hls / "v%v" / "index.m3u8"))
+    for i in range(n):
+        (hls / f"v{i}").mkdir(exist_ok=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise VideoError(f"ffmpeg failed: {res.stderr.strip()[-2000:]}")
+    poster = out / "poster.jpg"
+    res = subprocess.run([_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
+                          "-ss", f"{info.duration_s * 0.4:.3f}", "-i", str(src), "-frames:v", "1",
+                          "-vf", "scale=640:-2", "-q:v", "4", str(poster)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise VideoError(f"ffmpeg (poster) failed: {res.stderr.strip()[-2000:]}")
+    return "hls/master.m3u8", "poster.jpg", info
