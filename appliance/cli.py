@@ -37,6 +37,8 @@ DEMO_CONFIG = """\
 aircraft_id = "F-DEMO"
 data_dir = "var"
 admin_token = "{token}"
+# The dashboard's demo login; its password is in var/demo-login (make another: appliance hash-password)
+admin_users = [{{ name = "maint", role = "maintenance", password_hash = "{pw_hash}" }}]
 
 [passenger]
 host = "127.0.0.1"
@@ -164,19 +166,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     var = Path("var")
     var.mkdir(exist_ok=True)
     cfg = var / "appliance.toml"
+    login = var / "demo-login"
     if not cfg.exists():
-        cfg.write_text(DEMO_CONFIG.format(token=secrets.token_urlsafe(18)))
+        from .web.auth import hash_password
+
+        password = secrets.token_urlsafe(9)
+        login.write_text(f"maint {password}\n")
+        login.chmod(0o600)
+        cfg.write_text(DEMO_CONFIG.format(token=secrets.token_urlsafe(18),
+                                          pw_hash=hash_password(password)))
     settings = _settings(str(cfg))
     _logging(settings.log_level, settings.data_dir / "logs")
     flight = args.recording or fetch_default_flight(var / "cache")
     sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "play", str(flight),
                             "--link", settings.serial.port, "--speed", str(args.speed), "--loop"])
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    who = login.read_text().strip().replace(" ", " / ") if login.exists() else "see admin_users"
     print(f"""
   Card simulator: {flight} at x{args.speed:g} on {settings.serial.port} (pid {sim.pid})
   Portal:         http://{settings.passenger.host}:{settings.passenger.port}/
   Passenger API:  http://{settings.passenger.host}:{settings.passenger.port}/api/v1/flight
-  Admin:          http://{settings.admin.host}:{settings.admin.port}/  (dashboard; API /admin/v1/status)
+  Dashboard:      http://{settings.admin.host}:{settings.admin.port}/  (login: {who})
+  Admin API:      http://{settings.admin.host}:{settings.admin.port}/admin/v1/status
                   (header: Authorization: Bearer {token}; token in {cfg})
   Ctrl-C stops both.
 """, flush=True)
