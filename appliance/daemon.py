@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -215,6 +216,9 @@ class Daemon:
         for part in content.startables:
             await part.start()
             self._started.append(part)
+            catalog = getattr(part, "catalog", None)
+            if catalog is not None:
+                self.bite.add("content", functools.partial(content_bite, catalog))
         await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy,
                                                    self.traffic, routers=content.routers,
                                                    mounts=content.mounts),
@@ -240,6 +244,8 @@ class Daemon:
                                                   content.store, auth, quiet=quiet)
         self.chain.listeners.append(self.intake.on_event)
         await self.intake.start()
+        if self.intake.slots is not None:
+            self.bite.add("software_slot", functools.partial(slot_bite, self.intake.slots))
         collector = ApplianceCollector(self.chain, self.writer.stats, self.traffic, s.data_dir)
         deps = admin.AdminDeps(
             chain=self.chain, journal=self.journal, auth=auth, status=self.status, utc=self.utc,
@@ -391,6 +397,27 @@ class Daemon:
                         "pending_events": self._events.qsize(),
                         "event_errors": self.journal_errors},
         }
+
+
+def content_bite(catalog: Any) -> dict[str, Any]:
+    """BITE colour of the content store from the loaded catalog."""
+    titles, generation = catalog.titles, catalog.generation
+    if generation < 0:
+        return {"state": "amber", "reason": "catalog not loaded yet"}
+    if not titles:
+        return {"state": "amber", "reason": "no content installed", "generation": generation}
+    return {"state": "green", "reason": f"{len(titles)} titles, catalog generation {generation}",
+            "generation": generation}
+
+
+def slot_bite(slots: Any) -> dict[str, Any]:
+    """BITE of the software slots: which one runs, and its version."""
+    current = slots.current()
+    if current is None:
+        return {"state": "green", "reason": "installed package (no A/B slot activated yet)"}
+    info = slots.info(current) or {}
+    return {"state": "green", "reason": f"slot {current}, version {info.get('version', '?')}",
+            "slot": current, "version": info.get("version")}
 
 
 def sync_bite(st: dict[str, Any]) -> dict[str, Any]:
