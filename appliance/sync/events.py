@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["BatchAcknowledged", "LinkChanged", "RecordsDropped", "StreamBlocked", "SyncEvent"]
+__all__ = ["AckedRecordsLost", "BatchAcknowledged", "LinkChanged", "RecordsDropped", "StreamBlocked",
+           "SyncEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +53,21 @@ class StreamBlocked:
     at: float
 
 
-SyncEvent = LinkChanged | BatchAcknowledged | RecordsDropped | StreamBlocked
+@dataclass(frozen=True, slots=True)
+class AckedRecordsLost:
+    """The receiver no longer holds ``seq_lo..seq_hi`` of ``stream``, which it had acknowledged.
+
+    Its watermark went back (a restored or new database) below what the aircraft deleted on its
+    acknowledgement: the records are gone on both sides. The range is declared to the receiver as
+    a gap (so the stream goes on from its watermark) and journalled; BITE shows the sync red.
+    """
+
+    stream: str
+    seq_lo: int
+    seq_hi: int
+    acked: int  #: what the receiver had acknowledged
+    watermark: int  #: what it holds now
+    at: float
+
+
+SyncEvent = LinkChanged | BatchAcknowledged | RecordsDropped | StreamBlocked | AckedRecordsLost

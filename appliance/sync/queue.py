@@ -19,14 +19,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, delete, func, select, type_coerce, update
+from sqlalchemy import Connection, Engine, Text, delete, func, insert, select, type_coerce, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..store.models import outbox, stream_seq
+from ..store.models import journal, outbox, stream_seq
 from .tables import sync_drop, sync_stream
 
-__all__ = ["ROW_OVERHEAD", "DropRange", "OutboxReader", "Record", "StreamStats", "apply_ack",
-           "row_bytes"]
+__all__ = ["ROW_OVERHEAD", "DropRange", "LostRange", "OutboxReader", "Record", "StreamStats",
+           "apply_ack", "declare_lost", "row_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,28 @@ class DropRange:
     records: int
     bytes: int
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LostRange:
+    """Records ``lo..hi`` of ``stream`` the receiver acknowledged (up to ``acked``) and lost.
+
+    Its watermark is now ``watermark`` (< ``acked``); the range was deleted here on the
+    acknowledgement and is declared to the receiver as a drop range.
+    """
+
+    stream: str
+    lo: int
+    hi: int
+    acked: int
+    watermark: int
+
+    @property
+    def detail(self) -> str:
+        """One line for the log, the journal and the status."""
+        return (f"the receiver lost {self.stream} seq {self.lo}..{self.hi}: it had acknowledged "
+                f"up to {self.acked} (deleted here), it now holds up to {self.watermark}; "
+                f"declared as a gap, the stream goes on")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +215,55 @@ def ensure_stream_row(conn: Connection, stream: str) -> None:
     conn.execute(sqlite_insert(sync_stream).values(
         stream=stream, acked_seq=0, acked_at=None, dropped_records=0, dropped_bytes=0,
         last_drop_at=None).on_conflict_do_nothing())
+
+
+def declare_lost(conn: Connection, watermarks: dict[str, int], now: float | None = None,
+                 ) -> list[LostRange]:
+    """Writer function: resume from the receiver's ``watermarks`` where they went back.
+
+    Watermarks on the receiver only move up; one below a stream's ``acked_seq`` means the
+    receiver lost records it had acknowledged (a restored or new database), which were deleted
+    here on that acknowledgement: nobody can send them again. Each missing run of
+    ``watermark + 1 .. acked_seq`` (rows or drop ranges still here are sent as usual) becomes a
+    drop range, which the next batch declares (the receiver records the gap and its watermark
+    moves on, so the stream does not stall), ``acked_seq`` goes back to the watermark, and a
+    journal row (kind ``sync_lost``) says what was lost. Call it before :func:`apply_ack`.
+    Returns the ranges declared (none in normal operation).
+    """
+    now = time.time() if now is None else now
+    out: list[LostRange] = []
+    for stream, acked in conn.execute(select(sync_stream.c.stream, sync_stream.c.acked_seq)).all():
+        w = int(watermarks.get(stream, 0))
+        acked = int(acked)
+        if w >= acked:
+            continue
+        held = [(int(s), int(s)) for (s,) in conn.execute(
+            select(outbox.c.seq).where(outbox.c.stream == stream, outbox.c.seq > w,
+                                       outbox.c.seq <= acked))]
+        held += [(int(lo), int(hi)) for lo, hi in conn.execute(
+            select(sync_drop.c.seq_lo, sync_drop.c.seq_hi).where(
+                sync_drop.c.stream == stream, sync_drop.c.seq_hi > w, sync_drop.c.seq_lo <= acked))]
+        nxt = w + 1
+        runs: list[tuple[int, int]] = []
+        for lo, hi in sorted(held):
+            if lo > nxt:
+                runs.append((nxt, lo - 1))
+            nxt = max(nxt, hi + 1)
+        if nxt <= acked:
+            runs.append((nxt, acked))
+        for lo, hi in runs:
+            lost = LostRange(stream, lo, hi, acked, w)
+            out.append(lost)
+            conn.execute(insert(sync_drop).values(stream=stream, seq_lo=lo, seq_hi=hi,
+                                                  records=hi - lo + 1, bytes=0, dropped_at=now))
+            conn.execute(insert(journal).values(
+                kind="sync_lost", t_card=None, utc=now, time_source="local",
+                summary=f"sync: {lost.detail}", created=time.time(),
+                data={"stream": stream, "seq_lo": lo, "seq_hi": hi, "records": hi - lo + 1,
+                      "acked": acked, "watermark": w}))
+        conn.execute(update(sync_stream).where(sync_stream.c.stream == stream)
+                     .values(acked_seq=w, acked_at=now))
+    return out
 
 
 def apply_ack(conn: Connection, watermarks: dict[str, int], now: float | None = None) -> int:

@@ -173,8 +173,10 @@ class SyncService:
         """The sync status (a dict for the admin API).
 
         Per stream: depth (rows), oldest record age (s), bytes queued, last acknowledged
-        watermark, drops; per link: interfaces, probe, scope in this mode, budget; the uplink's
-        state and counters; totals against the disk budget.
+        watermark, drops, ``blocked`` (why it cannot be sent now, or None) and ``lost`` (records
+        the receiver lost after acknowledging them, since this process started, or None); per
+        link: interfaces, probe, scope in this mode, budget; the uplink's state and counters;
+        totals against the disk budget.
         """
         now = self.clock()
         mode = self.chain.mode
@@ -188,7 +190,7 @@ class SyncService:
                 "acked_seq": st.acked_seq, "acked_at": st.acked_at,
                 "drops": {"records": st.dropped_records, "bytes": st.dropped_bytes,
                           "last_at": st.last_drop_at, "unreported_ranges": st.pending_drop_ranges},
-                "blocked": up.blocked.get(name)}
+                "blocked": up.blocked.get(name), "lost": up.lost.get(name)}
         links = {}
         for name, ls in up.links.items():
             scope = link_scope(self.policy, mode, name)

@@ -5,7 +5,11 @@ One asyncio task (:meth:`Uplink.run`). A *session* over a link:
 1. **resume**: ``GET /v1/watermarks`` (the probe). The answer is the truth: outbox rows at or
    below each watermark are deleted (through the single writer), and sending continues from
    there. So after any interruption (link cut, receiver restart, appliance restart) nothing is
-   sent again except, at most, the batch that was in flight.
+   sent again except, at most, the batch that was in flight. A watermark *below* what the
+   receiver acknowledged before means it lost acknowledged records (its database went back):
+   they were deleted here, so the loss is declared to it as a drop range (a gap on the ground),
+   journalled, reported (:class:`AckedRecordsLost`, BITE red), and the stream goes on from the
+   watermark with the records still here (:func:`~appliance.sync.queue.declare_lost`).
 2. **send**: build a batch of the streams the mode policy lets through this link (priority
    order), POST it (zstd, batch id as ``Idempotency-Key``), take the answer's watermarks: delete
    what they cover, move on. While one batch is on the wire the next one is built, and it is
@@ -13,7 +17,12 @@ One asyncio task (:meth:`Uplink.run`). A *session* over a link:
    the receiver commits the previous one, so a slow link never idles for the database, the
    compressor or the round trip. Answers are taken in order; if one shows that a stream did not
    go through as built, the batches behind it are abandoned and sending resumes from the
-   watermark (the receiver waits briefly for a batch's predecessor, so this is rare).
+   receiver's watermark, asked again (``GET``): an answer's own watermarks may be older than
+   the answer before it (its batch overtook its predecessor on the way, or it is the stored
+   answer replayed for a resent batch id). The receiver waits briefly for a batch's predecessor
+   and otherwise refuses the stream's part with a ``gap`` error: that only means "resume from
+   the watermark", never a block. Other refusals block their stream (status, BITE red) until
+   the next resume, at most ``probe_interval_s`` once the uplink is idle.
 3. A failed request is retried (tenacity: exponential backoff with full jitter, bounded in
    attempts); before each retry the watermarks are asked again, and if the batch in flight was
    in fact taken, it is not sent again. When the retries are used up the link counts as down,
@@ -54,10 +63,10 @@ from ..store.writer import Writer
 from .batch import Batch, BatchLimits, build_batch
 from .client import ReceiverClient
 from .errors import RejectedError, TransientError
-from .events import BatchAcknowledged, LinkChanged, StreamBlocked, SyncEvent
+from .events import AckedRecordsLost, BatchAcknowledged, LinkChanged, StreamBlocked, SyncEvent
 from .link import SYSFS_NET, LinkState
 from .policy import FlightHourBudget, allowed_streams, link_scope
-from .queue import OutboxReader, apply_ack
+from .queue import LostRange, OutboxReader, apply_ack, declare_lost
 from .tables import sync_link_budget
 
 __all__ = ["Uplink", "UplinkStats"]
@@ -110,6 +119,9 @@ class Uplink:
         self.clients: dict[str, ReceiverClient] = {}
         self.cursors: dict[str, int] = {}
         self.blocked: dict[str, str] = {}
+        #: stream -> what the receiver lost after acknowledging it (kept for this process's life)
+        self.lost: dict[str, str] = {}
+        self._announced: dict[str, str] = {}  # last block reported per stream (no repeats)
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.state = "starting"
@@ -232,18 +244,38 @@ class Uplink:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _resume(self, name: str) -> None:
-        client = self._client(name)
         self._set_active(name, "connecting")
+        await self._resync(name, unblock=True)
+        self.stats.sessions += 1
+
+    async def _resync(self, name: str, *, unblock: bool) -> None:
+        """Ask the receiver's watermarks and continue from them (the batches in flight are gone).
+
+        Rows they cover are deleted; streams where they went back get their loss declared
+        (:func:`declare_lost`); the cursors become the watermarks. ``unblock``: give blocked
+        streams another go.
+        """
+        client = self._client(name)
         wm = await self._retrying(client.watermarks)
         link = self.links[name]
         if not link.up:
             self.emit(LinkChanged(name, True, "receiver answered", self.clock()))
         link.probed(True, None, self.clock())
-        await self.writer.run(lambda conn: apply_ack(conn, wm, self.clock()))
+        now = self.clock()
+
+        def resume(conn: Connection) -> list[LostRange]:
+            lost = declare_lost(conn, wm, now)
+            apply_ack(conn, wm, now)
+            return lost
+
+        for lr in await self.writer.run(resume):
+            log.error("stream %s: %s", lr.stream, lr.detail)
+            self.lost[lr.stream] = lr.detail
+            self.emit(AckedRecordsLost(lr.stream, lr.lo, lr.hi, lr.acked, lr.watermark, now))
         async with self.lock:
             self.cursors = dict(wm)
-            self.blocked.clear()
-        self.stats.sessions += 1
+            if unblock:
+                self.blocked.clear()
 
     async def _over_budget(self, name: str) -> None:
         self._set_active(name, "over_budget")
@@ -292,8 +324,11 @@ class Uplink:
                             self._set_active(name, "idle")
                             if name not in self.budgets and \
                                     time.monotonic() - last_req > self.s.probe_interval_s:
-                                await self._retrying(client.watermarks)  # keep the state fresh
-                                link.probed(True, None, self.clock())
+                                if self.blocked:  # give the blocked streams another go
+                                    await self._resync(name, unblock=True)
+                                else:
+                                    await self._retrying(client.watermarks)  # keep it fresh
+                                    link.probed(True, None, self.clock())
                                 last_req = time.monotonic()
                             await self._wait(IDLE_POLL_S)
                             continue
@@ -338,9 +373,9 @@ class Uplink:
                             await t
                     inflight.clear()
                     prepared = batch = None
-                    async with self.lock:
-                        wm = {str(k): int(v) for k, v in answer["watermarks"].items()}
-                        self.cursors = {st: wm.get(st, 0) for st in set(self.cursors) | set(wm)}
+                    # not from this answer's watermarks: they may predate the answer before it
+                    await self._resync(name, unblock=False)
+                    last_req = time.monotonic()
                 if name in self.budgets:
                     await self._save_budget(name)
         finally:
@@ -352,10 +387,15 @@ class Uplink:
         for stream, seq in batch.holes.items():
             detail = (f"outbox lacks seq {seq} of {stream} (the receiver acknowledged up to "
                       f"{self.cursors.get(stream, 0)}): nothing after it can be sent in order")
-            if self.blocked.get(stream) != detail:
-                log.error("stream blocked: %s", detail)
-                self.blocked[stream] = detail
-                self.emit(StreamBlocked(stream, detail, self.clock()))
+            self._block(stream, detail)
+
+    def _block(self, stream: str, detail: str) -> None:
+        """Stop sending ``stream`` until the next resume; say so once per distinct reason."""
+        self.blocked[stream] = detail
+        if self._announced.get(stream) != detail:
+            self._announced[stream] = detail
+            log.error("stream %s blocked: %s", stream, detail)
+            self.emit(StreamBlocked(stream, detail, self.clock()))
 
     async def _build(self, streams: list[tuple[str, int]], name: str, first: bool = False,
                      ) -> Batch | None:
@@ -426,9 +466,16 @@ class Uplink:
         for err in answer.get("errors") or []:
             stream = str(err.get("stream"))
             detail = str(err.get("detail", err))
-            self.blocked[stream] = detail
-            log.error("receiver refused stream %s: %s", stream, detail)
-            self.emit(StreamBlocked(stream, detail, self.clock()))
+            if err.get("code") == "gap":
+                # the receiver waited for an earlier seq that had not arrived (a batch overtaken
+                # on the way, or this answer replayed for a resent batch id): resume from its
+                # watermark, nothing is wrong with the stream
+                log.info("receiver deferred part of %s: %s", batch.batch_id, detail)
+            else:
+                self._block(stream, f"receiver refused: {detail}")
+        for stream, end in batch.end.items():
+            if wm.get(stream, 0) >= end:
+                self._announced.pop(stream, None)  # it goes again: a new block is news
         fut = self.writer.submit(lambda conn: apply_ack(conn, wm, self.clock()))
         fut.add_done_callback(_log_failure)
         self._acks = [f for f in self._acks if not f.done()] + [fut]

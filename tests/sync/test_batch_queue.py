@@ -8,9 +8,10 @@ import zstandard
 from sqlalchemy import insert, select
 
 from appliance.avionics.params import Parameter, Validity
+from appliance.store.models import journal as journal_table
 from appliance.store.models import outbox, stream_seq
 from appliance.sync.batch import BatchLimits, build_batch
-from appliance.sync.queue import DropRange, OutboxReader, Record, apply_ack
+from appliance.sync.queue import DropRange, OutboxReader, Record, apply_ack, declare_lost
 from appliance.sync.summaries import FlightHealth, Sample, downsample
 from appliance.sync.tables import sync_drop, sync_stream
 from ground_receiver.wire import decode_body
@@ -91,6 +92,41 @@ def test_ack_beyond_the_local_sequence_moves_it_up(journal: Journal) -> None:
         assert c.execute(select(stream_seq.c.last_seq).where(
             stream_seq.c.stream == "orders")).scalar() == 50
     assert journal.fill("orders", 1) == [f"{AIRCRAFT}:orders:51"]
+
+
+def test_watermark_below_the_acknowledged_declares_only_what_is_gone(journal: Journal) -> None:
+    journal.fill("usage", 20)
+    journal.fill("logs", 5)
+    journal.writer.submit(lambda c: apply_ack(c, {"usage": 10, "logs": 5}, 1.0)).result()
+    journal.fill("usage", 1)  # seq 21
+    # a row of the acknowledged span is still here (it must be sent, not declared lost)
+    journal.writer.submit(lambda c: c.execute(insert(outbox).values(
+        stream="usage", seq=7, priority=1, idempotency_key=f"{AIRCRAFT}:usage:7", created=1.0,
+        payload={"i": 6}))).result()
+    # the receiver went back to usage 3 (logs: as acknowledged, orders: never seen here)
+    lost = journal.writer.submit(
+        lambda c: declare_lost(c, {"usage": 3, "logs": 5, "orders": 9}, 2.0)).result()
+    assert [(x.stream, x.lo, x.hi, x.acked, x.watermark) for x in lost] == [
+        ("usage", 4, 6, 10, 3), ("usage", 8, 10, 10, 3)]
+    assert "usage seq 4..6" in lost[0].detail
+    with journal.reader.connect() as c:
+        ranges = [(r.stream, r.seq_lo, r.seq_hi, r.records)
+                  for r in c.execute(select(sync_drop).order_by(sync_drop.c.seq_lo))]
+        acked = dict(c.execute(select(sync_stream.c.stream, sync_stream.c.acked_seq)).all())
+        notes = [r.data for r in c.execute(select(journal_table).where(
+            journal_table.c.kind == "sync_lost"))]
+    assert ranges == [("usage", 4, 6, 3), ("usage", 8, 10, 3)]
+    assert acked == {"usage": 3, "logs": 5}
+    assert [(n["stream"], n["seq_lo"], n["seq_hi"]) for n in notes] == [
+        ("usage", 4, 6), ("usage", 8, 10)]
+    # the stream goes on from the watermark: the declared ranges, the row kept, the rest
+    items, hole = OutboxReader(journal.reader).items("usage", 3, 100, 10**6)
+    assert hole is None
+    assert [(i.lo, i.hi) if isinstance(i, DropRange) else i.seq for i in items] == [
+        (4, 6), 7, (8, 10), *range(11, 22)]
+    # asked again (or the same answer seen twice): nothing declared twice
+    assert journal.writer.submit(
+        lambda c: declare_lost(c, {"usage": 3, "logs": 5}, 3.0)).result() == []
 
 
 def _sample(t: float, lat: float | None, track: float = 90.0, alt: float = 30000) -> Sample:
