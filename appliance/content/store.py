@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..errors import PackageError
-from ..store.files import fsync_dir
+from ..store.files import ensure_dir, fsync_dir
 from ..store.models import state
 from ..store.writer import Writer
 from .manifest import MANIFEST, Manifest
@@ -90,8 +90,8 @@ class ContentStore:
 
     def prepare(self) -> list[str]:
         """Create the folders; delete staging left by an interrupted install. Returns what it removed."""
-        self.packages.mkdir(parents=True, exist_ok=True)
-        self.staging.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.packages)  # durably: a catalog row must never outlive its directory
+        ensure_dir(self.staging)
         removed = []
         for d in self.staging.iterdir():
             shutil.rmtree(d, ignore_errors=True)

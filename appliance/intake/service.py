@@ -250,6 +250,8 @@ class IntakeService:
         self._check_mode("hangar intake")
         try:
             env = load_envelope(metadata)
+            if self._is_active(env.bundle_id()):  # a cut hid the activation's answer: not a replay
+                return self.status(env.bundle_id())
             v = self._verify(env)
             meta = v.meta
             if meta.payload.length > self.cfg.max_bundle_bytes:
@@ -297,6 +299,12 @@ class IntakeService:
 
         await self.writer.run(write)
         return self.status(v.bundle_id)
+
+    def _is_active(self, bid: str) -> bool:
+        """True if ``bid`` is the installed bundle of its kind (re-pushing it is not a replay)."""
+        with self.reader.connect() as conn:
+            return conn.execute(select(intake_installed.c.kind)
+                                .where(intake_installed.c.bundle_id == bid)).first() is not None
 
     def _existing(self, bid: str) -> Any:
         try:
