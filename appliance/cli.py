@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import getpass
 import json
 import logging
@@ -64,7 +65,9 @@ def _logging(level: str = "INFO", log_dir: Path | None = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_dir is not None:
         try:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            from .store.files import ensure_dir
+
+            ensure_dir(log_dir)  # durably: it may create the data directory itself
             handlers.append(logging.handlers.RotatingFileHandler(
                 log_dir / "appliance.log", maxBytes=5 * 1024 * 1024, backupCount=5))
         except OSError as e:
@@ -250,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_hangar_parser(sub)
     args = ap.parse_args(argv)
+    faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS) still leaves a traceback on stderr
     try:
         return int(args.fn(args))
     except ConfigError as e:

@@ -129,7 +129,7 @@ class Daemon:
             except (ApplianceError, OSError) as e:
                 log.error("cannot start: %s", e)
                 return 1
-            notify("READY=1")
+            notify("READY=1", wait_s=2.0)
             log.info("ready: passenger http://%s:%d  admin http://%s:%d",
                      self.settings.passenger.host, self.settings.passenger.port,
                      self.settings.admin.host, self.settings.admin.port)
@@ -335,7 +335,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop in reverse order, each step bounded."""
-        notify("STOPPING=1")
+        notify("STOPPING=1", wait_s=0.5)
         for server in self._servers:
             server.should_exit = True
         for r in self.readers:

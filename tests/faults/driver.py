@@ -422,6 +422,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._notify_dir = Path(tempfile.mkdtemp(prefix="pc-notify-"))  # short: AF_UNIX paths <= 107
         self._notify: socket.socket | None = None
+        self.not_ready_exit: int | None = None  #: exit status of the last start that sent no READY
         self.starts = 0
 
     @property
@@ -487,7 +488,15 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or proc.poll() is not None:
+            exited = proc.poll() is not None
+            if left <= 0 or exited:
+                sock.setblocking(False)  # a READY sent just before an exit still counts
+                with contextlib.suppress(OSError):
+                    while True:
+                        if "READY=1" in sock.recv(4096).decode(errors="replace").splitlines():
+                            self._close_notify()
+                            return True
+                self.not_ready_exit = proc.returncode
                 return False
             sock.settimeout(min(left, 0.1))
             try:
@@ -717,8 +726,8 @@ class PowerCutDriver:
         if result.ready:
             self._last_ready_s = result.ready_s
         if not result.ready:
-            self.log(f"cut {result.index}: no READY=1 within {self.config.ready_timeout_s} s:\n"
-                     f"{self.service.log_tail()}")
+            self.log(f"cut {result.index}: no READY=1 within {self.config.ready_timeout_s} s "
+                     f"(exit status {self.service.not_ready_exit}):\n{self.service.log_tail()}")
 
     def _check(self, result: CutResult) -> None:
         """Check the database and the service after a restart (see the module doc)."""

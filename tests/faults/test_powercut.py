@@ -28,7 +28,7 @@ pytestmark = [
 
 def _run(tmp_path: Path, config: DriverConfig) -> Report:
     """Run the driver in ``tmp_path`` and print its report (visible with ``pytest -s``)."""
-    report = run_cuts(config, tmp_path / "powercut")
+    report = run_cuts(config, tmp_path / "powercut", log=print)  # problems show in the output
     print(f"\n{report.summary()}")
     return report
 
