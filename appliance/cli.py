@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import getpass
 import json
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
     add_hangar_parser(sub)
     args = ap.parse_args(argv)
-    faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS) still leaves a traceback on stderr
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file (tests)
+        faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS) still leaves a traceback on stderr
     try:
         return int(args.fn(args))
     except ConfigError as e:
