@@ -104,6 +104,10 @@ class ParameterStore:
         if p.t > self.now:
             self.now = p.t
 
+    def restart_time(self, t: float) -> None:
+        """The card's clock restarted (card reset): card time is ``t`` (s) from now on."""
+        self.now = t
+
     def get(self, name: str, now: float | None = None) -> Parameter | None:
         """The latest ``name``, marked STALE if older than its max age at ``now``; None if never seen."""
         p = self._latest.get(name)

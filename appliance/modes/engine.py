@@ -81,6 +81,7 @@ class AvionicsChain:
             if p.t < self._last_t - CARD_RESET_S:
                 log.warning("card clock went back from %.3f to %.3f s: card reset", self._last_t, p.t)
                 store.expire_source(p.source)
+                store.restart_time(p.t)
                 self._next_eval = None
             self._last_t = p.t
             store.put(p)

@@ -57,3 +57,20 @@ def test_maintenance_only_on_ground() -> None:
     chain.listeners.append(events.append)
     assert chain.set_maintenance(True, "cabin check") is True
     assert chain.mode is Mode.MAINTENANCE and events[-1].current == "MAINTENANCE"
+
+
+def test_card_reset_restarts_card_time() -> None:
+    """After the card's clock goes back (a card reboot), new values are fresh, not stale."""
+    from appliance.avionics.params import Parameter, Validity
+
+    chain = AvionicsChain(LabelTable.default())
+
+    def alt(t: float) -> Parameter:
+        return Parameter("pressure_altitude", 1000.0, "ft", Validity.VALID, t, "card")
+
+    chain.feed([alt(4000.0), alt(4000.1)])
+    chain.feed([alt(120.0)])  # the card rebooted
+    assert chain.store.now == 120.0
+    assert chain.store.value("pressure_altitude") == 1000.0
+    chain.feed([alt(120.1)])
+    assert chain.store.now == 120.1
