@@ -21,9 +21,7 @@ from appliance.cabin.store import JobStore
 from appliance.cabin.wiring import desired_specs
 from appliance.modes.policy import Mode
 from appliance.settings import CabinNetworkSettings
-from appliance.store.engine import make_engine
-from appliance.store.migrate import upgrade
-from appliance.store.writer import Writer
+from tests.store_fixture import MigratedJournal
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "ap-secret"
@@ -33,19 +31,7 @@ FLIGHT = {"radio_on": True, "channel": 44, "tx_power_dbm": 17, "ssids": {"CREW":
 GROUND_FLAGS = ["--channel", "36", "--tx-power", "12", "--ssid", "CREW", "--ssid", "PAX:off"]
 
 
-class Journal:
-    """A migrated journal database with its writer and a read engine."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        engine = make_engine(path)
-        upgrade(engine, path)
-        self.writer = Writer(engine)
-        self.writer.start()
-        self.reader = make_engine(path, readonly=True)
-
-    def close(self) -> None:
-        self.writer.stop()
+Journal = MigratedJournal
 
 
 def fast_settings(**over: Any) -> CabinNetworkSettings:

@@ -71,7 +71,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .powerfs import PowerFS
+from .powerfs import PowerFS, fuse_unavailable
 
 __all__ = [
     "CutResult",
@@ -90,22 +90,6 @@ SEATS = tuple(f"{row}{letter}" for row in range(1, 40) for letter in "ABCDEF")
 SKUS = ("COFFEE", "TEA", "WATER", "SANDWICH", "CROISSANT")
 
 
-def fuse_unavailable() -> str | None:
-    """Return why PowerFS cannot run here (no /dev/fuse, fusermount3, pyfuse3, trio), or None."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR))
-    except OSError as exc:
-        return f"/dev/fuse is not usable: {exc}"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is missing (Debian package fuse3)"
-    try:
-        import pyfuse3  # noqa: F401
-        import trio  # noqa: F401
-    except (ImportError, OSError) as exc:
-        return f"pyfuse3/trio not importable ({exc}); see tests/faults/powerfs/README.md"
-    return None
 
 
 def free_port() -> int:

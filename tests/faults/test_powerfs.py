@@ -27,31 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from .powerfs import REPO_ROOT, PowerFS
+from .powerfs import REPO_ROOT, PowerFS, fuse_unavailable
 from .powerfs.cut import CutReport, choose_ops, power_cut
 from .powerfs.sqlite_probe import create_db, ids_in_db
 from .powerfs.state import SECTOR, Op, encode_truncate, encode_write, parse_log
 
-
-def _fuse_unavailable() -> str | None:
-    """Return why FUSE tests cannot run here, or None if they can."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR))
-    except OSError as exc:
-        return f"/dev/fuse is not usable: {exc}"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is missing (Debian package fuse3)"
-    try:
-        import pyfuse3  # noqa: F401
-        import trio  # noqa: F401
-    except (ImportError, OSError) as exc:
-        return f"pyfuse3/trio not importable ({exc}); see tests/faults/powerfs/README.md"
-    return None
-
-
-_SKIP_REASON = _fuse_unavailable()
+_SKIP_REASON = fuse_unavailable()
 needs_fuse = pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON or "")
 
 

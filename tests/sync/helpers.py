@@ -15,10 +15,7 @@ from sqlalchemy import Engine, select
 from appliance.modes.engine import AvionicsChain
 from appliance.modes.policy import Mode
 from appliance.settings import Settings
-from appliance.store.engine import make_engine
-from appliance.store.migrate import upgrade
 from appliance.store.outbox import enqueue
-from appliance.store.writer import Writer
 from firmware_bridge.labels import LabelTable
 from ground_receiver.app import create_app
 from ground_receiver.db import init_db
@@ -26,6 +23,7 @@ from ground_receiver.db import make_engine as receiver_engine
 from ground_receiver.db import records as rx_records
 from ground_receiver.settings import ReceiverSettings
 from ground_receiver.store import BatchStore
+from tests.store_fixture import MigratedJournal
 
 AIRCRAFT = "F-SYNC"
 TOKEN = "sync-test-token-0123456789"
@@ -37,19 +35,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Journal:
-    """A migrated journal database with its writer and a read engine."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        engine = make_engine(path)
-        upgrade(engine, path)
-        self.writer = Writer(engine)
-        self.writer.start()
-        self.reader = make_engine(path, readonly=True)
-
-    def close(self) -> None:
-        self.writer.stop()
+class Journal(MigratedJournal):
+    """A migrated journal database with its writer and a read engine, and outbox filling."""
 
     def fill(self, stream: str, n: int, payload: Callable[[int], dict[str, Any]] | None = None,
              aircraft: str = AIRCRAFT) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from .state import LOG_FILE
 if TYPE_CHECKING:
     from .cut import CutReport
 
-__all__ = ["REPO_ROOT", "PowerFS"]
+__all__ = ["REPO_ROOT", "PowerFS", "fuse_unavailable"]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 """Directory from which ``python -m tests.faults.powerfs.powerfs`` resolves."""
@@ -208,3 +209,21 @@ class PowerFS:
     ) -> None:
         """Unmount cleanly; in any case leave no process and no mount behind."""
         self.unmount()
+
+
+def fuse_unavailable() -> str | None:
+    """Return why PowerFS cannot run here (no /dev/fuse, fusermount3, pyfuse3, trio), or None."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as exc:
+        return f"/dev/fuse is not usable: {exc}"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is missing (Debian package fuse3)"
+    try:
+        import pyfuse3  # noqa: F401
+        import trio  # noqa: F401
+    except (ImportError, OSError) as exc:
+        return f"pyfuse3/trio not importable ({exc}); see tests/faults/powerfs/README.md"
+    return None
