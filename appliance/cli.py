@@ -58,7 +58,7 @@ port = "var/card"
 def _logging(level: str = "INFO", log_dir: Path | None = None) -> None:
     """Log to stderr (journald keeps it) and, with ``log_dir``, to a rotating file for export.
 
-    Lines start with the UTC time as ``YYYY-mm-ddTHH:MM:SS,mmm`` (appliance.export reads it).
+    Lines start with the UTC time as ``YYYY-mm-ddTHH:MM:SS,mmm`` (appliance.store.export reads it).
     """
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                             datefmt="%Y-%m-%dT%H:%M:%S")
@@ -114,7 +114,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from firmware_bridge.recording import RecordingError, load
     from firmware_bridge.simulator import Faults, FaultSpecError, generate
 
-    from .replay import format_event, replay_bytes
+    from .avionics.replay import format_event, replay_bytes
 
     try:
         traj = load(args.recording)
@@ -172,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = var / "appliance.toml"
     login = var / "demo-login"
     if not cfg.exists():
-        from .web.auth import hash_password
+        from .web.admin.auth import hash_password
 
         password = secrets.token_urlsafe(9)
         login.write_text(f"maint {password}\n")
@@ -206,7 +206,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
     """Read a password (twice, without echo) and print its argon2 hash for ``admin_users``."""
-    from .web.auth import hash_password
+    from .web.admin.auth import hash_password
 
     if sys.stdin.isatty():
         pw = getpass.getpass("password: ")

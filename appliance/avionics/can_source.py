@@ -30,7 +30,7 @@ through ``Listener.on_error``: ``stats.connected`` goes False and ``stats.discon
 The reader does not reopen the bus (it was given one); the daemon decides what to do.
 
 Time base: ``t`` is not the serial card's clock (microseconds since the card powered up). Feeding
-CAN and card parameters into one :class:`~appliance.modes.engine.AvionicsChain` mixes two time
+CAN and card parameters into one :class:`~appliance.avionics.chain.AvionicsChain` mixes two time
 bases; the chain reads the jump as a card reset and the card's parameters as stale.
 """
 

@@ -12,12 +12,13 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
+from ..modes.events import TimeSource
 from .params import Parameter
 
 __all__ = ["AVIONICS", "LOCAL", "UtcClock"]
 
-AVIONICS = "avionics"
-LOCAL = "local"
+AVIONICS = TimeSource.AVIONICS
+LOCAL = TimeSource.LOCAL
 
 
 class UtcClock:
@@ -50,7 +51,7 @@ class UtcClock:
         """True if UTC at card time ``t`` comes from the avionics."""
         return self._changed_at is not None and 0 <= t - self._changed_at <= self.max_silence_s
 
-    def utc(self, t: float) -> tuple[float, str]:
+    def utc(self, t: float) -> tuple[float, TimeSource]:
         """UTC (epoch s) at card time ``t`` (s) and its source, ``"avionics"`` or ``"local"``."""
         if self._offset is not None and self.synced(t):
             return t + self._offset, AVIONICS

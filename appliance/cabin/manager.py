@@ -36,8 +36,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ..modes.bus import Unsubscribe
 from ..modes.events import Event, ModeChanged
 from ..modes.policy import Mode
+from ..modes.state import FlightState
 from ..settings import CabinNetworkSettings
 from .driver import AccessPoint
 from .errors import AuthFailedError, BusyError, DeviceError, NotReadyError
@@ -101,14 +103,13 @@ class CabinNetwork:
 
     def __init__(self, cfg: CabinNetworkSettings, devices: list[Device], store: JobStore,
                  desired: dict[Mode, ConfigSpec], mode: Mode = Mode.GROUND, *,
-                 listeners: list[Callable[[Event], None]] | None = None,
-                 initial_mode: Callable[[], Mode] | None = None,
+                 flight: FlightState | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         """Nothing runs before :meth:`start`.
 
-        ``listeners``: the chain's listener list (ModeChanged drives :meth:`set_mode`);
-        ``initial_mode()`` is read at :meth:`start`.
+        ``flight``: the flight state; its mode is read at :meth:`start`, and a ModeChanged on
+        its bus drives :meth:`set_mode` from then on.
         """
         self.cfg = cfg
         self.devices = {d.name: d for d in devices}
@@ -116,8 +117,8 @@ class CabinNetwork:
         self.desired = desired
         self.mode = mode
         self.mode_changed_at = wall()
-        self._chain_listeners = listeners
-        self._initial_mode = initial_mode
+        self._flight = flight
+        self._unsubscribe: Unsubscribe | None = None
         self.clock, self.wall = clock, wall
         self.runner = JobRunner(cfg, on_attempt=self._on_attempt, clock=clock, wall=wall)
         self.events: collections.deque[CabinEvent] = collections.deque(maxlen=200)
@@ -128,8 +129,8 @@ class CabinNetwork:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Write the inventory, recover the job queue, start one task per device."""
-        if self._initial_mode is not None:
-            self.mode = self._initial_mode()
+        if self._flight is not None:
+            self.mode = self._flight.mode
         await self.store.sync_inventory([(d.name, d.ap.driver, d.address)
                                          for d in self.devices.values()])
         for job in await asyncio.to_thread(self.store.load_active):
@@ -141,8 +142,8 @@ class CabinNetwork:
                 await self.store.requeue(job, "interrupted by a restart; resumed (device checked "
                                               "first)")
             dev.queue.append(job)
-        if self._chain_listeners is not None:
-            self._chain_listeners.append(self.on_event)
+        if self._flight is not None:
+            self._unsubscribe = self._flight.subscribe(self.on_event)
         for dev in self.devices.values():
             self._tasks.append(asyncio.create_task(self._device_loop(dev), name=f"wap-{dev.name}"))
             if dev.background is not None:
@@ -150,9 +151,9 @@ class CabinNetwork:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop the device tasks (a running job stays ``running``: resumed at the next start)."""
-        if self._chain_listeners is not None:
-            with contextlib.suppress(ValueError):
-                self._chain_listeners.remove(self.on_event)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         for t in self._tasks:
             t.cancel()
         if self._tasks:
@@ -164,9 +165,9 @@ class CabinNetwork:
 
     # ------------------------------------------------------------------ inputs
     def on_event(self, ev: Event) -> None:
-        """A chain listener: a ModeChanged sets the mode."""
-        if isinstance(ev, ModeChanged) and ev.current in Mode.__members__:
-            self.set_mode(Mode(ev.current))
+        """A flight-state subscriber: a ModeChanged sets the mode."""
+        if isinstance(ev, ModeChanged):
+            self.set_mode(ev.current)
 
     def set_mode(self, mode: Mode) -> None:
         """Take ``mode``: its desired configuration is reconciled on every device from now."""

@@ -1,6 +1,7 @@
 """The passenger feedback survey: answers stored and queued for the ground in one durable transaction.
 
-Like orders (:mod:`appliance.orders`): acknowledged only after the commit (WAL, ``synchronous=FULL``),
+Like orders (:mod:`appliance.content.orders`): acknowledged only after the commit (WAL,
+``synchronous=FULL``),
 idempotent on the client's key (a retry returns the stored answer), and queued on the ``orders``
 outbox stream — the passenger-writes stream, first to be sent and never dropped — as a record with
 ``"record": "feedback"``.

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ..modes.engine import AvionicsChain
+from ..avionics.chain import AvionicsChain
+from ..modes.bus import Unsubscribe
 from ..modes.events import Event, ModeChanged
 from ..modes.policy import PolicyTable
 from ..settings import Settings
@@ -69,12 +70,13 @@ class SyncService:
         self._streams: dict[str, StreamStats] = {}
         self._snapshot_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: Unsubscribe = lambda: None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Take the first snapshot, listen to the chain, start the tasks."""
         await self.refresh()
-        self.chain.listeners.append(self._on_chain_event)
+        self._unsubscribe = self.chain.subscribe(self._on_chain_event)
         self._spawn("sync-budget", self._every(self.s.budget_check_s, self.check_budget))
         self._spawn("sync-status", self._every(self.s.status_refresh_s, self.refresh))
         if self.summaries is not None:
@@ -112,8 +114,7 @@ class SyncService:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop the tasks, flush the summaries, wait for the bookkeeping writes (bounded)."""
-        with contextlib.suppress(ValueError):
-            self.chain.listeners.remove(self._on_chain_event)
+        self._unsubscribe()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..avionics.chain import AvionicsChain
 from ..avionics.params import Parameter
-from ..modes.engine import AvionicsChain
 from ..modes.events import Event, ModeChanged
 from ..modes.policy import Mode
 from ..store.outbox import enqueue

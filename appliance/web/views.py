@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ..avionics.chain import AvionicsChain
 from ..avionics.params import ParameterStore
-from ..modes.engine import AvionicsChain
 
 __all__ = ["flight_view", "signals_view"]
 

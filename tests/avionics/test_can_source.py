@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 
 from appliance.avionics import can_source
 from appliance.avionics.can_source import CanReader, open_bus
+from appliance.avionics.chain import AvionicsChain
 from appliance.avionics.params import Parameter, SourceStats, Validity
 from appliance.errors import SourceError
 from appliance.modes.airground import AirGround
-from appliance.modes.engine import AvionicsChain
 from appliance.modes.events import AirGroundChanged, Event
 from appliance.modes.policy import Mode
 from appliance.settings import CanSettings
@@ -265,7 +265,7 @@ def run_into_chain(messages: Iterable[can.Message]) -> tuple[AvionicsChain, list
     msgs = list(messages)
     chain = AvionicsChain(LabelTable.default())
     events: list[Event] = []
-    chain.listeners.append(events.append)
+    chain.subscribe(events.append)
     stats = SourceStats()
 
     async def main() -> None:
@@ -336,7 +336,7 @@ def test_simulated_flight_with_faults_through_the_virtual_bus() -> None:
 
     chain = AvionicsChain(LabelTable.default())
     events: list[Event] = []
-    chain.listeners.append(events.append)
+    chain.subscribe(events.append)
     stats = SourceStats()
     faulted: list[Parameter] = []
 
@@ -507,7 +507,7 @@ RECEIVER = textwrap.dedent("""
     from appliance.avionics.can_source import CanReader, open_bus
     from appliance.avionics.params import SourceStats
     from appliance.errors import SourceError
-    from appliance.modes.engine import AvionicsChain
+    from appliance.avionics.chain import AvionicsChain
     from appliance.modes.events import AirGroundChanged
     from appliance.settings import CanSettings
     from firmware_bridge.labels import LabelTable
@@ -520,7 +520,7 @@ RECEIVER = textwrap.dedent("""
             return
         chain = AvionicsChain(LabelTable.default())
         changes = []
-        chain.listeners.append(lambda e: changes.append([e.previous, e.current])
+        chain.subscribe(lambda e: changes.append([e.previous, e.current])
                                if isinstance(e, AirGroundChanged) else None)
         stats, last, count = SourceStats(), {}, [0]
 

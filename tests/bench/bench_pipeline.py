@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.avionics.decode import CardDecoder
-from appliance.replay import replay_bytes
+from appliance.avionics.replay import replay_bytes
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import fetch_default_flight, load

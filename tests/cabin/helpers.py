@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cabin.manager import CabinNetwork, Device
+from appliance.cabin.setup import desired_specs
 from appliance.cabin.store import JobStore
-from appliance.cabin.wiring import desired_specs
 from appliance.modes.policy import Mode
 from appliance.settings import CabinNetworkSettings
 from tests.store_fixture import MigratedJournal

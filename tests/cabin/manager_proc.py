@@ -16,15 +16,15 @@ import signal
 import sys
 from pathlib import Path
 
-from appliance.cabin.wiring import build_cabin_network
-from appliance.modes.engine import AvionicsChain
+from appliance.avionics.chain import AvionicsChain
+from appliance.daemon.build import build_cabin_network
 from appliance.modes.policy import Mode
 from appliance.settings import AdminAuthSettings, Settings
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade
 from appliance.store.recovery import recover
 from appliance.store.writer import Writer
-from appliance.web.auth import AdminAuth
+from appliance.web.admin.auth import AdminAuth
 from firmware_bridge.labels import LabelTable
 
 

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.cabin.wiring import build_cabin_network
+from appliance.avionics.chain import AvionicsChain
+from appliance.daemon.build import build_cabin_network
 from appliance.journal import Journal as AppJournal
-from appliance.modes.engine import AvionicsChain
 from appliance.settings import AdminAuthSettings, AdminUser, Settings
 from appliance.web import admin
-from appliance.web.auth import AdminAuth, hash_password
+from appliance.web.admin.auth import AdminAuth, hash_password
 from firmware_bridge.labels import LabelTable
 
 from .helpers import FLIGHT, GROUND, Journal

@@ -4,7 +4,7 @@ Each access point is its own simulator process on its own loopback address. 4 of
 (20% of requests or answers lost, 30% slow by 0.4 s, 10% of changes answered busy, a spontaneous
 reboot every 8 s on average); 3 are unreachable at the transition (not started yet). The service
 is built by the real wiring (``build_cabin_network``) and the mode change is a ModeChanged sent to
-the chain's listeners, as the chain sends it.
+the chain's event bus, as the chain sends it.
 
 Stated bounds: every reachable access point runs the FLIGHT configuration (kept, nothing pending,
 as its own state file says) within ``BOUND_S`` of the transition; the unreachable ones within
@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from appliance.avionics.chain import AvionicsChain
 from appliance.cabin.tables import wap_job
-from appliance.cabin.wiring import build_cabin_network
-from appliance.modes.engine import AvionicsChain
-from appliance.modes.events import ModeChanged
+from appliance.daemon.build import build_cabin_network
+from appliance.modes.events import ModeChanged, TimeSource
 from appliance.modes.policy import Mode
 from appliance.settings import AdminAuthSettings, Settings
-from appliance.web.auth import AdminAuth
+from appliance.web.admin.auth import AdminAuth
 from firmware_bridge.labels import LabelTable
 
 from .helpers import FLIGHT, GROUND, GROUND_FLAGS, PASSWORD, Journal, SimProc, check_log, runs, subnet
@@ -99,9 +99,9 @@ async def test_twenty_flaky_access_points_converge_to_flight(tmp_path: Path, jou
             await asyncio.sleep(0.1)
         assert all(kept(s, GROUND) for s in steady)
 
-        ev = ModeChanged(100.0, time.time(), "local", "GROUND", "FLIGHT", {"air_ground": "AIR"})
-        for fn in list(chain.listeners):
-            fn(ev)
+        ev = ModeChanged(100.0, time.time(), TimeSource.LOCAL, Mode.GROUND, Mode.FLIGHT,
+                         {"air_ground": "AIR"})
+        chain.events.send(ev)
         assert svc.mode is Mode.FLIGHT
         times = await wait_all(reachable, FLIGHT, BOUND_S)
         missing = sorted({s.name for s in reachable} - set(times))

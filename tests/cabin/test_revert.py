@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance.cabin.events import JobFinished
-from appliance.cabin.wiring import make_device
+from appliance.cabin.setup import make_device
 from appliance.settings import AccessPointSettings
 
 from .helpers import GROUND_FLAGS, PASSWORD, Journal, SimProc, check_log, fast_settings, service, subnet

@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.avionics.chain import AvionicsChain
 from appliance.content.manifest import MANIFEST
-from appliance.modes.engine import AvionicsChain
 from appliance.modes.policy import Mode
 from appliance.web import passenger
-from appliance.web.media_asgi import MediaASGI
+from appliance.web.passenger.media import MediaASGI
 from firmware_bridge.labels import LabelTable
 
 from .conftest import Env, ServerThread, copy_pkg, needs_ffmpeg

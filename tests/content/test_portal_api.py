@@ -20,15 +20,15 @@ import httpx
 import pytest
 import uvicorn
 
+from appliance.avionics.chain import AvionicsChain
 from appliance.content.fairness import RateLimiter
 from appliance.content.feedback import Feedback
-from appliance.modes.engine import AvionicsChain
+from appliance.content.orders import Orders
 from appliance.modes.policy import Mode, PolicyTable
-from appliance.orders import Orders
 from appliance.store.engine import make_engine
 from appliance.web import passenger
-from appliance.web.flightinfo import FlightInfo, airport, great_circle_nm
-from appliance.web.portal import CaptiveState, PortalAssets, portal_router
+from appliance.web.passenger.flightinfo import FlightInfo, airport, great_circle_nm
+from appliance.web.passenger.portal import CaptiveState, PortalAssets, portal_router
 from firmware_bridge.labels import LabelTable
 
 from .conftest import NOW, Env

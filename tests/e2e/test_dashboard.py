@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from appliance.web.auth import hash_password
+from appliance.web.admin.auth import hash_password
 
 from .service import Service
 

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance.content.store import ContentStore
+from appliance.intake.activators import content_activator
 from appliance.intake.bundle import METADATA, PAYLOAD, Envelope, Trust, load_envelope, sign
 from appliance.intake.hangar import build_bundle
 from appliance.intake.service import IntakeConfig, IntakeService
-from appliance.intake.wiring import content_activator
 from appliance.modes.policy import Mode, PolicyTable
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade

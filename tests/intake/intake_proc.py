@@ -22,17 +22,17 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from appliance.avionics.chain import AvionicsChain
 from appliance.content.store import ContentStore
 from appliance.content.tables import content
-from appliance.intake.wiring import build_intake
-from appliance.modes.engine import AvionicsChain
+from appliance.daemon.build import build_intake
 from appliance.modes.policy import Mode
 from appliance.settings import AdminAuthSettings, Settings
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade
 from appliance.store.recovery import recover
 from appliance.store.writer import Writer
-from appliance.web.auth import AdminAuth
+from appliance.web.admin.auth import AdminAuth
 from firmware_bridge.labels import LabelTable
 
 
@@ -53,7 +53,7 @@ async def main(cfg: dict[str, Any]) -> int:
                                 "free_margin_bytes": 0, "quiet": "none"})
     auth = AdminAuth([], cfg["token"], AdminAuthSettings())
     router, service = build_intake(settings, chain, writer, reader, store, auth)
-    chain.listeners.append(service.on_event)
+    chain.subscribe(service.on_event)
     await service.start()
 
     app = FastAPI()

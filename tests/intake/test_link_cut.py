@@ -17,12 +17,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from appliance.intake.api import make_router
 from appliance.intake.bundle import PAYLOAD
 from appliance.intake.hangar import main as hangar_main
 from appliance.intake.hangar import push
 from appliance.settings import AdminAuthSettings
-from appliance.web.auth import AdminAuth
+from appliance.web.admin.auth import AdminAuth
+from appliance.web.admin.intake import make_router
 
 from .helpers import KEYS, World, make_bundle
 

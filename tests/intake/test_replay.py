@@ -2,7 +2,7 @@
 
 Issue 5: intake in FLIGHT is refused; an upload interrupted by take-off resumes after landing.
 The service is wired to an :class:`AvionicsChain` as the daemon does (``chain.mode``, the chain's
-clock, ``chain.listeners.append(intake.on_event)``) and the chain is fed the replayed ARINC frames.
+clock, ``chain.subscribe(intake.on_event)``) and the chain is fed the replayed ARINC frames.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from appliance.avionics.chain import AvionicsChain
 from appliance.errors import PolicyError
+from appliance.intake.activators import content_activator
 from appliance.intake.bundle import METADATA, PAYLOAD
 from appliance.intake.service import IntakeConfig, IntakeService
-from appliance.intake.wiring import content_activator
-from appliance.modes.engine import AvionicsChain
 from appliance.modes.policy import Mode, PolicyTable
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
@@ -62,11 +62,11 @@ def test_upload_cut_by_takeoff_resumes_after_landing(tmp_path: Path, flight_path
         IntakeConfig(tmp_path / "intake", "F-TEST", chunk_bytes=65536, free_margin_bytes=0,
                      quiet_wait_s=0.3, quiet_poll_s=0.05),
         TRUST, w.writer, w.reader, lambda: chain.mode, PolicyTable.default(),
-        lambda: chain.clock.utc(chain.store.now), {"content": content_activator(w.store)},
+        chain.utc, {"content": content_activator(w.store)},
         quiet=lambda: None, free_space=lambda p: 1 << 40)
-    chain.listeners.append(w.service.on_event)  # as the daemon's _start_web
+    chain.subscribe(w.service.on_event)  # as the daemon's _start_web
     seen: list[str] = []
-    chain.listeners.append(lambda ev: seen.append(ev.current) if ev.kind == "mode" else None)
+    chain.subscribe(lambda ev: seen.append(ev.current) if ev.kind == "mode" else None)
     replay = Replay(flight_path, chain)
     b = make_bundle(tmp_path, 1, {"film": os.urandom(200_000).hex()}, KEYS[:2])
     env = json.loads((b / METADATA).read_bytes())

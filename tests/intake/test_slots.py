@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA
 from appliance.intake.service import IntakeService
 from appliance.intake.slots import SoftwareSlots, Supervisor, copy_installer
-from appliance.intake.wiring import SoftwareActivator
 
 from .helpers import KEYS, World, make_bundle
 

@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine, select
 
-from appliance.modes.engine import AvionicsChain
+from appliance.avionics.chain import AvionicsChain
 from appliance.modes.policy import Mode
 from appliance.settings import Settings
 from appliance.store.outbox import enqueue

@@ -19,7 +19,7 @@ from appliance.sync import SyncService
 from appliance.sync.budget import BudgetPolicy, drop_groups, enforce_budget
 from appliance.sync.queue import OutboxReader
 from appliance.sync.tables import sync_drop
-from appliance.web.admin_sync import sync_router
+from appliance.web.admin.sync import sync_router
 from ground_receiver.db import gaps
 
 from .helpers import Journal, chain, outbox_count, running_receiver, settings

@@ -15,7 +15,7 @@ import random
 import time
 from pathlib import Path
 
-from appliance.modes.events import ModeChanged
+from appliance.modes.events import ModeChanged, TimeSource
 from appliance.modes.policy import Mode, PolicyTable
 from appliance.sync import SyncService
 from appliance.sync.policy import FlightHourBudget, allowed_streams, link_scope
@@ -64,8 +64,8 @@ def test_flight_over_satcom_sends_only_priority_streams_within_budget(tmp_path: 
             ch = chain(Mode.FLIGHT)
             svc = SyncService(s, j.writer, j.reader, ch, clock=lambda: now[0])
             await svc.start()
-            for fn in list(ch.listeners):  # take-off: the first flight hour starts now
-                fn(ModeChanged(0.0, now[0], "local", "GROUND", "FLIGHT", {}))
+            # take-off: the first flight hour starts now
+            ch.events.send(ModeChanged(0.0, now[0], TimeSource.LOCAL, Mode.GROUND, Mode.FLIGHT, {}))
             budget = svc.uplink.budgets["satcom"]
             used_per_hour = []
             links_seen = set()
@@ -95,8 +95,8 @@ def test_flight_over_satcom_sends_only_priority_streams_within_budget(tmp_path: 
                 assert total <= BUDGET * len(used_per_hour)
                 print(f"\nsatcom: {len(used_per_hour)} flight hours, bytes per hour {used_per_hour}")
                 # landing: gatelink opens and the rest goes
-                for fn in list(ch.listeners):
-                    fn(ModeChanged(0.0, now[0], "local", "FLIGHT", "GROUND", {}))
+                ch.events.send(ModeChanged(0.0, now[0], TimeSource.LOCAL, Mode.FLIGHT, Mode.GROUND,
+                                           {}))
                 ch.mode = Mode.GROUND
                 deadline = time.monotonic() + 20
                 while outbox_count(j.reader) and time.monotonic() < deadline:

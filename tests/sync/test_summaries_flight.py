@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from appliance.modes.engine import AvionicsChain
+from appliance.avionics.chain import AvionicsChain
 from appliance.store.models import outbox
 from appliance.sync.summaries import SummaryAgents
 from firmware_bridge.frame import FrameDecoder
@@ -23,7 +23,7 @@ def test_track_and_health_summary_of_a_real_flight(flight_path: Path, journal: J
     traj = load(flight_path)
     chain = AvionicsChain(LabelTable.default())
     agents = SummaryAgents(chain, journal.writer, AIRCRAFT, period_s=30, points_per_record=50)
-    chain.listeners.append(agents.on_event)
+    chain.subscribe(agents.on_event)
     decoder = FrameDecoder()
 
     async def run() -> None:

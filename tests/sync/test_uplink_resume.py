@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from appliance.daemon import sync_bite
+from appliance.daemon.bite import sync_bite
 from appliance.store.models import journal as journal_table
 from appliance.sync import SyncService
 from appliance.sync.batch import Batch

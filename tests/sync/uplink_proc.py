@@ -3,7 +3,7 @@
 ``python -m tests.sync.uplink_proc --config CFG --produced FILE [--orders N --rate R]``
 
 Builds what the daemon builds for sync — migrations, the single writer, a read engine, the
-avionics chain (no bus source: its mode stays the journal's), :class:`~appliance.orders.Orders`
+avionics chain (no bus source: its mode stays the journal's), :class:`~appliance.content.orders.Orders`
 and :class:`~appliance.sync.SyncService` — and, as the load, places ``N`` passenger orders at
 ``R`` per second through the real :meth:`Orders.place` (order row and outbox record in one
 durable transaction). Each order acknowledged (the commit returned) is appended to ``FILE`` as
@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.modes.engine import AvionicsChain
+from appliance.avionics.chain import AvionicsChain
+from appliance.content.orders import Orders
 from appliance.modes.policy import Mode
-from appliance.orders import Orders
 from appliance.settings import load_settings
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade

@@ -18,18 +18,18 @@ import pytest
 import zstandard
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.export import export_logs
+from appliance.avionics.chain import AvionicsChain
+from appliance.avionics.profile import FlightProfile
 from appliance.journal import Journal
-from appliance.modes.engine import AvionicsChain
-from appliance.profile import FlightProfile
 from appliance.settings import AdminAuthSettings, AdminUser
 from appliance.store.engine import make_engine
+from appliance.store.export import export_logs
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger
-from appliance.web.auth import AdminAuth, hash_password
-from appliance.web.metrics import ApplianceCollector, make_metrics
-from appliance.web.traffic import PassengerTraffic
+from appliance.web.admin.auth import AdminAuth, hash_password
+from appliance.web.admin.metrics import ApplianceCollector, make_metrics
+from appliance.web.passenger.traffic import PassengerTraffic
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import Trajectory, load

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from appliance.avionics.chain import AvionicsChain
 from appliance.journal import Journal
-from appliance.modes.engine import AvionicsChain
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer

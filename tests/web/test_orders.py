@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.avionics.chain import AvionicsChain
+from appliance.content.orders import Orders
 from appliance.modes.airground import AirGround, AirGroundState
-from appliance.modes.engine import AvionicsChain
-from appliance.orders import Orders
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer

@@ -18,16 +18,16 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from appliance.avionics.chain import AvionicsChain
+from appliance.avionics.profile import FlightProfile
+from appliance.content.orders import Orders
 from appliance.journal import Journal
-from appliance.modes.engine import AvionicsChain
-from appliance.orders import Orders
-from appliance.profile import FlightProfile
 from appliance.settings import AdminAuthSettings
 from appliance.store.engine import make_engine
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger
-from appliance.web.auth import AdminAuth
+from appliance.web.admin.auth import AdminAuth
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import fetch_default_flight, load
@@ -50,10 +50,10 @@ def build_apps(tmp: Path) -> tuple[Any, Any, Writer]:
     dec = FrameDecoder()
     for _, chunk in generate(traj, end=traj.start + 900):
         chain.feed_frames(dec.feed(chunk))
-    utc = lambda: chain.clock.utc(chain.store.now)  # noqa: E731
+    utc = chain.utc
     orders = Orders(writer, reader, "F-TEST", utc)
     auth = AdminAuth([], TOKEN, AdminAuthSettings(max_failures=10_000))
-    from appliance.export import export_logs
+    from appliance.store.export import export_logs
 
     adm = admin.create_app(admin.AdminDeps(
         chain=chain, journal=journal, auth=auth, status=lambda: {"mode": str(chain.mode)},

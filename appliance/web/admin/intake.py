@@ -21,10 +21,10 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from ..errors import BundleRefused, IntakeError, PolicyError
-from ..web.admin import require
-from ..web.auth import AdminAuth, Principal, Role
-from .service import IntakeService
+from ...errors import BundleRefused, IntakeError, PolicyError
+from ...intake.service import IntakeService
+from .app import require
+from .auth import AdminAuth, Principal, Role
 
 __all__ = ["make_router"]
 

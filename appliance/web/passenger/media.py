@@ -14,7 +14,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..content.media import MediaFiles
+from ...content.media import MediaFiles
 
 __all__ = ["MediaASGI"]
 

@@ -22,10 +22,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from ..journal import Journal
-from ..modes.engine import AvionicsChain
+from ...avionics.chain import AvionicsChain
+from ...journal import Journal
+from ..views import signals_view
 from .auth import AdminAuth, LockedOut, Principal, Role
-from .views import signals_view
 
 __all__ = ["AdminDeps", "create_app", "require"]
 

@@ -11,8 +11,8 @@ import collections
 import dataclasses
 from typing import Any
 
-from .modes.engine import AvionicsChain
-from .modes.events import Event
+from ..modes.events import Event
+from .chain import AvionicsChain
 
 __all__ = ["FlightProfile"]
 
@@ -23,14 +23,18 @@ class FlightProfile:
     """Samples of the current and recent flights, and their transitions."""
 
     def __init__(self, chain: AvionicsChain, every_s: float = 5.0, max_points: int = 4000) -> None:
-        """Attach to ``chain`` (a sampler and an event listener)."""
+        """Attach to ``chain`` (a tick and an event subscriber); :meth:`close` detaches."""
         self.chain = chain
         self.every_s = every_s
         self.points: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=max_points)
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
         self._last = -float("inf")
-        chain.samplers.append(self.sample)
-        chain.listeners.append(self.on_event)
+        self._unsubscribe = (chain.on_tick(self.sample), chain.subscribe(self.on_event))
+
+    def close(self) -> None:
+        """Stop sampling and listening."""
+        for unsub in self._unsubscribe:
+            unsub()
 
     def sample(self, t: float) -> None:
         """Take one point if ``every_s`` of card time passed (card clock resets restart the grid)."""

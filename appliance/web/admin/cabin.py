@@ -21,11 +21,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..settings import WapConfigSettings
-from ..web.admin import require
-from ..web.auth import AdminAuth, Principal, Role
-from .manager import CabinNetwork
-from .store import ACTIVE, TERMINAL, KeyConflict
+from ...cabin.manager import CabinNetwork
+from ...cabin.store import ACTIVE, TERMINAL, KeyConflict
+from ...settings import WapConfigSettings
+from .app import require
+from .auth import AdminAuth, Principal, Role
 
 __all__ = ["make_router"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..settings import AdminAuthSettings, AdminUser
+from ...settings import AdminAuthSettings, AdminUser
 
 __all__ = ["AdminAuth", "LockedOut", "Principal", "Role", "hash_password"]
 

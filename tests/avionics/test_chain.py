@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.modes.engine import AvionicsChain
+from appliance.avionics.chain import AvionicsChain
+from appliance.avionics.replay import replay
 from appliance.modes.policy import Mode
-from appliance.replay import replay
 from firmware_bridge.labels import LabelTable
 
 TAKEOFF = dt.datetime(2024, 7, 6, 6, 59, 17, tzinfo=dt.UTC).timestamp()
@@ -54,7 +54,7 @@ def test_maintenance_only_on_ground() -> None:
 
     chain.ag = AirGroundState(AirGround.GROUND)
     events: list = []
-    chain.listeners.append(events.append)
+    chain.subscribe(events.append)
     assert chain.set_maintenance(True, "cabin check") is True
     assert chain.mode is Mode.MAINTENANCE and events[-1].current == "MAINTENANCE"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
-from .store.models import orders
-from .store.outbox import enqueue
-from .store.writer import Writer
+from ..store.models import orders
+from ..store.outbox import enqueue
+from ..store.writer import Writer
 
 __all__ = ["OrderResult", "Orders"]
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..modes.engine import AvionicsChain
-from ..modes.events import Event, ModeChanged
-from ..modes.policy import PolicyTable
-from .views import flight_view
+from ...avionics.chain import AvionicsChain
+from ...modes.bus import Unsubscribe
+from ...modes.events import Event, ModeChanged
+from ...modes.policy import PolicyTable
+from ..views import flight_view
 
 __all__ = ["Airport", "FlightInfo", "airport", "great_circle_nm", "sse"]
 
@@ -87,7 +88,7 @@ class FlightInfo:
         self.pa = False
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
-        self._hooked = False
+        self._unsubscribe: list[Unsubscribe] = []
 
     def snapshot(self) -> dict[str, Any]:
         """The ``flight`` event's data (see the module docstring); None values where not valid."""
@@ -108,7 +109,7 @@ class FlightInfo:
             dist = great_circle_nm(lat, lon, d.lat, d.lon)
             out["distance_nm"] = round(dist, 1)
             if isinstance(gs, float) and gs > 50.0 and self.chain.mode == "FLIGHT":
-                utc, _ = self.chain.clock.utc(self.chain.store.now)
+                utc, _ = self.chain.utc()
                 eta = utc + dist / gs * 3600.0
                 out["eta"] = dt.datetime.fromtimestamp(eta, dt.UTC).isoformat(timespec="minutes")
         return out
@@ -150,10 +151,9 @@ class FlightInfo:
 
     async def start(self) -> None:
         """Hook into the chain and start the periodic push."""
-        if not self._hooked:
-            self.chain.samplers.append(self._on_sample)
-            self.chain.listeners.append(self._on_event)
-            self._hooked = True
+        if not self._unsubscribe:
+            self._unsubscribe = [self.chain.on_tick(self._on_sample),
+                                 self.chain.subscribe(self._on_event)]
         self._task = asyncio.create_task(self._run(), name="flight-info")
 
     async def stop(self) -> None:
@@ -162,10 +162,9 @@ class FlightInfo:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._hooked:
-            self.chain.samplers.remove(self._on_sample)
-            self.chain.listeners.remove(self._on_event)
-            self._hooked = False
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe = []
 
     async def _run(self) -> None:
         while True:

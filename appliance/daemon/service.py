@@ -1,12 +1,19 @@
 """The composition root: builds every part from the settings, starts them in order, stops in reverse.
 
-Start: data directory -> recovery (integrity check; a corrupt journal moved aside, the newest good
-backup restored) -> journal database (migrations after a backup) -> single writer -> journal
--> avionics chain (initial mode from the journal) -> bus sources -> passenger and admin web servers
--> READY=1. Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts), sends
-WATCHDOG=1 while the journal commits (every half ``$WATCHDOG_USEC`` when systemd set a watchdog for
-this process, else every tick) and STATUS= when it changes. Stop (SIGTERM/SIGINT): STOPPING=1, web
-servers, sources, journal queue drained, writer stopped — each bounded in time.
+Start (each step a part on one ``AsyncExitStack``: setup, then its teardown pushed, so a failed
+start unwinds exactly what started and a stop unwinds everything in reverse, each teardown bounded
+in time, its errors logged and collected in ``stop_errors``):
+data directory -> recovery (integrity check; a corrupt journal moved aside, the newest good backup
+restored) -> journal database (migrations after a backup) -> single writer -> journal and the
+event pump (chain events -> journal rows) -> avionics chain (initial mode from the journal) and
+bus sources -> orders, profile, BITE, outbound sync -> passenger content and flight info ->
+passenger web server -> cabin network -> hangar intake -> admin web server -> health tick ->
+READY=1.
+
+Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts), sends WATCHDOG=1
+while the journal commits (every half ``$WATCHDOG_USEC`` when systemd set a watchdog for this
+process, else every tick) and STATUS= when it changes. Stop (SIGTERM/SIGINT): STOPPING=1, then the
+stack unwinds.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -27,42 +34,41 @@ from fastapi import Depends, FastAPI
 
 from firmware_bridge.labels import LabelTable
 
-from . import __version__
-from .avionics.can_source import CanReader, open_bus
-from .avionics.params import SourceStats
-from .avionics.serial_source import SerialCardReader
-from .bite import Bite
-from .cabin.wiring import build_cabin_network
-from .content.wiring import build_passenger_content
-from .errors import ApplianceError, StartupError
-from .export import export_logs
-from .intake.wiring import build_intake
-from .journal import Journal
-from .modes.airground import AirGroundConfig
-from .modes.engine import AvionicsChain
-from .modes.events import Event, ModeChanged
-from .modes.policy import Mode, PolicyTable
-from .notify import notify
-from .orders import Orders
-from .profile import FlightProfile
-from .settings import Settings
-from .store.engine import make_engine
-from .store.files import ensure_dir
-from .store.migrate import upgrade
-from .store.recovery import recover
-from .store.writer import Writer
-from .sync import SyncService
-from .web import admin, passenger
-from .web.admin_sync import sync_router
-from .web.auth import AdminAuth, Role
-from .web.dashboard import dashboard_html
-from .web.metrics import ApplianceCollector, make_metrics
-from .web.traffic import PassengerTraffic
+from .. import __version__
+from ..avionics.can_source import CanReader, open_bus
+from ..avionics.chain import AvionicsChain
+from ..avionics.params import SourceStats
+from ..avionics.profile import FlightProfile
+from ..avionics.serial_source import SerialCardReader
+from ..content.orders import Orders
+from ..errors import ApplianceError, StartupError
+from ..journal import Journal
+from ..modes.airground import AirGroundConfig
+from ..modes.events import Event, ModeChanged, TimeSource
+from ..modes.policy import Mode, PolicyTable
+from ..notify import notify
+from ..settings import Settings
+from ..store.engine import make_engine
+from ..store.export import export_logs
+from ..store.files import ensure_dir
+from ..store.migrate import upgrade
+from ..store.recovery import RecoveryReport, recover
+from ..store.writer import Writer
+from ..sync import SyncService
+from ..web import admin, passenger
+from ..web.admin.auth import AdminAuth, Role
+from ..web.admin.dashboard import dashboard_html
+from ..web.admin.metrics import ApplianceCollector, make_metrics
+from ..web.admin.sync import sync_router
+from ..web.passenger.traffic import PassengerTraffic
+from .bite import Bite, content_bite, slot_bite, sync_bite
+from .build import build_cabin_network, build_intake, build_passenger_content
 
-__all__ = ["Daemon"]
+__all__ = ["TICK_S", "Daemon", "watchdog_period"]
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
+STOP_TIMEOUT_S = 5.0
 #: Test-only hook (tests/systemd): while the file named by this environment variable exists, the
 #: health tick blocks the event loop thread (``time.sleep``), so systemd's watchdog fires. Never set
 #: it on an aircraft; unset, it costs one dictionary lookup at start.
@@ -101,7 +107,11 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    """The service: ``await Daemon(settings).run()`` until SIGTERM; returns the exit status."""
+    """The service: ``await Daemon(settings).run()`` until SIGTERM; returns the exit status.
+
+    Parts are attributes set as they are built (``writer``, ``journal``, ``chain``, ``sync``, ...);
+    what has not started yet has not been set, and nothing stops it.
+    """
 
     def __init__(self, settings: Settings) -> None:
         """Keep the settings; nothing starts before :meth:`run`."""
@@ -109,12 +119,11 @@ class Daemon:
         self.started = time.monotonic()
         self.policy = PolicyTable.default()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._servers: list[_Server] = []
+        self._tasks: list[asyncio.Task[Any]] = []  #: long-running tasks; one ending ends the service
         self.readers: list[SerialCardReader] = []
         self.can_reader: CanReader | None = None
-        self._started: list[Any] = []  #: parts with async start()/stop(), stopped in reverse
         self.journal_errors = 0
+        self.stop_errors: list[str] = []  #: teardowns that failed or timed out, in unwind order
         self._hang_file = os.environ.get(TEST_HANG_ENV) or None
 
     async def run(self) -> int:
@@ -123,48 +132,81 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
             try:
-                await self.start()
+                await self.start(stack)
             except (ApplianceError, OSError) as e:
                 log.error("cannot start: %s", e)
-                return 1
+                notify("STOPPING=1", wait_s=0.5)
+                return 1  # leaving the block unwinds what had started
             notify("READY=1", wait_s=2.0)
             log.info("ready: passenger http://%s:%d  admin http://%s:%d",
                      self.settings.passenger.host, self.settings.passenger.port,
                      self.settings.admin.host, self.settings.admin.port)
-            await self.serve(stop)
-        finally:
-            await self.stop()
+            try:
+                await self.serve(stop)
+            finally:
+                notify("STOPPING=1", wait_s=0.5)
         return 0
 
-    async def start(self) -> None:
-        """Build and start every part, in dependency order."""
-        await self._start_store()
-        await self._start_avionics()
-        await self._start_services()
-        await self._start_web()
-        self._tasks.append(asyncio.create_task(self._tick(), name="health-tick"))
+    # ------------------------------------------------------------------ lifecycle helpers
+    def _teardown(self, stack: contextlib.AsyncExitStack, name: str,
+                  fn: Callable[[], Awaitable[object]], timeout: float = STOP_TIMEOUT_S) -> None:
+        """Push ``fn`` as the teardown of part ``name``: bounded, its error logged and collected."""
+        async def teardown() -> None:
+            try:
+                await asyncio.wait_for(fn(), timeout)
+            except Exception as e:  # supervisor boundary: log, collect, go on unwinding
+                self.stop_errors.append(f"{name}: {e!r}")
+                log.exception("stopping %s failed", name)
+        stack.push_async_callback(teardown)
 
-    async def _start_store(self) -> None:
-        """Data directory, recovery, migrations, the single writer, the journal."""
+    def _task(self, stack: contextlib.AsyncExitStack, coro: Awaitable[Any], name: str) -> None:
+        """A long-running task of the service, cancelled when the stack unwinds."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._teardown(stack, name, cancel)
+
+    async def start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Build and start every part, in dependency order, each with its teardown on ``stack``."""
+        await self._start_store(stack)
+        await self._start_avionics(stack)
+        await self._start_services(stack)
+        await self._start_passenger(stack)
+        await self._start_admin(stack)
+        self._task(stack, self._tick(), "health-tick")
+
+    async def _start_store(self, stack: contextlib.AsyncExitStack) -> None:
+        """Data directory, recovery, migrations, the single writer, the journal and its pump."""
         s = self.settings
         ensure_dir(s.data_dir)  # durably: a cut must not take the whole directory away
         db = s.journal_path
-        self.recovery = await asyncio.to_thread(recover, db, s.integrity_budget_s)
+        self.recovery: RecoveryReport = await asyncio.to_thread(recover, db, s.integrity_budget_s)
         engine = make_engine(db, synchronous=s.journal_synchronous)
         backup = await asyncio.to_thread(upgrade, engine, db)
         if backup:
             log.info("journal migrated; backup %s", backup)
         self.writer = Writer(engine)
         self.writer.start()
+        self._teardown(stack, "journal writer",
+                       lambda: asyncio.to_thread(self.writer.stop, 10.0), timeout=12.0)
         self.reader = make_engine(db, readonly=True)
+        stack.callback(self.reader.dispose)
         self.journal = Journal(self.writer, self.reader, s.aircraft_id)
         if self.recovery.state != "green" or self.recovery.removed_temp_files:
             await self.journal.record_health("journal", self.recovery.state, self.recovery.reason,
-                                             time.time(), "local")
+                                             time.time(), TimeSource.LOCAL)
+        self._task(stack, self._journal_events(), "journal-events")
+        # Unwound before the pump is cancelled: what the chain sent is journaled first.
+        self._teardown(stack, "journal events", self._events.join)
 
-    async def _start_avionics(self) -> None:
+    async def _start_avionics(self, stack: contextlib.AsyncExitStack) -> None:
         """The chain (initial mode from the journal), its journaling, the bus sources."""
         s = self.settings
         last = await asyncio.to_thread(self.journal.last_mode)
@@ -173,10 +215,9 @@ class Daemon:
         table = LabelTable.default(label_reversed=s.serial.label_reversed)
         self.chain = AvionicsChain(table, ag, initial)
         if last is None:
-            await self.journal.record(ModeChanged(0.0, time.time(), "local", None, str(initial),
+            await self.journal.record(ModeChanged(0.0, time.time(), TimeSource.LOCAL, None, initial,
                                                   {"reason": "new journal: default mode"}))
-        self.chain.listeners.append(self._events.put_nowait)
-        self._tasks.append(asyncio.create_task(self._journal_events(), name="journal-events"))
+        stack.callback(self.chain.subscribe(self._events.put_nowait))
         if s.serial.enabled:
             name = s.serial.channel_name
             reader = SerialCardReader(
@@ -186,43 +227,51 @@ class Daemon:
                 on_lost=self.chain.store.expire_source)
             reader.start()
             self.readers.append(reader)
+            stack.callback(reader.stop)
         if s.can.enabled:
-            self.can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
-            self.can_reader.start()
+            can_reader = self.can_reader = CanReader(open_bus(s.can), self.chain.feed,
+                                                     SourceStats(), name="can")
+            stack.callback(can_reader.bus.shutdown)  # the reader never closes the bus it was given
+            can_reader.start()
+            stack.callback(can_reader.stop)
 
-    def utc(self) -> tuple[float, str]:
+    def utc(self) -> tuple[float, TimeSource]:
         """Best-known UTC now (epoch s) and its source."""
-        return self.chain.clock.utc(self.chain.store.now)
+        return self.chain.utc()
 
-    async def _start_services(self) -> None:
+    async def _start_services(self, stack: contextlib.AsyncExitStack) -> None:
         """Orders, profile, BITE, outbound sync."""
         s = self.settings
         self.orders = Orders(self.writer, self.reader, s.aircraft_id, self.utc)
         self.traffic = PassengerTraffic()
         self.profile = FlightProfile(self.chain)
+        stack.callback(self.profile.close)
         self.bite = Bite(self.chain, s.data_dir, self.recovery, self.writer.stats)
         self.sync = SyncService(s, self.writer, self.reader, self.chain, policy=self.policy)
         await self.sync.start()
+        self._teardown(stack, "sync", functools.partial(self.sync.stop, STOP_TIMEOUT_S),
+                       timeout=2 * STOP_TIMEOUT_S)
         if s.sync.enabled:
             self.bite.add("sync", lambda: sync_bite(self.sync.status()))
 
-    async def _start_web(self) -> None:
-        """Content, the passenger and admin web servers, the subsystems behind the admin port.
-
-        Content: store, catalog, media server. Behind the admin port: cabin network, intake.
-        """
+    async def _start_passenger(self, stack: contextlib.AsyncExitStack) -> None:
+        """Passenger content (store, catalog, media server, flight info) and the passenger port."""
         s = self.settings
-        content = build_passenger_content(s, self.chain, self.writer, self.reader, self.policy)
-        for part in content.startables:
-            await part.start()
-            self._started.append(part)
-            catalog = getattr(part, "catalog", None)
-            if catalog is not None:
-                self.bite.add("content", functools.partial(content_bite, catalog))
-        await self._serve_web(passenger.create_app(self.chain, self.orders, self.policy,
-                                                   self.traffic, routers=content.routers,
-                                                   mounts=content.mounts),
-                              s.passenger.host, s.passenger.port)
+        self.content = build_passenger_content(s, self.chain, self.writer, self.reader,
+                                               self.policy)
+        for part in (self.content.service, self.content.flight_info):
+            if part is not None:
+                await part.start()
+                self._teardown(stack, type(part).__name__, part.stop)
+        if self.content.service is not None:
+            self.bite.add("content", functools.partial(content_bite, self.content.service.catalog))
+        app = passenger.create_app(self.chain, self.orders, self.policy, self.traffic,
+                                   routers=self.content.routers, mounts=self.content.mounts)
+        await self._serve_web(stack, app, s.passenger.host, s.passenger.port)
+
+    async def _start_admin(self, stack: contextlib.AsyncExitStack) -> None:
+        """The subsystems behind the admin port (cabin network, intake) and the admin port."""
+        s = self.settings
         token = s.admin_token.get_secret_value() if s.admin_token else None
         if token is None and not s.admin_users:
             log.warning("no admin_token and no admin_users configured: the admin API refuses all")
@@ -230,19 +279,12 @@ class Daemon:
         maintenance = [Depends(admin.require(auth, Role.MAINTENANCE))]
         cabin_router, self.cabin = build_cabin_network(s, self.chain, self.writer, self.reader, auth)
         await self.cabin.start()
-        self._started.append(self.cabin)
+        self._teardown(stack, "cabin network", self.cabin.stop)
         self.bite.add("cabin_network", self.cabin.status)
-        usage = content.usage
-
-        def quiet() -> str | None:  # content activation waits until nobody is watching
-            if usage is None:
-                return None
-            busy = sum(1 for x in usage.sessions.values() if usage.clock() - x.last < 60)
-            return f"{busy} passenger(s) playing content" if busy else None
-
         intake_router, self.intake = build_intake(s, self.chain, self.writer, self.reader,
-                                                  content.store, auth, quiet=quiet)
-        self.chain.listeners.append(self.intake.on_event)
+                                                  self.content.store, auth,
+                                                  quiet=self.content.quiet)
+        stack.callback(self.chain.subscribe(self.intake.on_event))
         await self.intake.start()
         if self.intake.slots is not None:
             self.bite.add("software_slot", functools.partial(slot_bite, self.intake.slots))
@@ -257,9 +299,10 @@ class Daemon:
             routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router,
                      intake_router],
             unaudited=(("PUT", "/admin/v1/intake/uploads/"),))
-        await self._serve_web(admin.create_app(deps), s.admin.host, s.admin.port)
+        await self._serve_web(stack, admin.create_app(deps), s.admin.host, s.admin.port)
 
-    async def _serve_web(self, app: FastAPI, host: str, port: int) -> None:
+    async def _serve_web(self, stack: contextlib.AsyncExitStack, app: FastAPI, host: str,
+                         port: int) -> None:
         # Bind here, so a taken port is a clear OSError (uvicorn would call sys.exit in a task).
         try:
             sock = socket.create_server((host, port), reuse_port=False)
@@ -269,12 +312,17 @@ class Daemon:
                                 log_level="warning", timeout_graceful_shutdown=3)
         server = _Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"web-{host}:{port}")
+        self._tasks.append(task)
+
+        async def shutdown() -> None:
+            server.should_exit = True
+            await task
+        self._teardown(stack, f"web {host}:{port}", shutdown)
         while not server.started:
             if task.done():
+                sock.close()
                 raise StartupError(f"web server on {host}:{port} failed to start")
             await asyncio.sleep(0.01)
-        self._servers.append(server)
-        self._tasks.append(task)
 
     async def _journal_events(self) -> None:
         while True:
@@ -333,39 +381,10 @@ class Daemon:
                 log.error("%s stopped: %r", t.get_name(), t.exception())
         waiter.cancel()
 
-    async def stop(self) -> None:
-        """Stop in reverse order, each step bounded."""
-        notify("STOPPING=1", wait_s=0.5)
-        for server in self._servers:
-            server.should_exit = True
-        for r in self.readers:
-            r.stop()
-        if self.can_reader is not None:
-            self.can_reader.stop()
-            self.can_reader.bus.shutdown()  # the reader never closes the bus it was given
-        if hasattr(self, "sync"):
-            await self.sync.stop(5.0)
-        for part in reversed(self._started):  # content, cabin network, intake
-            try:
-                await asyncio.wait_for(part.stop(), 5.0)
-            except Exception:  # supervisor boundary: log and go on stopping
-                log.exception("stopping %s failed", type(part).__name__)
-        if hasattr(self, "writer"):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._events.join(), 5.0)
-        for t in self._tasks:
-            if t.get_name().startswith("web-"):
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(t, 5.0)
-            else:
-                t.cancel()
-        if hasattr(self, "writer"):
-            await asyncio.to_thread(self.writer.stop, 10.0)
-
     def status(self) -> dict[str, Any]:
         """The service status for the admin API and the status command."""
         c = self.chain
-        utc, source = c.clock.utc(c.store.now)
+        utc, source = c.utc()
         w = self.writer.stats
         return {
             "version": __version__,
@@ -389,56 +408,15 @@ class Daemon:
             "recovery": {"state": self.recovery.state, "reason": self.recovery.reason,
                          "moved_aside": self.recovery.moved_aside,
                          "restored_from": self.recovery.restored_from},
-            "sync": self.sync.status() if hasattr(self, "sync") else None,
+            "sync": self.sync.status(),
             "journal": {"path": str(self.settings.journal_path), "commits": w.commits,
                         "writes": w.writes, "failed_writes": w.failed_writes,
                         "failed_commits": w.failed_commits,
                         "last_commit_ms": round(w.last_commit_s * 1000, 3),
                         "pending_events": self._events.qsize(),
-                        "event_errors": self.journal_errors},
+                        "event_errors": self.journal_errors,
+                        "subscriber_errors": c.subscriber_errors},
         }
-
-
-def content_bite(catalog: Any) -> dict[str, Any]:
-    """BITE colour of the content store from the loaded catalog."""
-    titles, generation = catalog.titles, catalog.generation
-    if generation < 0:
-        return {"state": "amber", "reason": "catalog not loaded yet"}
-    if not titles:
-        return {"state": "amber", "reason": "no content installed", "generation": generation}
-    return {"state": "green", "reason": f"{len(titles)} titles, catalog generation {generation}",
-            "generation": generation}
-
-
-def slot_bite(slots: Any) -> dict[str, Any]:
-    """BITE of the software slots: which one runs, and its version."""
-    current = slots.current()
-    if current is None:
-        return {"state": "green", "reason": "installed package (no A/B slot activated yet)"}
-    info = slots.info(current) or {}
-    return {"state": "green", "reason": f"slot {current}, version {info.get('version', '?')}",
-            "slot": current, "version": info.get("version")}
-
-
-def sync_bite(st: dict[str, Any]) -> dict[str, Any]:
-    """BITE colour of the outbound sync from its status.
-
-    Red when the receiver lost records it had acknowledged, when a stream is blocked, or when
-    the outbox is over 90 % of its budget; amber when the disk budget dropped records.
-    """
-    used = st["totals"]["budget_used"]
-    dropped = st["totals"]["dropped_records"]
-    extra = {"depth": st["totals"]["depth"], "link": st["active_link"], "uplink": st["state"]}
-    lost = {n: v["lost"] for n, v in st["streams"].items() if v.get("lost")}
-    blocked = {n: v["blocked"] for n, v in st["streams"].items() if v.get("blocked")}
-    if lost or blocked:
-        reasons = [f"{n}: {d}" for n, d in lost.items()]
-        reasons += [f"{n} blocked: {d}" for n, d in blocked.items()]
-        return {"state": "red", "reason": "; ".join(reasons), **extra}
-    if used > 0.9 or dropped:
-        return {"state": "red" if used > 0.9 else "amber",
-                "reason": f"outbox at {used:.0%} of its budget, {dropped} records dropped", **extra}
-    return {"state": "green", "reason": f"{st['totals']['depth']} records queued", **extra}
 
 
 def vars_policy(p: Any) -> dict[str, Any]:

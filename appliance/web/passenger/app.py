@@ -14,12 +14,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Response, status
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from ..errors import StoreError
-from ..modes.engine import AvionicsChain
-from ..modes.policy import PolicyTable
-from ..orders import Orders
+from ...avionics.chain import AvionicsChain
+from ...content.orders import Orders
+from ...errors import StoreError
+from ...modes.policy import PolicyTable
+from ..views import flight_view
 from .traffic import PassengerTraffic, TrafficMiddleware
-from .views import flight_view
 
 __all__ = ["OrderIn", "create_app"]
 

@@ -22,11 +22,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
-from ..modes.engine import AvionicsChain
-from ..modes.policy import Mode
-from ..store.models import outbox
-from ..store.writer import COMMIT_BUCKETS_S, WriterStats
-from .traffic import PassengerTraffic
+from ...avionics.chain import AvionicsChain
+from ...modes.policy import Mode
+from ...store.models import outbox
+from ...store.writer import COMMIT_BUCKETS_S, WriterStats
+from ..passenger.traffic import PassengerTraffic
 
 __all__ = ["ApplianceCollector", "make_metrics"]
 

@@ -8,21 +8,32 @@ disk space, and whatever else the daemon adds with :meth:`Bite.add` (sync links,
 
 from __future__ import annotations
 
+import enum
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .avionics.params import SourceStats
-from .modes.engine import AvionicsChain
-from .store.recovery import RecoveryReport
-from .store.writer import WriterStats
+from ..avionics.chain import AvionicsChain
+from ..avionics.params import SourceStats
+from ..store.recovery import RecoveryReport
+from ..store.writer import WriterStats
 
-__all__ = ["AMBER", "GREEN", "RED", "Bite", "worst"]
+__all__ = ["AMBER", "GREEN", "RED", "Bite", "Colour", "content_bite", "slot_bite", "sync_bite",
+           "worst"]
 
-GREEN, AMBER, RED = "green", "amber", "red"
-_RANK = {GREEN: 0, AMBER: 1, RED: 2}
+
+class Colour(enum.StrEnum):
+    """A BITE result: green (healthy), amber (degraded), red (failed)."""
+
+    GREEN = "green"
+    AMBER = "amber"
+    RED = "red"
+
+
+GREEN, AMBER, RED = Colour.GREEN, Colour.AMBER, Colour.RED
+_RANK: dict[str, int] = {GREEN: 0, AMBER: 1, RED: 2}
 
 
 def worst(states: list[str]) -> str:
@@ -117,7 +128,7 @@ class Bite:
         return _status(GREEN, f"{free:.1%} free", **extra)
 
     def _time(self) -> dict[str, Any]:
-        _, source = self.chain.clock.utc(self.chain.store.now)
+        _, source = self.chain.utc()
         if source == "avionics":
             return _status(GREEN, "UTC from the avionics time labels")
         return _status(AMBER, "UTC from the local clock (avionics time not valid or not changing)")
@@ -146,3 +157,45 @@ class Bite:
         a = self.assess()
         bad = [f"{k} {v['state']}" for k, v in a.items() if k != "overall" and v["state"] != GREEN]
         return f"BITE {a['overall']}" + (f" ({', '.join(bad)})" if bad else "")
+
+
+def content_bite(catalog: Any) -> dict[str, Any]:
+    """BITE colour of the content store from the loaded catalog."""
+    titles, generation = catalog.titles, catalog.generation
+    if generation < 0:
+        return {"state": "amber", "reason": "catalog not loaded yet"}
+    if not titles:
+        return {"state": "amber", "reason": "no content installed", "generation": generation}
+    return {"state": "green", "reason": f"{len(titles)} titles, catalog generation {generation}",
+            "generation": generation}
+
+
+def slot_bite(slots: Any) -> dict[str, Any]:
+    """BITE of the software slots: which one runs, and its version."""
+    current = slots.current()
+    if current is None:
+        return {"state": "green", "reason": "installed package (no A/B slot activated yet)"}
+    info = slots.info(current) or {}
+    return {"state": "green", "reason": f"slot {current}, version {info.get('version', '?')}",
+            "slot": current, "version": info.get("version")}
+
+
+def sync_bite(st: dict[str, Any]) -> dict[str, Any]:
+    """BITE colour of the outbound sync from its status.
+
+    Red when the receiver lost records it had acknowledged, when a stream is blocked, or when
+    the outbox is over 90 % of its budget; amber when the disk budget dropped records.
+    """
+    used = st["totals"]["budget_used"]
+    dropped = st["totals"]["dropped_records"]
+    extra = {"depth": st["totals"]["depth"], "link": st["active_link"], "uplink": st["state"]}
+    lost = {n: v["lost"] for n, v in st["streams"].items() if v.get("lost")}
+    blocked = {n: v["blocked"] for n, v in st["streams"].items() if v.get("blocked")}
+    if lost or blocked:
+        reasons = [f"{n}: {d}" for n, d in lost.items()]
+        reasons += [f"{n} blocked: {d}" for n, d in blocked.items()]
+        return {"state": "red", "reason": "; ".join(reasons), **extra}
+    if used > 0.9 or dropped:
+        return {"state": "red" if used > 0.9 else "amber",
+                "reason": f"outbox at {used:.0%} of its budget, {dropped} records dropped", **extra}
+    return {"state": "green", "reason": f"{st['totals']['depth']} records queued", **extra}

@@ -1,7 +1,7 @@
 """``appliance replay``: run a recorded flight through the same chain as the live service.
 
 The simulator turns the recording into the card's byte stream (faults applied) and the bytes go
-through the frame decoder and the :class:`~appliance.modes.engine.AvionicsChain` in memory, as fast
+through the frame decoder and the :class:`~appliance.avionics.chain.AvionicsChain` in memory, as fast
 as the CPU allows (or paced to ``speed``). Nothing is written to the journal.
 """
 
@@ -18,9 +18,9 @@ from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import load
 from firmware_bridge.simulator import Faults, generate
 
-from .modes.airground import AirGroundConfig
-from .modes.engine import AvionicsChain
-from .modes.events import Event
+from ..modes.airground import AirGroundConfig
+from ..modes.events import Event
+from .chain import AvionicsChain
 
 __all__ = ["ReplayResult", "format_event", "replay", "replay_bytes"]
 
@@ -42,7 +42,7 @@ def replay_bytes(chunks: Iterable[bytes], table: LabelTable | None = None,
     """Run byte chunks of the card stream through the chain; returns its events."""
     chain = AvionicsChain(table or LabelTable.default(), ag_config)
     events: list[Event] = []
-    chain.listeners.append(events.append)
+    chain.subscribe(events.append)
     decoder = FrameDecoder()
     n = 0
     t0 = time.perf_counter()

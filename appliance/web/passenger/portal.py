@@ -14,7 +14,7 @@
 - ``GET /api/v1/catalog``: the catalog JSON, built once per change, with ETag (304 on a match);
   503 with a message when the mode closes passenger services;
 - ``GET /api/v1/events``: Server-Sent Events (``flight``, ``pa``, ``mode``), see
-  :mod:`appliance.web.flightinfo`;
+  :mod:`appliance.web.passenger.flightinfo`;
 - ``GET /api/v1/survey`` and ``POST /api/v1/feedback`` (201 stored, 200 for a retried key, 503
   when closed or not storable, 422 malformed).
 
@@ -37,12 +37,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..content.catalog import Catalog
-from ..content.fairness import RateLimiter
-from ..content.feedback import QUESTIONS, Feedback
-from ..errors import StoreError
-from ..modes.engine import AvionicsChain
-from ..modes.policy import PolicyTable
+from ...avionics.chain import AvionicsChain
+from ...content.catalog import Catalog
+from ...content.fairness import RateLimiter
+from ...content.feedback import QUESTIONS, Feedback
+from ...errors import StoreError
+from ...modes.policy import PolicyTable
 from .flightinfo import FlightInfo
 
 __all__ = ["CaptiveState", "FeedbackIn", "PortalAssets", "portal_router"]
@@ -84,7 +84,7 @@ class PortalAssets:
     def __init__(self, vendor_dir: Path | None) -> None:
         """Load the shipped files and whatever ``vendor_dir`` holds (missing: none, logged by caller)."""
         self.files: dict[str, tuple[bytes, str, str]] = {}
-        root = resources.files(__package__).joinpath("portal")
+        root = resources.files(__package__).joinpath("assets")
         for item in root.iterdir():
             if item.is_file() and not item.name.startswith("."):
                 self._add(item.name, item.read_bytes())

@@ -1,5 +1,11 @@
 """The avionics chain: frames -> parameters -> validity -> UTC, air/ground, phase, mode -> events.
 
+Events go out on ``chain.events`` (an :class:`~appliance.modes.bus.EventBus`: ``unsub =
+chain.subscribe(fn)``; a subscriber that raises is logged and counted, the chain goes on), and the
+card time of every evaluation on ``chain.ticks`` (agents that sample on card time: flight profile,
+track summaries, flight info). The chain implements :class:`~appliance.modes.state.FlightState`,
+the read-only view the features depend on.
+
 The same chain runs in the live service (fed by the serial and CAN readers on the event loop) and
 in ``appliance replay`` (fed from the simulator's bytes in memory). State machines are evaluated on a
 fixed grid of card time (every ``EVAL_PERIOD_S``), so the result does not depend on how the bytes
@@ -16,14 +22,16 @@ from typing import Any
 from firmware_bridge.frame import Frame
 from firmware_bridge.labels import LabelTable
 
-from ..avionics.clock import UtcClock
-from ..avionics.decode import CardDecoder
-from ..avionics.params import Parameter, ParameterStore
-from . import airground, phase
-from .airground import AirGround, AirGroundConfig, AirGroundInputs, AirGroundState
-from .events import AirGroundChanged, Event, ModeChanged, PhaseChanged
-from .phase import PhaseInputs, PhaseState
-from .policy import Mode
+from ..modes import airground, phase
+from ..modes.airground import AirGround, AirGroundConfig, AirGroundInputs, AirGroundState
+from ..modes.bus import EventBus, Unsubscribe
+from ..modes.events import AirGroundChanged, Event, ModeChanged, PhaseChanged, TimeSource
+from ..modes.phase import PhaseInputs, PhaseState
+from ..modes.policy import Mode
+from ..modes.state import FlightSnapshot
+from .clock import UtcClock
+from .decode import CardDecoder
+from .params import Parameter, ParameterStore
 
 __all__ = ["EVAL_PERIOD_S", "AIR_GROUND_SOURCES", "AvionicsChain"]
 
@@ -41,7 +49,7 @@ AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
 
 
 class AvionicsChain:
-    """The chain's state and agents; events go to every function in ``listeners``."""
+    """The chain's state and agents; events go out on ``events``, evaluation ticks on ``ticks``."""
 
     def __init__(self, table: LabelTable, ag_config: AirGroundConfig = AirGroundConfig(),
                  initial_mode: Mode = Mode.GROUND, clock: UtcClock | None = None) -> None:
@@ -54,13 +62,37 @@ class AvionicsChain:
         self.phase = PhaseState()
         self.mode = initial_mode
         self.maintenance = initial_mode is Mode.MAINTENANCE
-        self.listeners: list[Callable[[Event], None]] = []
-        #: Called with the card time after every evaluation (every EVAL_PERIOD_S of card time).
-        self.samplers: list[Callable[[float], None]] = []
+        #: Mode, air/ground and phase changes, to isolated subscribers.
+        self.events: EventBus[Event] = EventBus("avionics.events")
+        #: The card time (s) after every evaluation (every EVAL_PERIOD_S of card time).
+        self.ticks: EventBus[float] = EventBus("avionics.ticks")
         self.decoders: dict[str, CardDecoder] = {}
         self._next_eval: float | None = None
         self._last_t = 0.0
         self._alt_hist: collections.deque[tuple[float, float]] = collections.deque()
+
+    def subscribe(self, target: Callable[[Event], None]) -> Unsubscribe:
+        """Call ``target`` with every change (isolated); returns the function that unsubscribes."""
+        return self.events.connect(target)
+
+    def on_tick(self, target: Callable[[float], None]) -> Unsubscribe:
+        """Call ``target`` with the card time (s) after every evaluation; returns the unsubscribe."""
+        return self.ticks.connect(target)
+
+    def utc(self) -> tuple[float, TimeSource]:
+        """Best-known UTC (epoch s) at the latest card time, and its source."""
+        return self.clock.utc(self.store.now)
+
+    def snapshot(self) -> FlightSnapshot:
+        """Mode, air/ground, phase, card time and UTC now."""
+        utc, source = self.utc()
+        return FlightSnapshot(self.mode, self.ag.state, self.phase.phase, self.store.now, utc,
+                              source)
+
+    @property
+    def subscriber_errors(self) -> int:
+        """Exceptions raised by subscribers so far (caught, logged, counted)."""
+        return self.events.errors + self.ticks.errors
 
     def decoder(self, source: str) -> CardDecoder:
         """The card decoder of ``source`` (created on first use; its stats live with it)."""
@@ -93,10 +125,6 @@ class AvionicsChain:
                 self.evaluate(p.t)
                 self._next_eval += EVAL_PERIOD_S * (1 + int((p.t - self._next_eval) / EVAL_PERIOD_S))
 
-    def _emit(self, ev: Event) -> None:
-        for fn in self.listeners:
-            fn(ev)
-
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
         """Each air/ground source seen so far: on ground (True), in air (False), or None if unusable."""
         out = []
@@ -128,18 +156,17 @@ class AvionicsChain:
                                          self.ag_config)
         if change is not None:
             utc, src = self.clock.utc(t)
-            self._emit(AirGroundChanged(t, utc, src, str(change.previous), str(change.current),
-                                        change.evidence))
+            self.events.send(AirGroundChanged(t, utc, src, change.previous, change.current,
+                                              change.evidence))
             self._update_mode(t, change.evidence)
         alt = self._num("pressure_altitude", t)
         self.phase, pchange = phase.step(self.phase, PhaseInputs(
             t, self.ag.state, alt, self._rate(t, alt), gs, cas))
         if pchange is not None:
             utc, src = self.clock.utc(t)
-            self._emit(PhaseChanged(t, utc, src, str(pchange.previous), str(pchange.current),
-                                    pchange.evidence))
-        for fn in self.samplers:
-            fn(t)
+            self.events.send(PhaseChanged(t, utc, src, pchange.previous, pchange.current,
+                                          pchange.evidence))
+        self.ticks.send(t)
 
     def _mode_for(self) -> Mode:
         if self.ag.state is AirGround.AIR:
@@ -154,10 +181,10 @@ class AvionicsChain:
         new = self._mode_for()
         if new is not self.mode:
             utc, src = self.clock.utc(t)
-            ev = ModeChanged(t, utc, src, str(self.mode), str(new),
+            ev = ModeChanged(t, utc, src, self.mode, new,
                              {**evidence, "air_ground": str(self.ag.state)})
             self.mode = new
-            self._emit(ev)
+            self.events.send(ev)
 
     def set_maintenance(self, on: bool, reason: str) -> bool:
         """Ask for (or leave) MAINTENANCE; allowed only on the ground. Returns True if granted."""

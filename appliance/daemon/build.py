@@ -1,0 +1,150 @@
+"""Builders of the daemon's parts from the settings (the composition root's construction half).
+
+Each function builds one feature with its collaborators and the routes that expose it, and starts
+nothing: the daemon (:mod:`appliance.daemon.service`) starts what they return, in order, on one
+``AsyncExitStack``. Only the daemon package knows both the features and the web edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+from sqlalchemy import Engine
+from starlette.types import ASGIApp
+
+from ..avionics.chain import AvionicsChain
+from ..cabin.manager import CabinNetwork
+from ..cabin.setup import desired_specs, make_device
+from ..cabin.store import JobStore
+from ..content.catalog import Catalog
+from ..content.fairness import RateLimiter
+from ..content.feedback import Feedback
+from ..content.media import MediaFiles
+from ..content.mediaserver import MediaServer
+from ..content.service import ContentService
+from ..content.store import ContentStore
+from ..content.usage import UsageJournal
+from ..intake.activators import SoftwareActivator, content_activator
+from ..intake.bundle import Trust
+from ..intake.content_apply import StoreLike
+from ..intake.service import Activator, IntakeConfig, IntakeService
+from ..intake.slots import SoftwareSlots, venv_installer
+from ..modes.policy import PolicyTable
+from ..settings import Settings
+from ..store.writer import Writer
+from ..web.admin.auth import AdminAuth
+from ..web.admin.cabin import make_router as cabin_router
+from ..web.admin.intake import make_router as intake_router
+from ..web.passenger.flightinfo import FlightInfo, airport
+from ..web.passenger.media import MediaASGI
+from ..web.passenger.portal import CaptiveState, PortalAssets, portal_router
+
+__all__ = ["PassengerContent", "build_cabin_network", "build_intake", "build_passenger_content"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassengerContent:
+    """The passenger content parts: routers and mounts for the passenger app, services to start.
+
+    ``service`` (store, catalog, usage, media server) and ``flight_info`` are None when content
+    is disabled in the settings.
+    """
+
+    routers: list[APIRouter] = field(default_factory=list)
+    mounts: list[tuple[str, ASGIApp]] = field(default_factory=list)
+    service: ContentService | None = None
+    flight_info: FlightInfo | None = None
+
+    @property
+    def store(self) -> ContentStore | None:
+        """The content store (the intake installs content bundles into it), if enabled."""
+        return None if self.service is None else self.service.store
+
+    def quiet(self) -> str | None:
+        """Why content activation should wait now (passengers watching), or None."""
+        if self.service is None:
+            return None
+        usage = self.service.usage
+        busy = sum(1 for x in usage.sessions.values() if usage.clock() - x.last < 60)
+        return f"{busy} passenger(s) playing content" if busy else None
+
+
+def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Writer,
+                            reader_engine: Engine, policy: PolicyTable) -> PassengerContent:
+    """The content store, catalog, usage journal, media server, flight info, survey and portal."""
+    cs = settings.content
+    if not cs.enabled:
+        return PassengerContent()
+    store = ContentStore(settings.data_dir / "content", writer, reader_engine)
+    catalog = Catalog(store, policy, lambda: chain.mode, lambda: chain.utc()[0])
+    usage = UsageJournal(writer, settings.aircraft_id, chain.utc, idle_s=cs.usage_idle_s)
+    files = MediaFiles(catalog, usage)
+    media = None
+    if cs.media_port is not None:
+        media = MediaServer(files, cs.media_host or settings.passenger.host, cs.media_port,
+                            per_client=cs.media_connections_per_client,
+                            max_connections=cs.media_max_connections,
+                            rate=cs.media_requests_per_s, burst=cs.media_burst,
+                            keepalive_s=cs.keepalive_s, send_buffer=cs.media_send_buffer)
+    info = FlightInfo(chain, policy, airport(cs.origin), airport(cs.destination),
+                      period_s=cs.flight_push_s)
+    for code in (cs.origin, cs.destination):
+        if code and airport(code) is None:
+            log.warning("content: airport %s is not in airports.toml; no map point / ETA", code)
+    assets = PortalAssets(cs.vendor_dir)
+    if not assets.vendor:
+        log.warning("content: no portal vendor files in %s (make vendor): native HLS only, no "
+                    "coastline on the map", cs.vendor_dir)
+    feedback = Feedback(writer, reader_engine, settings.aircraft_id, chain.utc)
+    router = portal_router(chain, policy, catalog, info, feedback,
+                           CaptiveState(cs.captive_accept_s), assets,
+                           RateLimiter(cs.api_requests_per_s, cs.api_burst),
+                           streams_per_client=cs.event_streams_per_client,
+                           portal_url=cs.portal_url)
+    service = ContentService(store, catalog, usage, media, poll_s=cs.catalog_poll_s)
+    return PassengerContent([router], [("/media", MediaASGI(files))], service, info)
+
+
+def build_cabin_network(settings: Settings, chain: AvionicsChain, writer: Writer, reader: Engine,
+                        auth: AdminAuth) -> tuple[APIRouter, CabinNetwork]:
+    """The cabin network service, wired to the flight state and the journal, and its admin routes."""
+    cfg = settings.cabin_network
+    store = JobStore(writer, reader, settings.aircraft_id, utc=chain.utc)
+    devices = [make_device(ap, cfg) for ap in cfg.access_points] if cfg.enabled else []
+    service = CabinNetwork(cfg, devices, store, desired_specs(cfg), chain.mode, flight=chain)
+    return cabin_router(service, auth), service
+
+
+def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reader: Engine,
+                 content_store: StoreLike | None, auth: AdminAuth,
+                 quiet: Callable[[], str | None] | None = None,
+                 restart: Callable[[], None] | None = None,
+                 ) -> tuple[APIRouter, IntakeService]:
+    """The hangar intake service and its admin routes.
+
+    ``await service.start()`` after the writer started (and after the content store's
+    ``prepare``); subscribe ``service.on_event`` to the flight state. ``restart`` is called after
+    a software activation (default: SIGTERM to this process).
+    """
+    cfg = settings.intake
+    root = cfg.staging_dir or settings.data_dir / "intake"
+    trust = Trust.from_hex({k: (r.keys, r.threshold) for k, r in cfg.roles.items()})
+    slots = SoftwareSlots(root / "software")
+    soft = SoftwareActivator(slots, venv_installer, writer,
+                             restart or (lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    activators: dict[str, Activator] = {"software": soft}
+    if content_store is not None:
+        activators["content"] = content_activator(content_store)
+    service = IntakeService(
+        IntakeConfig(root, settings.aircraft_id, cfg.max_bundle_bytes, cfg.chunk_bytes,
+                     cfg.free_margin_bytes, cfg.quiet_wait_s),
+        trust, writer, reader, lambda: chain.mode, PolicyTable.default(), chain.utc, activators,
+        quiet=(quiet or (lambda: None)) if cfg.quiet != "none" else (lambda: None), slots=slots)
+    return intake_router(service, auth), service
