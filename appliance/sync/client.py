@@ -1,10 +1,18 @@
 """HTTP client of the ground receiver, one per link (httpx, async).
 
 ``GET {url}/v1/watermarks`` (the probe and the resume point) and ``POST {url}/v1/batches``.
-Failures are sorted for the uplink: :class:`TransientError` (network errors, timeouts, 5xx, 429,
-an unreadable answer) is worth retrying; :class:`RejectedError` (other 4xx) is not. Every
-request's size on the wire (request line, headers and body, and the same for the answer) is
-added to :attr:`ReceiverClient.wire_bytes` and passed to ``on_bytes`` (the link budget).
+This module is the only part of the sync that knows HTTP status codes; it maps them to the
+sync's errors (:mod:`appliance.sync.errors`), typed by what happened:
+
+====================================================  ===========================================
+network error, timeout, 5xx, 429, unreadable answer   :class:`ReceiverUnavailable` (retry)
+413                                                   :class:`BatchTooLarge` (send smaller ones)
+any other 4xx                                         :class:`ReceiverRejected` (not retried as is)
+====================================================  ===========================================
+
+Answers come back typed (:class:`BatchAnswer`). Every request's size on the wire (request line,
+headers and body, and the same for the answer) is added to :attr:`ReceiverClient.wire_bytes` and
+passed to ``on_bytes`` (the link budget).
 """
 
 from __future__ import annotations
@@ -13,19 +21,44 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from http import HTTPStatus
+from typing import Any, TypedDict
 
 import httpx
 
 from .batch import Batch
-from .errors import RejectedError, TransientError
+from .errors import BatchTooLarge, ReceiverRejected, ReceiverUnavailable
 
-__all__ = ["ReceiverClient"]
+__all__ = ["GAP", "BatchAnswer", "ReceiverClient", "StreamRefusal"]
 
 log = logging.getLogger(__name__)
 
 #: Size of each write of a body, bytes.
 CHUNK = 65536
+#: The receiver's code for a stream part it deferred: an earlier seq has not arrived yet.
+GAP = "gap"
+
+
+class StreamRefusal(TypedDict):
+    """One stream part of a batch the receiver did not take (``code`` :data:`GAP`: resume)."""
+
+    stream: str
+    code: str
+    detail: str
+
+
+class BatchAnswer(TypedDict):
+    """The receiver's answer to a batch, as the uplink uses it.
+
+    ``watermarks``: per stream, the last seq durable on the ground; ``applied``: records new to
+    the receiver; ``errors``: stream parts not taken; ``resumed``: True when the answer was not
+    the POST's but the watermarks asked after an interruption (the batch had been taken).
+    """
+
+    watermarks: dict[str, int]
+    applied: int
+    errors: list[StreamRefusal]
+    resumed: bool
 
 
 def _headers_size(headers: httpx.Headers) -> int:
@@ -70,18 +103,20 @@ class ReceiverClient:
                 self._count(size)
             self._count(15 + _headers_size(resp.headers) + len(resp.content))
         except httpx.HTTPError as e:  # connect, read, write, timeouts, protocol errors
-            raise TransientError(f"{method} {path}: {type(e).__name__}: {e}") from e
+            raise ReceiverUnavailable(f"{method} {path}: {type(e).__name__}: {e}") from e
         try:
             body = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = {"error": "unreadable", "detail": resp.text[:200]}
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise TransientError(f"{method} {path}: {resp.status_code} {body.get('detail', '')}")
-        if resp.status_code >= 400:
-            raise RejectedError(resp.status_code, str(body.get("error", "?")),
-                                str(body.get("detail", body)))
+        code = resp.status_code
+        if code >= 500 or code == HTTPStatus.TOO_MANY_REQUESTS:
+            raise ReceiverUnavailable(f"{method} {path}: {code} {_field(body, 'detail', '')}")
+        if code >= 400:
+            log.info("%s %s refused: %d %s", method, path, code, _field(body, "error", "?"))
+            kind = BatchTooLarge if code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE else ReceiverRejected
+            raise kind(_field(body, "error", "?"), _field(body, "detail", body))
         if not isinstance(body, dict):
-            raise TransientError(f"{method} {path}: answer is not a JSON object")
+            raise ReceiverUnavailable(f"{method} {path}: answer is not a JSON object")
         return body
 
     def _count(self, n: int) -> None:
@@ -90,20 +125,23 @@ class ReceiverClient:
             self.on_bytes(n)
 
     async def watermarks(self) -> dict[str, int]:
-        """The receiver's acknowledged watermark per stream. Raises TransientError/RejectedError."""
+        """The receiver's acknowledged watermark per stream.
+
+        Raises ReceiverUnavailable or ReceiverRejected.
+        """
         body = await self._request("GET", "/v1/watermarks")
         try:
-            return {str(k): int(v) for k, v in body["watermarks"].items()}
+            return _watermarks(body["watermarks"])
         except (KeyError, AttributeError, TypeError, ValueError) as e:
-            raise TransientError(f"watermarks answer malformed: {body!r:.200}") from e
+            raise ReceiverUnavailable(f"watermarks answer malformed: {body!r:.200}") from e
 
     async def post(self, batch: Batch, on_sent: Callable[[], None] | None = None,
-                   ) -> dict[str, Any]:
+                   ) -> BatchAnswer:
         """Send ``batch``; returns the receiver's answer (``watermarks``, ``errors``, counts).
 
         ``on_sent`` is called once the whole body has been handed to the socket (the answer is
-        still to come): the uplink may then start the next batch. Raises TransientError (retry
-        the same batch) or RejectedError.
+        still to come): the uplink may then start the next batch. Raises ReceiverUnavailable
+        (retry the same batch), BatchTooLarge or ReceiverRejected.
         """
         async def chunks() -> AsyncIterator[bytes]:
             for i in range(0, len(batch.body), CHUNK):
@@ -118,5 +156,27 @@ class ReceiverClient:
                                             "Content-Length": str(len(batch.body)),
                                             "Idempotency-Key": batch.batch_id})
         if not isinstance(body.get("watermarks"), dict):
-            raise TransientError(f"batch answer without watermarks: {body!r:.200}")
-        return body
+            raise ReceiverUnavailable(f"batch answer without watermarks: {body!r:.200}")
+        try:
+            return BatchAnswer(watermarks=_watermarks(body["watermarks"]),
+                               applied=int(body.get("applied", 0)),
+                               errors=[_refusal(e) for e in body.get("errors") or []],
+                               resumed=False)
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ReceiverUnavailable(f"batch answer malformed: {body!r:.200}") from e
+
+
+def _field(body: Any, key: str, default: Any) -> str:
+    """``body[key]`` as text, or ``default`` (as text) when the body is no object or lacks it."""
+    return str(body.get(key, default) if isinstance(body, dict) else default)
+
+
+def _watermarks(raw: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in raw.items()}
+
+
+def _refusal(err: Any) -> StreamRefusal:
+    if not isinstance(err, dict):
+        return StreamRefusal(stream="None", code="", detail=str(err))
+    return StreamRefusal(stream=str(err.get("stream")), code=str(err.get("code")),
+                         detail=str(err.get("detail", err)))

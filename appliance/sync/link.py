@@ -8,23 +8,48 @@ proves reachability and the token, and gives the point to resume from.
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-__all__ = ["SYSFS_NET", "LinkState", "interface_state"]
+from .status import LinkProbe
+
+__all__ = ["SYSFS_NET", "LinkState", "OperState", "interface_state"]
 
 SYSFS_NET = Path("/sys/class/net")
-_UP = frozenset({"up", "unknown"})
 
 
-def interface_state(name: str, sysfs: Path = SYSFS_NET) -> str:
-    """The kernel's operstate of interface ``name`` ("up", "down", ...), or "absent"."""
+class OperState(enum.StrEnum):
+    """An interface's state: the kernel's ``operstate`` values (RFC 2863), or ABSENT."""
+
+    UNKNOWN = "unknown"
+    NOTPRESENT = "notpresent"
+    DOWN = "down"
+    LOWERLAYERDOWN = "lowerlayerdown"
+    TESTING = "testing"
+    DORMANT = "dormant"
+    UP = "up"
+    ABSENT = "absent"  #: no such interface (not a kernel value)
+
+
+_UP = frozenset({OperState.UP, OperState.UNKNOWN})
+
+
+def interface_state(name: str, sysfs: Path = SYSFS_NET) -> OperState:
+    """The kernel's operstate of interface ``name`` (UP, DOWN, ...), or ABSENT.
+
+    Empty text reads as UNKNOWN (as before); text the kernel does not write reads as DOWN, so
+    it never makes a link usable.
+    """
     try:
-        return (sysfs / name / "operstate").read_text().strip() or "unknown"
+        text = (sysfs / name / "operstate").read_text().strip()
     except OSError:
-        return "absent"
+        return OperState.ABSENT
+    try:
+        return OperState(text or OperState.UNKNOWN)
+    except ValueError:
+        return OperState.DOWN
 
 
 @dataclass(slots=True)
@@ -34,7 +59,7 @@ class LinkState:
     name: str
     interfaces: tuple[str, ...]
     sysfs: Path = SYSFS_NET
-    states: dict[str, str] = field(default_factory=dict)
+    states: dict[str, OperState] = field(default_factory=dict)
     probe_ok: bool = False
     last_probe: float | None = None
     last_ok: float | None = None
@@ -71,8 +96,9 @@ class LinkState:
         else:
             self.last_error, self.failures = error, self.failures + 1
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> LinkProbe:
         """For the status: interfaces and their state, probe outcome, last error."""
-        return {"up": self.up, "interfaces": dict(self.states), "interface_up": self.interface_up,
-                "probe_ok": self.probe_ok, "last_probe": self.last_probe, "last_ok": self.last_ok,
-                "last_error": self.last_error, "consecutive_failures": self.failures}
+        return LinkProbe(up=self.up, interfaces=dict[str, str](self.states),
+                         interface_up=self.interface_up, probe_ok=self.probe_ok,
+                         last_probe=self.last_probe, last_ok=self.last_ok,
+                         last_error=self.last_error, consecutive_failures=self.failures)

@@ -1,7 +1,8 @@
 """SyncService: the outbound sync as one part of the service (the daemon wires it).
 
 ``SyncService(settings, writer, reader, chain)``; ``await start()``, ``await stop()``,
-``status() -> dict`` (cheap: a snapshot refreshed in the background), ``sync_now()``.
+``status() -> dict`` (cheap: a snapshot refreshed in the background; its shape is
+:class:`~appliance.sync.status.SyncStatus`), ``sync_now()``.
 
 It runs, as asyncio tasks: the uplink (only with ``sync.enabled``), the disk budget check (every
 ``budget_check_s``), the status snapshot (every ``status_refresh_s``) and, with
@@ -18,7 +19,8 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import Engine
 
@@ -34,6 +36,16 @@ from .events import RecordsDropped, SyncEvent
 from .link import SYSFS_NET
 from .policy import allowed_streams, link_scope
 from .queue import OutboxReader, StreamStats
+from .status import (
+    BudgetStatus,
+    DropStatus,
+    LinkStatus,
+    StreamStatus,
+    SyncNow,
+    SyncStatus,
+    TotalsStatus,
+    UplinkState,
+)
 from .summaries import SummaryAgents
 from .uplink import Uplink
 
@@ -47,7 +59,7 @@ class SyncService:
 
     def __init__(self, settings: Settings, writer: Writer, reader: Engine, chain: AvionicsChain,
                  *, policy: PolicyTable | None = None, clock: Callable[[], float] = time.time,
-                 sysfs: Any = SYSFS_NET) -> None:
+                 sysfs: Path = SYSFS_NET) -> None:
         """Build the parts; nothing runs before :meth:`start`. ``reader``: a read-only engine."""
         self.settings = settings
         self.s = settings.sync
@@ -88,7 +100,7 @@ class SyncService:
         if self.s.enabled:
             self._spawn("sync-uplink", self.uplink.run)
         else:
-            self.uplink.state = "disabled"
+            self.uplink.state = UplinkState.DISABLED
 
     def _spawn(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
         async def supervised() -> None:
@@ -127,21 +139,25 @@ class SyncService:
 
     # ------------------------------------------------------------------ actions
     def sync_now(self) -> dict[str, Any]:
-        """Wake the uplink at once and check the budget; returns the state it was in."""
+        """Wake the uplink at once and check the budget; returns the state it was in.
+
+        The answer's shape is :class:`~appliance.sync.status.SyncNow` (a plain dict at the edge).
+        """
         self.uplink.nudge()
 
         async def check() -> None:
             await self.check_budget()
         self._spawn("sync-now", check)
-        return {"requested": True, "enabled": self.s.enabled, "state": self.uplink.state,
-                "active_link": self.uplink.active_link}
+        answer = SyncNow(requested=True, enabled=self.s.enabled, state=self.uplink.state,
+                         active_link=self.uplink.active_link)
+        return cast(dict[str, Any], answer)
 
     async def check_budget(self) -> list[RecordsDropped]:
         """Apply the disk budget now (rows in flight are kept); returns the drops made."""
         total = await asyncio.to_thread(self.outbox.total_bytes)
         if total <= self.budget.budget_bytes:
             return []
-        async with self.uplink.lock:
+        async with self.uplink.book.lock:
             protected = self.uplink.protected()
             drops = await self.writer.run(
                 lambda conn: enforce_budget(conn, self.budget, protected, self.clock()))
@@ -171,7 +187,7 @@ class SyncService:
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
-        """The sync status (a dict for the admin API).
+        """The sync status (a dict for the admin API; its shape is :class:`SyncStatus`).
 
         Per stream: depth (rows), oldest record age (s), bytes queued, last acknowledged
         watermark, drops, ``blocked`` (why it cannot be sent now, or None) and ``lost`` (records
@@ -179,45 +195,52 @@ class SyncService:
         link: interfaces, probe, scope in this mode, budget; the uplink's state and counters;
         totals against the disk budget.
         """
+        return cast(dict[str, Any], self.report())
+
+    def report(self) -> SyncStatus:
+        """The sync status, typed (see :meth:`status`)."""
         now = self.clock()
         mode = self.chain.mode
         up = self.uplink
-        streams = {}
+        book = up.book
+        streams: dict[str, StreamStatus] = {}
         for name, st in self._streams.items():
-            streams[name] = {
-                "priority": STREAM_PRIORITY.get(name), "depth": st.depth,
-                "oldest_age_s": None if st.oldest is None else round(now - st.oldest, 1),
-                "bytes_queued": st.bytes, "last_seq": st.last_seq,
-                "acked_seq": st.acked_seq, "acked_at": st.acked_at,
-                "drops": {"records": st.dropped_records, "bytes": st.dropped_bytes,
-                          "last_at": st.last_drop_at, "unreported_ranges": st.pending_drop_ranges},
-                "blocked": up.blocked.get(name), "lost": up.lost.get(name)}
-        links = {}
+            streams[name] = StreamStatus(
+                priority=STREAM_PRIORITY.get(name), depth=st.depth,
+                oldest_age_s=None if st.oldest is None else round(now - st.oldest, 1),
+                bytes_queued=st.bytes, last_seq=st.last_seq,
+                acked_seq=st.acked_seq, acked_at=st.acked_at,
+                drops=DropStatus(records=st.dropped_records, bytes=st.dropped_bytes,
+                                 last_at=st.last_drop_at,
+                                 unreported_ranges=st.pending_drop_ranges),
+                blocked=book.blocked.get(name), lost=book.lost.get(name))
+        links: dict[str, LinkStatus] = {}
         for name, ls in up.links.items():
             scope = link_scope(self.policy, mode, name)
             b = up.budgets.get(name)
-            links[name] = {**ls.as_dict(), "scope": scope,
-                           "streams": allowed_streams(scope, sorted(STREAM_PRIORITY),
-                                                      self.s.priority_streams),
-                           "budget": None if b is None else {
-                               "bytes_per_flight_hour": b.per_hour, "hour": b.window,
-                               "used": b.used, "remaining": b.remaining(now)}}
+            links[name] = LinkStatus(
+                **ls.as_dict(), scope=scope,
+                streams=allowed_streams(scope, sorted(STREAM_PRIORITY), self.s.priority_streams),
+                budget=None if b is None else BudgetStatus(
+                    bytes_per_flight_hour=b.per_hour, hour=b.window, used=b.used,
+                    remaining=b.remaining(now)))
         total_bytes = sum(s.bytes for s in self._streams.values())
-        return {
-            "enabled": self.s.enabled, "state": up.state, "active_link": up.active_link,
-            "mode": str(mode), "receiver_url": self.s.receiver_url, "links": links,
-            "streams": streams,
-            "totals": {"depth": sum(s.depth for s in self._streams.values()),
-                       "bytes_queued": total_bytes, "budget_bytes": self.budget.budget_bytes,
-                       "budget_used": round(total_bytes / self.budget.budget_bytes, 4),
-                       "dropped_records": sum(s.dropped_records for s in self._streams.values()),
-                       "dropped_bytes": sum(s.dropped_bytes for s in self._streams.values()),
-                       "drop_order": "lowest priority first, oldest first; never: "
-                                     + ", ".join(sorted(self.budget.never_drop))},
-            "uplink": up.stats.as_dict(),
-            "summaries": None if self.summaries is None else self.summaries.as_dict(),
-            "recent_events": [{"type": type(e).__name__, **dataclasses.asdict(e)}
-                              for e in list(self.events)[-10:]],
-            "snapshot_age_s": None if self._snapshot_at is None
+        return SyncStatus(
+            enabled=self.s.enabled, state=up.state, active_link=up.active_link,
+            mode=str(mode), receiver_url=self.s.receiver_url, links=links,
+            streams=streams,
+            totals=TotalsStatus(
+                depth=sum(s.depth for s in self._streams.values()),
+                bytes_queued=total_bytes, budget_bytes=self.budget.budget_bytes,
+                budget_used=round(total_bytes / self.budget.budget_bytes, 4),
+                dropped_records=sum(s.dropped_records for s in self._streams.values()),
+                dropped_bytes=sum(s.dropped_bytes for s in self._streams.values()),
+                drop_order="lowest priority first, oldest first; never: "
+                           + ", ".join(sorted(self.budget.never_drop))),
+            uplink=up.stats.as_dict(),
+            summaries=None if self.summaries is None else self.summaries.as_dict(),
+            recent_events=[{"type": type(e).__name__, **dataclasses.asdict(e)}
+                           for e in list(self.events)[-10:]],
+            snapshot_age_s=None if self._snapshot_at is None
             else round(now - self._snapshot_at, 1),
-        }
+        )

@@ -33,6 +33,7 @@ from ..modes.events import Event, ModeChanged
 from ..modes.policy import Mode
 from ..store.outbox import enqueue
 from ..store.writer import Writer
+from .status import SummariesStatus
 
 __all__ = ["FlightHealth", "Sample", "SummaryAgents", "TrackDownsampler", "TrackPoint",
            "downsample"]
@@ -286,8 +287,8 @@ class SummaryAgents:
             except TimeoutError:
                 log.warning("summary records not all written within %.1f s", timeout)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SummariesStatus:
         """For the status."""
-        return {"flight_id": self.flight_id, "segment": self.segment,
-                "points_pending": len(self.points), "records_queued": self.records_queued}
+        return SummariesStatus(flight_id=self.flight_id, segment=self.segment,
+                               points_pending=len(self.points), records_queued=self.records_queued)
 

@@ -23,6 +23,8 @@ One asyncio task (:meth:`Uplink.run`). A *session* over a link:
    and otherwise refuses the stream's part with a ``gap`` error: that only means "resume from
    the watermark", never a block. Other refusals block their stream (status, BITE red) until
    the next resume, at most ``probe_interval_s`` once the uplink is idle.
+   (Building, sending and taking answers: :mod:`.pipeline`; cursors, blocks and losses per
+   stream: :mod:`.streams`.)
 3. A failed request is retried (tenacity: exponential backoff with full jitter, bounded in
    attempts); before each retry the watermarks are asked again, and if the batch in flight was
    in fact taken, it is not sent again. When the retries are used up the link counts as down,
@@ -30,71 +32,43 @@ One asyncio task (:meth:`Uplink.run`). A *session* over a link:
    back up) before the next session.
 
 A link with ``bytes_per_flight_hour`` gets batches cut to what is left of the hour's budget, and
-none when it is spent (the state says ``over_budget`` until the next hour).
+none when it is spent (the state says ``over_budget`` until the next hour); the budgets are
+saved and restored through :mod:`.link_budget`. A receiver that refuses a batch for its size
+(:class:`~appliance.sync.errors.BatchTooLarge`) gets batches half as big from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from pathlib import Path
 from typing import Any
-
-from sqlalchemy import Connection
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from ..modes.policy import Mode, PolicyTable
 from ..settings import SyncSettings
 from ..store.outbox import STREAM_PRIORITY
 from ..store.writer import Writer
-from .batch import Batch, BatchLimits, build_batch
+from .batch import Batch
 from .client import ReceiverClient
-from .errors import RejectedError, TransientError
-from .events import AckedRecordsLost, BatchAcknowledged, LinkChanged, StreamBlocked, SyncEvent
+from .errors import BatchTooLarge, ReceiverRejected, ReceiverUnavailable
+from .events import LinkChanged, SyncEvent
 from .link import SYSFS_NET, LinkState
+from .link_budget import budget_writer, load_budgets, mode_changed
+from .pipeline import REQUEST_OVERHEAD, InFlight, OverBudget, Pipeline, log_failure, retrying
 from .policy import FlightHourBudget, allowed_streams, link_scope
-from .queue import LostRange, OutboxReader, apply_ack, declare_lost
-from .tables import sync_link_budget
+from .queue import OutboxReader
+from .status import UplinkState, UplinkStats
+from .streams import StreamBook, resume_writer
 
-__all__ = ["Uplink", "UplinkStats"]
+__all__ = ["Uplink", "UplinkState", "UplinkStats"]
 
 log = logging.getLogger(__name__)
-#: Request and answer overhead (headers, JSON answer) reserved on a budgeted link, bytes.
-REQUEST_OVERHEAD = 1200
 IDLE_POLL_S = 0.5
-
-
-class UplinkStats:
-    """Counters of the uplink (since start)."""
-
-    def __init__(self) -> None:
-        """All zero."""
-        self.batches = 0
-        self.batch_failures = 0
-        self.records_sent = 0
-        self.records_applied = 0
-        self.wire_bytes = 0
-        self.raw_bytes = 0
-        self.sessions = 0
-        self.last_batch_at: float | None = None
-        self.last_error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counters as a dict."""
-        return dict(vars(self))
 
 
 class Uplink:
@@ -103,34 +77,26 @@ class Uplink:
     def __init__(self, settings: SyncSettings, aircraft_id: str, writer: Writer,
                  reader: OutboxReader, policy: PolicyTable, mode: Callable[[], Mode], *,
                  emit: Callable[[SyncEvent], None] | None = None,
-                 clock: Callable[[], float] = time.time, sysfs: Any = SYSFS_NET) -> None:
+                 clock: Callable[[], float] = time.time, sysfs: Path = SYSFS_NET) -> None:
         """Wire to the writer and reader; ``mode()`` gives the current mode; ``clock()`` epoch s."""
         self.s = settings
-        self.aircraft_id = aircraft_id
         self.writer = writer
         self.reader = reader
         self.policy = policy
         self.mode = mode
-        self.emit = emit or (lambda _e: None)
+        self.emit: Callable[[SyncEvent], None] = emit or (lambda _e: None)
         self.clock = clock
         self.links = {n: LinkState(n, ls.interfaces, sysfs) for n, ls in settings.links.items()}
         self.budgets = {n: FlightHourBudget(ls.bytes_per_flight_hour)
                         for n, ls in settings.links.items() if ls.bytes_per_flight_hour}
         self.clients: dict[str, ReceiverClient] = {}
-        self.cursors: dict[str, int] = {}
-        self.blocked: dict[str, str] = {}
-        #: stream -> what the receiver lost after acknowledging it (kept for this process's life)
-        self.lost: dict[str, str] = {}
-        self._announced: dict[str, str] = {}  # last block reported per stream (no repeats)
-        self.lock = asyncio.Lock()
+        self.book = StreamBook(self.emit, clock)
         self.wake = asyncio.Event()
-        self.state = "starting"
+        self.state = UplinkState.STARTING
         self.active_link: str | None = None
         self.stats = UplinkStats()
-        self.limits = BatchLimits(settings.batch_max_records, settings.batch_max_bytes,
-                                  settings.zstd_level)
-        self._acks: list[concurrent.futures.Future[Any]] = []
-        self._ratio = 3.0  # raw / compressed, learnt from each batch
+        self.pipeline = Pipeline(settings, aircraft_id, writer, reader, self.book, self.budgets,
+                                 self.stats, emit=self.emit, clock=clock)
 
     # ------------------------------------------------------------------ plumbing
     def nudge(self) -> None:
@@ -139,7 +105,7 @@ class Uplink:
 
     def protected(self) -> dict[str, int]:
         """Per stream, the seq at or below which rows must not be dropped (sent or in flight)."""
-        return dict(self.cursors)
+        return self.book.protected()
 
     def _client(self, name: str) -> ReceiverClient:
         c = self.clients.get(name)
@@ -191,22 +157,22 @@ class Uplink:
         scope = link_scope(self.policy, self.mode(), link)
         ordered = sorted(STREAM_PRIORITY, key=lambda s: (STREAM_PRIORITY[s], s))
         names = allowed_streams(scope, ordered, self.s.priority_streams)
-        return [(s, STREAM_PRIORITY[s]) for s in names if s not in self.blocked]
+        return [(s, STREAM_PRIORITY[s]) for s in names if s not in self.book.blocked]
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
         """Run sessions until cancelled."""
-        await asyncio.to_thread(self._load_budgets)
+        await asyncio.to_thread(load_budgets, self.reader.engine, self.budgets)
         while True:
             name = self.pick_link()
             if name is None:
-                self._set_active(None, "no_link")
+                self._set_active(None, UplinkState.NO_LINK)
                 await self._wait(self.s.probe_interval_s)
                 continue
             link = self.links[name]
             try:
                 await self._session(name)
-            except TransientError as e:
+            except ReceiverUnavailable as e:
                 self.stats.last_error = str(e)
                 was_up = link.up
                 link.probed(False, str(e), self.clock())
@@ -214,37 +180,23 @@ class Uplink:
                     self.emit(LinkChanged(name, False, str(e), self.clock()))
                 log.warning("uplink over %s interrupted: %s", name, e)
                 await self._drop_client(name)
-                self._set_active(None, "backoff")
+                self._set_active(None, UplinkState.BACKOFF)
                 await self._wait(self._backoff(link.failures))
-            except RejectedError as e:
+            except ReceiverRejected as e:
                 self.stats.last_error = str(e)
                 link.probed(True, None, self.clock())
                 log.error("uplink over %s refused: %s", name, e)
-                self._set_active(name, "rejected")
-                if e.status == 413:  # the receiver takes smaller batches: halve ours
-                    self.limits = replace(self.limits,
-                                          max_records=max(1, self.limits.max_records // 2),
-                                          max_bytes=max(1024, self.limits.max_bytes // 2))
+                self._set_active(name, UplinkState.REJECTED)
+                if isinstance(e, BatchTooLarge):
+                    self.pipeline.halve()
                     continue
                 await self._wait(self.s.retry_max_s)
 
-    def _set_active(self, link: str | None, state: str) -> None:
+    def _set_active(self, link: str | None, state: UplinkState) -> None:
         self.active_link, self.state = link, state
 
-    async def _retrying(self, fn: Callable[[], Any]) -> Any:
-        """Run ``await fn()`` with tenacity: jittered exponential backoff, bounded attempts."""
-        async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.s.retry_attempts),
-                wait=wait_random_exponential(multiplier=self.s.retry_initial_s,
-                                             max=self.s.retry_max_s),
-                retry=retry_if_exception_type(TransientError), reraise=True,
-                before_sleep=_log_retry):
-            with attempt:
-                return await fn()
-        raise AssertionError("unreachable")  # pragma: no cover
-
     async def _resume(self, name: str) -> None:
-        self._set_active(name, "connecting")
+        self._set_active(name, UplinkState.CONNECTING)
         await self._resync(name, unblock=True)
         self.stats.sessions += 1
 
@@ -252,49 +204,33 @@ class Uplink:
         """Ask the receiver's watermarks and continue from them (the batches in flight are gone).
 
         Rows they cover are deleted; streams where they went back get their loss declared
-        (:func:`declare_lost`); the cursors become the watermarks. ``unblock``: give blocked
-        streams another go.
+        (:func:`~appliance.sync.queue.declare_lost`); the cursors become the watermarks.
+        ``unblock``: give blocked streams another go.
         """
         client = self._client(name)
-        wm = await self._retrying(client.watermarks)
+        wm = await retrying(self.s, client.watermarks)
         link = self.links[name]
         if not link.up:
             self.emit(LinkChanged(name, True, "receiver answered", self.clock()))
         link.probed(True, None, self.clock())
         now = self.clock()
-
-        def resume(conn: Connection) -> list[LostRange]:
-            lost = declare_lost(conn, wm, now)
-            apply_ack(conn, wm, now)
-            return lost
-
-        for lr in await self.writer.run(resume):
-            log.error("stream %s: %s", lr.stream, lr.detail)
-            self.lost[lr.stream] = lr.detail
-            self.emit(AckedRecordsLost(lr.stream, lr.lo, lr.hi, lr.acked, lr.watermark, now))
-        async with self.lock:
-            self.cursors = dict(wm)
-            if unblock:
-                self.blocked.clear()
+        self.book.declare_lost(await self.writer.run(resume_writer(wm, now)), now)
+        await self.book.resume_from(wm, unblock=unblock)
 
     async def _over_budget(self, name: str) -> None:
-        self._set_active(name, "over_budget")
+        self._set_active(name, UplinkState.OVER_BUDGET)
         budget = self.budgets[name]
         await self._wait(min(budget.next_window_in(self.clock()) + 0.01, self.s.probe_interval_s))
 
-    def _affordable(self, name: str, nbytes: int) -> bool:
-        budget = self.budgets.get(name)
-        return budget is None or budget.remaining(self.clock()) >= nbytes + REQUEST_OVERHEAD
-
     async def _session(self, name: str) -> None:
-        if not self._affordable(name, REQUEST_OVERHEAD):
+        if not self.pipeline.affordable(name, REQUEST_OVERHEAD):
             await self._over_budget(name)
             return
         await self._resume(name)
         client = self._client(name)
         link = self.links[name]
         depth = 1 if name in self.budgets else self.s.pipeline_depth
-        inflight: collections.deque[_InFlight] = collections.deque()
+        inflight: collections.deque[InFlight] = collections.deque()
         prepared: asyncio.Task[Batch | None] | None = None
         batch: Batch | None = None  # built, not yet sent (kept across over-budget waits)
         drained = False  # the last build found nothing: wait for the head before building again
@@ -309,40 +245,41 @@ class Uplink:
                     if batch is None:
                         streams = self._streams(name)
                         batch = await (prepared if prepared is not None
-                                       else self._build(streams, name, first=not sent_any))
+                                       else self.pipeline.build(streams, name, first=not sent_any))
                         prepared = None
-                    if batch is None or not self._affordable(name, len(batch.body)):
+                    if batch is None or not self.pipeline.affordable(name, len(batch.body)):
                         if not inflight:
                             await self._over_budget(name)
                             continue
                     elif batch.empty:
-                        self._block_holes(batch)
+                        self.book.block_holes(batch)
                         batch = None
                         if inflight:
                             drained = True
                         else:
-                            self._set_active(name, "idle")
+                            self._set_active(name, UplinkState.IDLE)
                             if name not in self.budgets and \
                                     time.monotonic() - last_req > self.s.probe_interval_s:
-                                if self.blocked:  # give the blocked streams another go
+                                if self.book.blocked:  # give the blocked streams another go
                                     await self._resync(name, unblock=True)
                                 else:
-                                    await self._retrying(client.watermarks)  # keep it fresh
+                                    await retrying(self.s, client.watermarks)  # keep it fresh
                                     link.probed(True, None, self.clock())
                                 last_req = time.monotonic()
                             await self._wait(IDLE_POLL_S)
                             continue
                     else:
-                        self._set_active(name, "sending")
-                        flight = _InFlight(batch)
+                        self._set_active(name, UplinkState.SENDING)
+                        flight = InFlight(batch)
                         log.debug("sending %s (%d bytes)", batch.batch_id, len(batch.body))
                         flight.task = asyncio.create_task(
-                            self._send(client, batch, name, flight.sent.set))
+                            self.pipeline.send(client, batch, name, flight.sent.set))
                         inflight.append(flight)
                         batch = None
                         sent_any = True
                         if depth > 1:
-                            prepared = asyncio.create_task(self._build(self._streams(name), name))
+                            prepared = asyncio.create_task(
+                                self.pipeline.build(self._streams(name), name))
                         continue
                 head = inflight[0]
                 waiters: set[asyncio.Future[Any]] = {head.task}
@@ -360,12 +297,12 @@ class Uplink:
                 drained = False
                 try:
                     answer = head.task.result()
-                except _OverBudget:
+                except OverBudget:
                     batch = head.batch  # send it when the next hour's budget allows
                     continue
                 last_req = time.monotonic()
                 link.probed(True, None, self.clock())
-                if not self._take_answer(name, head.batch, answer):
+                if not self.pipeline.take_answer(name, head.batch, answer):
                     # the batches behind it were built on the assumption that it all went through
                     for t in [f.task for f in inflight] + ([prepared] if prepared else []):
                         t.cancel()
@@ -382,176 +319,25 @@ class Uplink:
             for t in [f.task for f in inflight] + ([prepared] if prepared else []):
                 t.cancel()
 
-    def _block_holes(self, batch: Batch) -> None:
-        """Block the streams whose next seq is missing from the outbox."""
-        for stream, seq in batch.holes.items():
-            detail = (f"outbox lacks seq {seq} of {stream} (the receiver acknowledged up to "
-                      f"{self.cursors.get(stream, 0)}): nothing after it can be sent in order")
-            self._block(stream, detail)
-
-    def _block(self, stream: str, detail: str) -> None:
-        """Stop sending ``stream`` until the next resume; say so once per distinct reason."""
-        self.blocked[stream] = detail
-        if self._announced.get(stream) != detail:
-            self._announced[stream] = detail
-            log.error("stream %s blocked: %s", stream, detail)
-            self.emit(StreamBlocked(stream, detail, self.clock()))
-
-    async def _build(self, streams: list[tuple[str, int]], name: str, first: bool = False,
-                     ) -> Batch | None:
-        """Build the next batch after the cursors and advance them; None if over budget.
-
-        The first batch of a session is a quarter of the usual size: it is on the wire sooner,
-        and the next, full one is built while it travels.
-        """
-        async with self.lock:
-            limits = self.limits
-            if first:
-                limits = replace(limits, max_records=max(1, limits.max_records // 4),
-                                 max_bytes=max(1024, limits.max_bytes // 4))
-            budget = self.budgets.get(name)
-            while True:
-                if budget is not None:
-                    left = budget.remaining(self.clock()) - REQUEST_OVERHEAD
-                    if left <= 0:
-                        return None
-                    limits = replace(limits, max_bytes=max(64, min(
-                        limits.max_bytes, int(left * self._ratio * 0.9))))
-                cursors = dict(self.cursors)
-                t0 = time.monotonic()
-                batch = await asyncio.to_thread(build_batch, self.reader, self.aircraft_id,
-                                                streams, cursors, limits)
-                log.debug("built %s: %d records, %d -> %d bytes in %.3f s", batch.batch_id,
-                          batch.records, batch.raw_bytes, len(batch.body), time.monotonic() - t0)
-                if budget is None or batch.empty or len(batch.body) <= left:
-                    break
-                if batch.records <= 1:
-                    return None
-                limits = replace(limits, max_records=max(1, batch.records // 2))
-            if batch.body:
-                self._ratio = 0.8 * self._ratio + 0.2 * batch.raw_bytes / len(batch.body)
-            self.cursors.update(batch.end)
-            return batch
-
-    async def _send(self, client: ReceiverClient, batch: Batch, name: str,
-                    on_sent: Callable[[], None] | None = None) -> dict[str, Any]:
-        """POST ``batch`` with retries; after a failure, skip the resend if it was taken.
-
-        Raises TransientError when the retries are used up, RejectedError, or _OverBudget when
-        the link's hour budget cannot pay for (another) attempt.
-        """
-        first = True
-
-        async def attempt() -> dict[str, Any]:
-            nonlocal first
-            if not self._affordable(name, len(batch.body)):
-                raise _OverBudget(name)
-            if not first:
-                wm = await client.watermarks()
-                if all(wm.get(s, 0) >= e for s, e in batch.end.items()):
-                    log.info("batch %s was taken before the interruption", batch.batch_id)
-                    return {"watermarks": wm, "applied": 0, "errors": [], "resumed": True}
-            first = False
-            try:
-                return await client.post(batch, on_sent)
-            except TransientError:
-                self.stats.batch_failures += 1
-                raise
-
-        return dict(await self._retrying(attempt))
-
-    def _take_answer(self, name: str, batch: Batch, answer: dict[str, Any]) -> bool:
-        """Account for an answer; queue the deletes. True if every stream went as built."""
-        wm = {str(k): int(v) for k, v in answer["watermarks"].items()}
-        for err in answer.get("errors") or []:
-            stream = str(err.get("stream"))
-            detail = str(err.get("detail", err))
-            if err.get("code") == "gap":
-                # the receiver waited for an earlier seq that had not arrived (a batch overtaken
-                # on the way, or this answer replayed for a resent batch id): resume from its
-                # watermark, nothing is wrong with the stream
-                log.info("receiver deferred part of %s: %s", batch.batch_id, detail)
-            else:
-                self._block(stream, f"receiver refused: {detail}")
-        for stream, end in batch.end.items():
-            if wm.get(stream, 0) >= end:
-                self._announced.pop(stream, None)  # it goes again: a new block is news
-        fut = self.writer.submit(lambda conn: apply_ack(conn, wm, self.clock()))
-        fut.add_done_callback(_log_failure)
-        self._acks = [f for f in self._acks if not f.done()] + [fut]
-        st = self.stats
-        st.batches += 1
-        st.records_sent += batch.records
-        st.records_applied += int(answer.get("applied", 0))
-        st.wire_bytes += len(batch.body)
-        st.raw_bytes += batch.raw_bytes
-        st.last_batch_at = self.clock()
-        self.emit(BatchAcknowledged(batch.batch_id, name, batch.records, len(batch.body),
-                                    batch.raw_bytes, int(answer.get("applied", 0)), wm,
-                                    self.clock()))
-        return all(wm.get(s, 0) >= e for s, e in batch.end.items()) and not answer.get("errors")
-
     # ------------------------------------------------------------------ budgets, stop
     def on_mode(self, previous: str | None, current: str, now: float) -> None:
         """Mode change: a take-off starts the flight-hour budgets afresh; a landing ends them."""
         for name, b in self.budgets.items():
-            if current == Mode.FLIGHT and previous != Mode.FLIGHT:
-                b.take_off(now)
-            elif previous == Mode.FLIGHT and current != Mode.FLIGHT:
-                b.landed(now)
-            self.writer.submit(self._budget_writer(name)).add_done_callback(_log_failure)
+            mode_changed(b, previous, current, now)
+            self.writer.submit(budget_writer(name, b)).add_done_callback(log_failure)
         self.nudge()
 
-    def _budget_writer(self, name: str) -> Callable[[Connection], None]:
-        b = self.budgets[name]
-        values = {"anchor": b.anchor, "window": b.window, "used": b.used}
-
-        def write(conn: Connection) -> None:
-            conn.execute(sqlite_insert(sync_link_budget).values(link=name, **values)
-                         .on_conflict_do_update(index_elements=["link"], set_=values))
-        return write
-
     async def _save_budget(self, name: str) -> None:
-        await self.writer.run(self._budget_writer(name))
-
-    def _load_budgets(self) -> None:
-        with self.reader.engine.connect() as conn:
-            for row in conn.execute(sync_link_budget.select()):
-                b = self.budgets.get(str(row.link))
-                if b is not None:
-                    b.anchor, b.window, b.used = float(row.anchor), int(row.window), int(row.used)
+        await self.writer.run(budget_writer(name, self.budgets[name]))
 
     async def close(self, timeout: float = 5.0) -> None:
         """Wait (bounded) for the queued deletes, save the budgets, close the connections."""
-        pending = [asyncio.wrap_future(f) for f in self._acks if not f.done()]
-        pending += [asyncio.wrap_future(self.writer.submit(self._budget_writer(n)))
-                    for n in self.budgets]
+        pending: list[asyncio.Future[Any]] = [
+            asyncio.wrap_future(f) for f in self.pipeline.acks if not f.done()]
+        pending += [asyncio.wrap_future(self.writer.submit(budget_writer(n, b)))
+                    for n, b in self.budgets.items()]
         if pending:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout)
         for name in list(self.clients):
             await self._drop_client(name)
-
-
-class _InFlight:
-    """A batch on the wire: its task and the moment its body was handed to the socket."""
-
-    def __init__(self, batch: Batch) -> None:
-        self.batch = batch
-        self.sent = asyncio.Event()
-        self.task: asyncio.Task[dict[str, Any]]
-
-
-class _OverBudget(Exception):
-    """The link's flight-hour budget cannot pay for the next request."""
-
-
-def _log_retry(state: RetryCallState) -> None:
-    err = state.outcome.exception() if state.outcome is not None else None
-    log.info("attempt %d failed (%s); retrying in %.2f s", state.attempt_number, err,
-             state.upcoming_sleep)
-
-
-def _log_failure(fut: concurrent.futures.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.error("sync bookkeeping write failed: %s", fut.exception())

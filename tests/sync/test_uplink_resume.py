@@ -31,7 +31,7 @@ from appliance.store.models import journal as journal_table
 from appliance.sync import SyncService
 from appliance.sync.batch import Batch
 from appliance.sync.client import ReceiverClient
-from appliance.sync.errors import TransientError
+from appliance.sync.errors import ReceiverUnavailable
 from appliance.sync.queue import apply_ack
 from ground_receiver.db import batches as rx_batches
 from ground_receiver.db import conflicts as rx_conflicts
@@ -78,7 +78,7 @@ def test_a_batch_overtaking_its_predecessor_does_not_stall_the_stream(
                 b_answered.set()
             b_errors.extend(answer["errors"])
             if answer_lost:
-                raise TransientError("POST /v1/batches: the answer was lost")
+                raise ReceiverUnavailable("POST /v1/batches: the answer was lost")
             return answer
         return await original(self, batch, on_sent)
 
