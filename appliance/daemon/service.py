@@ -40,6 +40,7 @@ from ..avionics.chain import AvionicsChain
 from ..avionics.params import SourceStats
 from ..avionics.profile import FlightProfile
 from ..avionics.serial_source import SerialCardReader
+from ..avionics.summaries import SummaryAgents
 from ..content.orders import Orders
 from ..errors import ApplianceError, StartupError
 from ..journal import Journal
@@ -247,7 +248,12 @@ class Daemon:
         self.profile = FlightProfile(self.chain)
         stack.callback(self.profile.close)
         self.bite = Bite(self.chain, s.data_dir, self.recovery, self.writer.stats)
-        self.sync = SyncService(s, self.writer, self.reader, self.chain, policy=self.policy)
+        summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id,
+                                   period_s=s.sync.track_period_s, turn_deg=s.sync.track_turn_deg,
+                                   points_per_record=s.sync.track_points_per_record)
+                     if s.sync.summaries else None)
+        self.sync = SyncService(s, self.writer, self.reader, self.chain, summaries=summaries,
+                                policy=self.policy)
         await self.sync.start()
         self._teardown(stack, "sync", functools.partial(self.sync.stop, STOP_TIMEOUT_S),
                        timeout=2 * STOP_TIMEOUT_S)

@@ -18,16 +18,16 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Engine
 
-from ..avionics.chain import AvionicsChain
 from ..modes.bus import Unsubscribe
 from ..modes.events import Event, ModeChanged
 from ..modes.policy import PolicyTable
+from ..modes.state import FlightState
 from ..settings import Settings
 from ..store.outbox import STREAM_PRIORITY
 from ..store.writer import Writer
@@ -46,21 +46,41 @@ from .status import (
     TotalsStatus,
     UplinkState,
 )
-from .summaries import SummaryAgents
 from .uplink import Uplink
 
-__all__ = ["SyncService"]
+__all__ = ["SummarySink", "SyncService"]
 
 log = logging.getLogger(__name__)
+
+
+class SummarySink(Protocol):
+    """What the sync needs of the summaries agents (``appliance.avionics.summaries``)."""
+
+    def on_event(self, ev: Event) -> None:
+        """A mode change starts or ends a flight."""
+
+    def tick(self) -> None:
+        """Take a sample now."""
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is pending (bounded)."""
+
+    def as_dict(self) -> Mapping[str, object]:
+        """The agents' status."""
 
 
 class SyncService:
     """Outbox budget, summaries and uplink, with their status (see the module doc)."""
 
-    def __init__(self, settings: Settings, writer: Writer, reader: Engine, chain: AvionicsChain,
-                 *, policy: PolicyTable | None = None, clock: Callable[[], float] = time.time,
-                 sysfs: Path = SYSFS_NET) -> None:
-        """Build the parts; nothing runs before :meth:`start`. ``reader``: a read-only engine."""
+    def __init__(self, settings: Settings, writer: Writer, reader: Engine, chain: FlightState,
+                 *, summaries: SummarySink | None = None, policy: PolicyTable | None = None,
+                 clock: Callable[[], float] = time.time, sysfs: Path = SYSFS_NET) -> None:
+        """Build the parts; nothing runs before :meth:`start`. ``reader``: a read-only engine.
+
+        ``chain``: the flight state (mode, change events). ``summaries``: the flight-track and
+        health agents (built by the daemon when ``sync.summaries`` is on), sampled every
+        ``sample_period_s`` and told of every change; stopped (flushed) by :meth:`stop`.
+        """
         self.settings = settings
         self.s = settings.sync
         self.writer = writer
@@ -72,11 +92,7 @@ class SyncService:
                                    frozenset(self.s.never_drop))
         self.uplink = Uplink(self.s, settings.aircraft_id, writer, self.outbox, self.policy,
                              lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs)
-        self.summaries = (SummaryAgents(chain, writer, settings.aircraft_id,
-                                        period_s=self.s.track_period_s,
-                                        turn_deg=self.s.track_turn_deg,
-                                        points_per_record=self.s.track_points_per_record)
-                          if self.s.summaries else None)
+        self.summaries = summaries
         self.events: collections.deque[SyncEvent] = collections.deque(maxlen=50)
         self.drops: list[RecordsDropped] = []
         self._streams: dict[str, StreamStats] = {}

@@ -8,12 +8,13 @@ JSON object for the admin API; its shape is :class:`SyncStatus` and its parts be
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
 from ..modes.policy import SyncScope
 
-__all__ = ["BudgetStatus", "DropStatus", "LinkProbe", "LinkStatus", "StreamStatus", "SummariesStatus",
+__all__ = ["BudgetStatus", "DropStatus", "LinkProbe", "LinkStatus", "StreamStatus",
            "SyncNow", "SyncStatus", "TotalsStatus", "UplinkCounters", "UplinkState", "UplinkStats"]
 
 
@@ -134,15 +135,6 @@ class TotalsStatus(TypedDict):
     drop_order: str
 
 
-class SummariesStatus(TypedDict):
-    """The summaries agents: the flight in progress and what they queued."""
-
-    flight_id: str | None
-    segment: int
-    points_pending: int
-    records_queued: int
-
-
 class SyncStatus(TypedDict):
     """The sync status, as the admin API shows it (keys in this order)."""
 
@@ -155,7 +147,7 @@ class SyncStatus(TypedDict):
     streams: dict[str, StreamStatus]
     totals: TotalsStatus
     uplink: UplinkCounters
-    summaries: SummariesStatus | None
+    summaries: Mapping[str, object] | None  #: the summaries agents' own status, if any
     recent_events: list[dict[str, object]]
     snapshot_age_s: float | None
 

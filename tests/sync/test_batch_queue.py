@@ -8,11 +8,11 @@ import zstandard
 from sqlalchemy import insert, select
 
 from appliance.avionics.params import Parameter, Validity
+from appliance.avionics.summaries import FlightHealth, Sample, downsample
 from appliance.store.models import journal as journal_table
 from appliance.store.models import outbox, stream_seq
 from appliance.sync.batch import BatchLimits, build_batch
 from appliance.sync.queue import DropRange, OutboxReader, Record, apply_ack, declare_lost
-from appliance.sync.summaries import FlightHealth, Sample, downsample
 from appliance.sync.tables import sync_drop, sync_stream
 from ground_receiver.wire import decode_body
 

@@ -25,18 +25,26 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
-from ..avionics.chain import AvionicsChain
-from ..avionics.params import Parameter
 from ..modes.events import Event, ModeChanged
 from ..modes.policy import Mode
 from ..store.outbox import enqueue
 from ..store.writer import Writer
-from .status import SummariesStatus
+from .chain import AvionicsChain
+from .params import Parameter
 
-__all__ = ["FlightHealth", "Sample", "SummaryAgents", "TrackDownsampler", "TrackPoint",
-           "downsample"]
+__all__ = ["FlightHealth", "Sample", "SummariesStatus", "SummaryAgents", "TrackDownsampler",
+           "TrackPoint", "downsample"]
+
+
+class SummariesStatus(TypedDict):
+    """The summaries agents: the flight in progress and what they queued."""
+
+    flight_id: str | None
+    segment: int
+    points_pending: int
+    records_queued: int
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +238,7 @@ class SummaryAgents:
         """Take a sample if card time moved (call every ``sample_period_s``)."""
         chain = self.chain
         if self.flight_id is None and chain.mode is Mode.FLIGHT:
-            self.start_flight(chain.clock.utc(chain.store.now)[0], resumed=True)
+            self.start_flight(chain.utc()[0], resumed=True)
         if self.flight_id is None or self.track is None or self.health is None:
             return
         t = chain.store.now

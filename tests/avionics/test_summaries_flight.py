@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from appliance.avionics.chain import AvionicsChain
+from appliance.avionics.summaries import SummaryAgents
 from appliance.store.models import outbox
-from appliance.sync.summaries import SummaryAgents
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import load
