@@ -7,7 +7,7 @@ N ?= 1000
 
 .PHONY: run test lint bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk
 
-$(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml receiver/pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiver/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ./firmware-bridge -e ./receiver -e '.[dev]'
