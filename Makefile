@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
-.PHONY: run test lint bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk
+.PHONY: run test lint imports bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
+	test-system
 
-$(BIN)/.installed: pyproject.toml firmware-bridge/pyproject.toml receiver/pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiver/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ./firmware-bridge -e ./receiver -e '.[dev]'
@@ -54,9 +55,21 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+## imports: the package-level import graph (module imports behind each edge: DETAIL=1) and the import
+## contracts of pyproject.toml (fails while a contract is broken; tests/test_architecture.py runs them too)
+imports: $(BIN)/.installed
+	$(BIN)/python -m tests.import_graph $(if $(DETAIL),--detail)
+	$(BIN)/lint-imports --no-logo --no-cache
+
 ## test: lint, then the whole test suite (unit, property, end-to-end, faults)
 test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/pytest
+
+## test-system: whole-system tests (boot the image, build networks of namespaces): tests/systemd, then
+## every test marked `system` elsewhere (none yet is fine). They still run in `make test` too, for now.
+test-system: $(BIN)/.installed
+	$(BIN)/pytest tests/systemd
+	$(BIN)/pytest -m system --ignore=tests/systemd; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 ## bench: benchmarks (never part of `make test`)
 bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content

@@ -2,11 +2,16 @@
 
 The backup (SQLite online backup API, so it is consistent even with a WAL) is taken only when a
 migration is pending on a database that already has tables: ``journal.db.pre-<revision>.bak``.
+
+The alembic scripts live in the source tree's top-level ``migrations/`` folder and are installed as the
+package ``appliance.migrations`` (``setup.py`` maps the folder), so they are found through
+``importlib.resources`` alike in an editable install and in an installed wheel.
 """
 
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -18,14 +23,27 @@ from sqlalchemy import Engine
 from ..errors import StoreError
 from .recovery import backup_copy
 
-__all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
+__all__ = ["MIGRATIONS", "alembic_config", "migrations_dir", "upgrade"]
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migrations_dir() -> Path:
+    """The folder of the installed ``appliance.migrations`` package (alembic's ``script_location``).
+
+    Raises StoreError if the package is not a folder on disk (alembic loads its scripts by path).
+    """
+    found = files("appliance.migrations")
+    if not isinstance(found, Path) or not (found / "env.py").is_file():
+        raise StoreError(f"the alembic scripts are not installed as a folder: {found}")
+    return found
+
+
+MIGRATIONS = migrations_dir()
 
 
 def alembic_config(engine: Engine) -> Config:
-    """An alembic Config for ``engine`` using the package's ``migrations/`` folder (shipped in the wheel)."""
+    """An alembic Config for ``engine`` using the installed ``appliance.migrations`` scripts."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
