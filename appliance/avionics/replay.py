@@ -38,9 +38,13 @@ class ReplayResult:
 
 
 def replay_bytes(chunks: Iterable[bytes], table: LabelTable | None = None,
-                 ag_config: AirGroundConfig = AirGroundConfig()) -> ReplayResult:
-    """Run byte chunks of the card stream through the chain; returns its events."""
-    chain = AvionicsChain(table or LabelTable.default(), ag_config)
+                 ag_config: AirGroundConfig = AirGroundConfig(),
+                 chain: AvionicsChain | None = None) -> ReplayResult:
+    """Run byte chunks of the card stream through the chain; returns its events.
+
+    ``chain``: a chain to feed (with its own subscribers already connected), else a new one.
+    """
+    chain = chain or AvionicsChain(table or LabelTable.default(), ag_config)
     events: list[Event] = []
     chain.subscribe(events.append)
     decoder = FrameDecoder()
@@ -58,12 +62,16 @@ def replay_bytes(chunks: Iterable[bytes], table: LabelTable | None = None,
 
 
 def replay(path: str | Path, faults: list[str] | None = None, seed: int = 1,
-           ag_config: AirGroundConfig = AirGroundConfig()) -> ReplayResult:
-    """Replay the recording at ``path`` (either accepted format) with fault specs ``faults``."""
+           ag_config: AirGroundConfig = AirGroundConfig(),
+           chain: AvionicsChain | None = None) -> ReplayResult:
+    """Replay the recording at ``path`` (either accepted format) with fault specs ``faults``.
+
+    ``chain``: feed this chain (see :func:`replay_bytes`) instead of a new one.
+    """
     traj = load(path)
     f = Faults.parse(faults or [], traj.start, seed=seed)
     chunks = [c for _, c in generate(traj, f)]
-    res = replay_bytes(chunks, ag_config=ag_config)
+    res = replay_bytes(chunks, ag_config=ag_config, chain=chain)
     res.flight_s = traj.end - traj.start
     return res
 

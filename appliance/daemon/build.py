@@ -12,15 +12,18 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.types import ASGIApp
 
 from ..avionics.chain import AvionicsChain
 from ..cabin.manager import CabinNetwork
 from ..cabin.setup import desired_specs, make_device
 from ..cabin.store import JobStore
+from ..content.bundle_apply import ContentActivator, StoreLike
 from ..content.catalog import Catalog
 from ..content.fairness import RateLimiter
 from ..content.feedback import Feedback
@@ -29,9 +32,8 @@ from ..content.mediaserver import MediaServer
 from ..content.service import ContentService
 from ..content.store import ContentStore
 from ..content.usage import UsageJournal
-from ..intake.activators import SoftwareActivator, content_activator
-from ..intake.bundle import Trust
-from ..intake.content_apply import StoreLike
+from ..intake.activators import SoftwareActivator
+from ..intake.bundle import Trust, Verified
 from ..intake.service import Activator, IntakeConfig, IntakeService
 from ..intake.slots import SoftwareSlots, venv_installer
 from ..modes.policy import PolicyTable
@@ -44,7 +46,8 @@ from ..web.passenger.flightinfo import FlightInfo, airport
 from ..web.passenger.media import MediaASGI
 from ..web.passenger.portal import CaptiveState, PortalAssets, portal_router
 
-__all__ = ["PassengerContent", "build_cabin_network", "build_intake", "build_passenger_content"]
+__all__ = ["PassengerContent", "build_cabin_network", "build_intake", "build_passenger_content",
+           "content_activator"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,17 @@ def build_cabin_network(settings: Settings, chain: AvionicsChain, writer: Writer
     devices = [make_device(ap, cfg) for ap in cfg.access_points] if cfg.enabled else []
     service = CabinNetwork(cfg, devices, store, desired_specs(cfg), chain.mode, flight=chain)
     return cabin_router(service, auth), service
+
+
+def content_activator(store: StoreLike) -> Activator:
+    """The content activator over the content store (one catalog transaction per bundle)."""
+    act = ContentActivator(store)
+
+    async def activate(staged: Path, v: Verified,
+                       extra: Callable[[Connection, dict[str, Any]], Any]) -> dict[str, Any]:
+        titles = await act.activate(staged, sorted(v.meta.files), extra)
+        return {"titles": titles}
+    return activate
 
 
 def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reader: Engine,

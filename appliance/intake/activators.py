@@ -1,4 +1,4 @@
-"""The intake's activators: content (one catalog transaction per bundle) and software (A/B slots).
+"""The intake's software activator: install into the inactive A/B slot, flip, restart.
 
 The daemon builds them (``appliance.daemon.build``). Software activation installs into the
 inactive A/B slot under ``<staging_dir>/software``, flips ``current`` and calls ``restart``
@@ -17,22 +17,9 @@ from sqlalchemy import Connection
 
 from ..store.writer import Writer
 from .bundle import Verified
-from .content_apply import ContentActivator, StoreLike
-from .service import Activator
 from .slots import SlotInstaller, SoftwareSlots
 
-__all__ = ["SoftwareActivator", "content_activator"]
-
-
-def content_activator(store: StoreLike) -> Activator:
-    """The content activator over the content store (one catalog transaction per bundle)."""
-    act = ContentActivator(store)
-
-    async def activate(staged: Path, v: Verified,
-                       extra: Callable[[Connection, dict[str, Any]], Any]) -> dict[str, Any]:
-        titles = await act.activate(staged, sorted(v.meta.files), extra)
-        return {"titles": titles}
-    return activate
+__all__ = ["SoftwareActivator"]
 
 
 class SoftwareActivator:

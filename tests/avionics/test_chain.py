@@ -74,3 +74,53 @@ def test_card_reset_restarts_card_time() -> None:
     assert chain.store.value("pressure_altitude") == 1000.0
     chain.feed([alt(120.1)])
     assert chain.store.now == 120.1
+
+
+def test_a_failing_subscriber_does_not_stop_the_avionics(flight_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A subscriber that raises is logged and counted; the avionics go on.
+
+    One subscriber raises on every event, one on every 1000th tick: the other subscribers still
+    see both transitions of the real flight, and /metrics shows the count.
+    """
+    import logging
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from appliance.store.writer import WriterStats
+    from appliance.web.admin.metrics import ApplianceCollector
+
+    chain = AvionicsChain(LabelTable.default())
+    calls = {"events": 0, "ticks": 0}
+
+    def broken(ev: object) -> None:
+        calls["events"] += 1
+        raise RuntimeError("subscriber bug")
+
+    def broken_tick(t: float) -> None:
+        calls["ticks"] += 1
+        if calls["ticks"] % 1000 == 0:
+            raise ValueError("tick subscriber bug")
+
+    chain.subscribe(broken)  # connected first: it runs before the replay's own subscriber
+    chain.on_tick(broken_tick)
+    with caplog.at_level(logging.ERROR, logger="appliance.modes.bus"):
+        res = replay(flight_path, chain=chain)
+    m = modes(res.events)
+    assert [(a, b) for a, b, _, _ in m] == [("GROUND", "FLIGHT"), ("FLIGHT", "GROUND")]
+    assert abs(m[0][2] - TAKEOFF) <= 10 and abs(m[1][2] - LANDING) <= 10
+    assert calls["events"] == len(res.events) > 2
+    assert chain.events.errors == calls["events"]
+    assert chain.ticks.errors == calls["ticks"] // 1000 > 0
+    failures = [r for r in caplog.records if "subscriber" in r.getMessage()]
+    assert len(failures) == chain.subscriber_errors
+    assert failures[0].exc_info is not None and "subscriber bug" in str(failures[0].exc_info[1])
+
+    # /metrics: the collector the admin app exposes, rendered as the exposition text
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ApplianceCollector(chain, WriterStats(), None, flight_path.parent))
+    text = generate_latest(registry).decode()
+    assert f'appliance_subscriber_errors_total{{bus="avionics.events"}} {chain.events.errors}.0' \
+        in text
+    assert f'appliance_subscriber_errors_total{{bus="avionics.ticks"}} {chain.ticks.errors}.0' \
+        in text

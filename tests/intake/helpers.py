@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance.content.store import ContentStore
-from appliance.intake.activators import content_activator
+from appliance.daemon.build import content_activator
 from appliance.intake.bundle import METADATA, PAYLOAD, Envelope, Trust, load_envelope, sign
 from appliance.intake.hangar import build_bundle
 from appliance.intake.service import IntakeConfig, IntakeService

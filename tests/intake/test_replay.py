@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from appliance.avionics.chain import AvionicsChain
+from appliance.daemon.build import content_activator
 from appliance.errors import PolicyError
-from appliance.intake.activators import content_activator
 from appliance.intake.bundle import METADATA, PAYLOAD
 from appliance.intake.service import IntakeConfig, IntakeService
 from appliance.modes.policy import Mode, PolicyTable

@@ -65,6 +65,12 @@ class ApplianceCollector(Collector):
                 errors.add_metric([name, kind], getattr(dec.stats, kind))
         yield words
         yield errors
+        failed = CounterMetricFamily("appliance_subscriber_errors",
+                                     "Exceptions raised by event subscribers (caught, logged)",
+                                     labels=["bus"])
+        for bus in (self.chain.events, self.chain.ticks):
+            failed.add_metric([bus.name], bus.errors)
+        yield failed
         mode = GaugeMetricFamily("appliance_mode", "Current mode (1 for the current one)",
                                  labels=["mode"])
         for m in Mode:

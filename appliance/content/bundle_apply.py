@@ -1,5 +1,8 @@
 """Activation of a content bundle: every package of the bundle in one catalog transaction.
 
+Used by the hangar intake through the daemon (``appliance.daemon.build.content_activator``), so
+the intake never imports the content feature.
+
 A content bundle's files are ``<package dir>/...``; each top-level directory is one content
 package (``package.json`` and its files). :class:`ContentActivator` copies each into the
 content store (the store's own staging + rename, so a package directory is whole or absent) and
@@ -26,6 +29,7 @@ from sqlalchemy import Connection, insert, select, update
 from ..errors import BundleRefused, PackageError
 from ..store.models import state
 from ..store.writer import Writer
+from .tables import content
 
 __all__ = ["ContentActivator", "StoreLike"]
 
@@ -67,8 +71,6 @@ class ContentActivator:
         Returns the titles (ids) now installed. Raises BundleRefused if a package is refused by
         the store (its reason), StoreError if the journal cannot commit.
         """
-        from ..content.tables import content  # the content table is the store's; read-only use
-
         staged_pkgs = []
         for d in package_dirs(staged, files):
             try:
