@@ -51,6 +51,7 @@ from cantools.database.can import Message as DbcMessage
 from ..errors import SourceError
 from ..settings import CanSettings
 from .params import Parameter, SourceStats, Validity
+from .source import Source
 
 __all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "default_dbc", "open_bus"]
 
@@ -160,7 +161,7 @@ class _Listener(can.Listener):
         self.reader._on_error(exc)
 
 
-class CanReader:
+class CanReader(Source):
     """Reads ``bus``, decodes its frames and hands each frame's parameters to ``on_params``.
 
     ``on_params`` gets a list of :class:`Parameter` (3 per valid frame) on the loop thread, in
@@ -173,28 +174,29 @@ class CanReader:
     def __init__(self, bus: can.BusABC, on_params: Callable[[list[Parameter]], None],
                  stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None) -> None:
         """Load the DBC; nothing is read before :meth:`start`."""
+        super().__init__(name, stats)
         self.bus = bus
         self.on_params = on_params
-        self.stats = stats
-        self.name = name
         self.db = _load_dbc(dbc_path)
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
         #: (arbitration id, extended) -> (DBC message, handler; None for a known but unused id)
         self._known: dict[tuple[int, bool], tuple[DbcMessage, _Handler | None]] = {
             (m.frame_id, m.is_extended_frame): (m, handlers.get(m.name)) for m in self.db.messages}
         self._notifier: can.Notifier | None = None
-        self._stopped = False
 
     @property
     def channel_info(self) -> str:
         """python-can's description of the bus (for status pages)."""
         return str(self.bus.channel_info)
 
-    def start(self) -> None:
-        """Start receiving; call from within the running loop (callbacks run on it)."""
+    def status(self) -> dict[str, Any]:
+        """The channel and every counter."""
+        return {"channel": self.channel_info, **self.stats.as_dict()}
+
+    def _start_internal(self) -> None:
+        """Start receiving (callbacks run on the loop)."""
         if self._notifier is not None:
             return
-        self._stopped = False
         # timeout: how long the receive thread (buses without a file descriptor) blocks per recv;
         # it bounds how long stop() waits for that thread.
         self._notifier = _LoopNotifier(self.bus, [_Listener(self)], timeout=0.1,
@@ -203,13 +205,11 @@ class CanReader:
         self.stats.connects += 1
         log.info("%s: reading CAN %s", self.name, self.bus.channel_info)
 
-    def stop(self) -> None:
+    def _stop_internal(self) -> None:
         """Stop receiving (waits at most ~0.2 s for a receive thread); the bus stays open."""
-        self._stopped = True
         if self._notifier is not None:
             self._notifier.stop(timeout=0.5)
             self._notifier = None
-        self.stats.connected = False
 
     # --- callbacks, on the loop thread ---------------------------------------------------------
 
@@ -223,6 +223,7 @@ class CanReader:
     def _on_message(self, msg: can.Message) -> None:
         if self._stopped:  # queued by the receive thread before stop()
             return
+        self._received()
         st = self.stats
         st.frames += 1
         st.bytes_in += len(msg.data)

@@ -13,52 +13,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable
+from typing import Any
 
 import serial
 
 from firmware_bridge.frame import Frame, FrameDecoder
 
 from .params import SourceStats
+from .source import BAD_COUNTERS, Source
 
 __all__ = ["BAD_COUNTERS", "SerialCardReader"]
 
 log = logging.getLogger(__name__)
-BAD_COUNTERS = ("crc_errors", "bad_length", "garbage_bytes", "parity_errors", "unknown_labels",
-                "decode_errors", "bad_frames", "out_of_range")
 
-
-class SerialCardReader:
+class SerialCardReader(Source):
     """Reads the card's byte stream from ``port`` and hands complete frames to ``on_frames``."""
 
     def __init__(self, port: str, on_frames: Callable[[list[Frame]], None], stats: SourceStats,
                  *, baudrate: int = 921600, reconnect_s: float = 0.5, name: str = "card",
                  on_lost: Callable[[str], None] | None = None) -> None:
         """Nothing is opened until :meth:`start`."""
+        super().__init__(name, stats, on_lost)
         self.port = port
-        self.name = name
         self.baudrate = baudrate
         self.reconnect_s = reconnect_s
         self.on_frames = on_frames
-        self.on_lost = on_lost
-        self.stats = stats
         self.decoder = FrameDecoder()
-        self.last_rx = 0.0  #: monotonic time of the last bytes received
         self._ser: serial.Serial | None = None
         self._fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._retry: asyncio.TimerHandle | None = None
-        self._stopped = False
-        self._silent = False
         self._open_error: str | None = None
-        self._burst: dict[str, int] | None = None
-        self._burst_quiet_since = 0.0
-        self._seen: dict[str, int] = dict.fromkeys(BAD_COUNTERS, 0)
 
-    def start(self) -> None:
-        """Try to open the port now and keep trying until it opens (from the running loop)."""
-        self._loop = asyncio.get_running_loop()
+    def status(self) -> dict[str, Any]:
+        """Port, connected, frames, bad words and CRC errors."""
+        st = self.stats
+        return {"port": self.port, "connected": st.connected, "frames": st.frames,
+                "bad_words": st.bad_words, "crc_errors": st.crc_errors}
+
+    def _start_internal(self) -> None:
+        """Try to open the port now and keep trying until it opens."""
         self._open()
 
     def _open(self) -> None:
@@ -83,7 +77,7 @@ class SerialCardReader:
         self.decoder.reset()
         self.stats.connected = True
         self.stats.connects += 1
-        self.last_rx = time.monotonic()
+        self._received()
         self._loop.add_reader(self._fd, self._on_readable)
         log.info("%s: reading %s", self.name, self.port)
 
@@ -101,8 +95,7 @@ class SerialCardReader:
         if not data:
             self._lost("end of file")
             return
-        self.last_rx = time.monotonic()
-        self._silent = False
+        self._received()
         dec = self.decoder
         frames = dec.feed(data)
         st, ds = self.stats, dec.stats
@@ -127,42 +120,12 @@ class SerialCardReader:
         self.stats.connected = False
         self.stats.disconnects += 1
         log.warning("%s: lost %s (%s); reconnecting", self.name, self.port, why)
-        if self.on_lost is not None:
-            self.on_lost(self.name)
+        self._mark_lost()
         if not self._stopped and self._loop is not None:
             self._retry = self._loop.call_later(self.reconnect_s, self._open)
 
-    def check(self, now: float, lost_after_s: float) -> None:
-        """Periodic check from the daemon (``now`` is monotonic seconds).
-
-        Silence beyond ``lost_after_s`` marks the source's data lost; bad-input counters are logged
-        once when a burst starts and once when it ends.
-        """
-        if self.stats.connected and not self._silent and now - self.last_rx > lost_after_s:
-            log.warning("%s: no data for %.1f s", self.name, now - self.last_rx)
-            self._silent = True  # reported once until data returns
-            if self.on_lost is not None:
-                self.on_lost(self.name)
-        cur = {k: getattr(self.stats, k) for k in BAD_COUNTERS}
-        grew = {k: cur[k] - self._seen[k] for k in cur if cur[k] > self._seen[k]}
-        if grew:
-            if self._burst is None:
-                log.warning("%s: bad input: %s", self.name,
-                            ", ".join(f"{k} +{v}" for k, v in grew.items()))
-                self._burst = dict.fromkeys(BAD_COUNTERS, 0)
-            for k, v in grew.items():
-                self._burst[k] += v
-            self._burst_quiet_since = now
-            self._seen = cur
-        elif self._burst is not None and now - self._burst_quiet_since > 5.0:
-            log.warning("%s: bad input burst ended: %s", self.name,
-                        ", ".join(f"{k} {v}" for k, v in self._burst.items() if v))
-            self._burst = None
-
-    def stop(self) -> None:
+    def _stop_internal(self) -> None:
         """Close the port and stop retrying."""
-        self._stopped = True
         if self._retry is not None:
             self._retry.cancel()
         self._close()
-        self.stats.connected = False

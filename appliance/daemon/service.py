@@ -40,6 +40,7 @@ from ..avionics.chain import AvionicsChain
 from ..avionics.params import SourceStats
 from ..avionics.profile import FlightProfile
 from ..avionics.serial_source import SerialCardReader
+from ..avionics.source import Source
 from ..avionics.summaries import SummaryAgents
 from ..content.orders import Orders
 from ..errors import ApplianceError, StartupError
@@ -121,8 +122,7 @@ class Daemon:
         self.policy = PolicyTable.default()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []  #: long-running tasks; one ending ends the service
-        self.readers: list[SerialCardReader] = []
-        self.can_reader: CanReader | None = None
+        self.sources: list[Source] = []  #: bus sources (serial card, CAN), started in order
         self.journal_errors = 0
         self.stop_errors: list[str] = []  #: teardowns that failed or timed out, in unwind order
         self._hang_file = os.environ.get(TEST_HANG_ENV) or None
@@ -226,15 +226,14 @@ class Daemon:
                 self.chain.decoder(name).stats, baudrate=s.serial.baudrate,
                 reconnect_s=s.serial.reconnect_s, name=name,
                 on_lost=self.chain.store.expire_source)
-            reader.start()
-            self.readers.append(reader)
-            stack.callback(reader.stop)
+            self.sources.append(reader)
         if s.can.enabled:
-            can_reader = self.can_reader = CanReader(open_bus(s.can), self.chain.feed,
-                                                     SourceStats(), name="can")
+            can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
             stack.callback(can_reader.bus.shutdown)  # the reader never closes the bus it was given
-            can_reader.start()
-            stack.callback(can_reader.stop)
+            self.sources.append(can_reader)
+        for source in self.sources:
+            source.start()
+            stack.callback(source.stop)
 
     def utc(self) -> tuple[float, TimeSource]:
         """Best-known UTC now (epoch s) and its source."""
@@ -349,8 +348,8 @@ class Daemon:
         while True:
             self._test_hang()
             now = time.monotonic()
-            for r in self.readers:
-                r.check(now, self.settings.source_lost_s)
+            for src in self.sources:
+                src.check(now, self.settings.source_lost_s)
             # Ping on the tick nearest each period (drift-free); only while the journal commits.
             if (period is None or now - last_ping >= period - tick / 2) \
                     and self.writer.stats.failed_commits == 0:
@@ -405,11 +404,7 @@ class Daemon:
             "phase": str(c.phase.phase),
             "utc": {"value": utc, "source": source},
             "card_time_s": c.store.now,
-            "sources": {r.name: {"port": r.port, "connected": r.stats.connected,
-                                 "frames": r.stats.frames, "bad_words": r.stats.bad_words,
-                                 "crc_errors": r.stats.crc_errors} for r in self.readers}
-            | ({"can": {"channel": self.can_reader.channel_info, **self.can_reader.stats.as_dict()}}
-               if self.can_reader is not None else {}),
+            "sources": {src.name: src.status() for src in self.sources},
             "bite": self.bite.assess(),
             "recovery": {"state": self.recovery.state, "reason": self.recovery.reason,
                          "moved_aside": self.recovery.moved_aside,
