@@ -37,7 +37,6 @@ from .content.wiring import build_passenger_content
 from .errors import ApplianceError, StartupError
 from .export import export_logs
 from .intake.wiring import build_intake
-from .journal import Journal
 from .modes.airground import AirGroundConfig
 from .modes.engine import AvionicsChain
 from .modes.events import Event, ModeChanged
@@ -48,6 +47,7 @@ from .profile import FlightProfile
 from .settings import Settings
 from .store.engine import make_engine
 from .store.files import ensure_dir
+from .store.journal import Journal
 from .store.migrate import upgrade
 from .store.recovery import recover
 from .store.writer import Writer

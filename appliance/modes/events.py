@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["AirGroundChanged", "Event", "ModeChanged", "PhaseChanged"]
+__all__ = ["AirGroundChanged", "Event", "ModeChanged", "PhaseChanged", "TimeSource"]
+
+
+class TimeSource(StrEnum):
+    """Where a best-known UTC came from: avionics GPS time (valid and changing), else the host."""
+
+    AVIONICS = "avionics"
+    LOCAL = "local"
 
 
 @dataclass(frozen=True, slots=True)
 class _Base:
     t_card: float  #: card time, s
     utc: float  #: best-known UTC, epoch s
-    time_source: str  #: "avionics" or "local"
+    time_source: str  #: a :class:`TimeSource` value, "avionics" or "local"
     previous: str | None
     current: str
     evidence: dict[str, Any] = field(default_factory=dict)

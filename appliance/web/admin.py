@@ -22,8 +22,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from ..journal import Journal
 from ..modes.engine import AvionicsChain
+from ..store.journal import Journal
 from .auth import AdminAuth, LockedOut, Principal, Role
 from .views import signals_view
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from appliance.cabin.wiring import build_cabin_network
-from appliance.journal import Journal as AppJournal
 from appliance.modes.engine import AvionicsChain
 from appliance.settings import AdminAuthSettings, AdminUser, Settings
+from appliance.store.journal import Journal as AppJournal
 from appliance.web import admin
 from appliance.web.auth import AdminAuth, hash_password
 from firmware_bridge.labels import LabelTable

@@ -19,11 +19,11 @@ import zstandard
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.export import export_logs
-from appliance.journal import Journal
 from appliance.modes.engine import AvionicsChain
 from appliance.profile import FlightProfile
 from appliance.settings import AdminAuthSettings, AdminUser
 from appliance.store.engine import make_engine
+from appliance.store.journal import Journal
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger

@@ -18,12 +18,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from appliance.journal import Journal
 from appliance.modes.engine import AvionicsChain
 from appliance.orders import Orders
 from appliance.profile import FlightProfile
 from appliance.settings import AdminAuthSettings
 from appliance.store.engine import make_engine
+from appliance.store.journal import Journal
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger
