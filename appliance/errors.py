@@ -13,7 +13,8 @@
     ├── ContentError           passenger content (store, catalog)
     │   └── PackageError       a content package is refused (bad manifest, playlist, missing file)
     └── IntakeError            hangar intake (uploads, staging, activation, software slots)
-        └── BundleRefused      a bundle is refused (signature, version, expiry, hash, path, size)
+        ├── BundleRefused      a bundle is refused (signature, version, expiry, hash, path, size)
+        └── UnknownUpload      no upload has the given bundle id
 
 Decoding errors of single words and frames come from ``firmware_bridge`` (DecodeError,
 ParityError); they are counted per source, never raised out of the pipeline.
@@ -68,3 +69,7 @@ class IntakeError(ApplianceError):
 
 class BundleRefused(IntakeError):
     """A bundle is refused; the message is the reason shown to the operator (nothing installed)."""
+
+
+class UnknownUpload(IntakeError):
+    """No upload has the bundle id asked for (the message names it)."""

@@ -12,5 +12,5 @@ Modules (import them directly; this package imports nothing, so the simulator pr
 - :mod:`.runner`: running one job (retries with backoff, classified failures, confirm-or-revert);
 - :mod:`.manager`: the service (polling, one task per device, reconciliation, BITE), :mod:`.events`
   its domain events;
-- :mod:`.admin`: the admin router; :mod:`.wiring`: ``build_cabin_network`` for the daemon.
+- the admin routes live in ``appliance.web.admin.cabin``; ``appliance.daemon.build`` wires it.
 """

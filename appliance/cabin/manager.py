@@ -1,4 +1,4 @@
-"""CabinNetwork: the access points as one part of the service (wired by :mod:`.wiring`).
+"""CabinNetwork: the access points as one part of the service (built by ``appliance.daemon.build``).
 
 ``await start()``, ``await stop()``, ``status()`` (BITE: ``{"state": green|amber|red, "reason",
 ...}``), ``set_mode(mode)`` (also fed by the chain's ModeChanged events), ``submit(...)`` (admin

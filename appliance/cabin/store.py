@@ -23,9 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..journal import iso_utc
-from ..store.models import journal
-from ..store.outbox import enqueue
+from ..modes.events import TimeSource
+from ..store.journal import JournalEntry, JournalKind, write_entry
 from ..store.writer import Writer
 from .tables import wap_device, wap_job
 
@@ -91,12 +90,8 @@ class JobStore:
     # ------------------------------------------------------------------ journal rows
     def _journal(self, conn: Connection, summary: str, data: dict[str, Any], ground: bool) -> None:
         utc, src = self.utc()
-        jid = conn.execute(insert(journal).values(
-            kind="wap", t_card=None, utc=utc, time_source=src, summary=summary, data=data,
-            created=time.time()).returning(journal.c.id)).scalar_one()
-        if ground:
-            enqueue(conn, self.aircraft_id, STREAM,
-                    {"journal_id": jid, "kind": "wap", "utc": iso_utc(utc), **data})
+        write_entry(conn, JournalEntry(JournalKind.WAP, summary, utc, TimeSource(src), data),
+                    self.aircraft_id, STREAM if ground else None)
 
     # ------------------------------------------------------------------ jobs
     async def submit(self, device: str, kind: str, key: str, spec: dict[str, Any],

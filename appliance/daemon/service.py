@@ -44,7 +44,6 @@ from ..avionics.source import Source
 from ..avionics.summaries import SummaryAgents
 from ..content.orders import Orders
 from ..errors import ApplianceError, StartupError
-from ..journal import Journal
 from ..modes.airground import AirGroundConfig
 from ..modes.events import Event, ModeChanged, TimeSource
 from ..modes.policy import Mode, PolicyTable
@@ -53,6 +52,7 @@ from ..settings import Settings
 from ..store.engine import make_engine
 from ..store.export import export_logs
 from ..store.files import ensure_dir
+from ..store.journal import Journal
 from ..store.migrate import upgrade
 from ..store.recovery import RecoveryReport, recover
 from ..store.writer import Writer

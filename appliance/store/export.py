@@ -19,7 +19,7 @@ from typing import Any
 
 import zstandard
 
-from ..journal import Journal
+from .journal import Journal
 
 __all__ = ["LOG_TIME_FORMAT", "export_logs"]
 

@@ -22,7 +22,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Text, delete, func, insert, select, type_coerce, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..store.models import journal, outbox, stream_seq
+from ..modes.events import TimeSource
+from ..store.journal import JournalEntry, JournalKind, write_entry
+from ..store.models import outbox, stream_seq
 from .tables import sync_drop, sync_stream
 
 __all__ = ["ROW_OVERHEAD", "DropRange", "LostRange", "OutboxReader", "Record", "StreamStats",
@@ -256,11 +258,10 @@ def declare_lost(conn: Connection, watermarks: dict[str, int], now: float | None
             out.append(lost)
             conn.execute(insert(sync_drop).values(stream=stream, seq_lo=lo, seq_hi=hi,
                                                   records=hi - lo + 1, bytes=0, dropped_at=now))
-            conn.execute(insert(journal).values(
-                kind="sync_lost", t_card=None, utc=now, time_source="local",
-                summary=f"sync: {lost.detail}", created=time.time(),
-                data={"stream": stream, "seq_lo": lo, "seq_hi": hi, "records": hi - lo + 1,
-                      "acked": acked, "watermark": w}))
+            write_entry(conn, JournalEntry(
+                JournalKind.SYNC_LOST, f"sync: {lost.detail}", now, TimeSource.LOCAL,
+                {"stream": stream, "seq_lo": lo, "seq_hi": hi, "records": hi - lo + 1,
+                 "acked": acked, "watermark": w}))
         conn.execute(update(sync_stream).where(sync_stream.c.stream == stream)
                      .values(acked_seq=w, acked_at=now))
     return out

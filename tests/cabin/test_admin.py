@@ -16,8 +16,8 @@ import pytest
 
 from appliance.avionics.chain import AvionicsChain
 from appliance.daemon.build import build_cabin_network
-from appliance.journal import Journal as AppJournal
 from appliance.settings import AdminAuthSettings, AdminUser, Settings
+from appliance.store.journal import Journal as AppJournal
 from appliance.web import admin
 from appliance.web.admin.auth import AdminAuth, hash_password
 from firmware_bridge.labels import LabelTable

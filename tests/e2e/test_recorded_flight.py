@@ -74,7 +74,7 @@ def _check_transitions(svc: Service, rows: list[dict]) -> None:
     db = sqlite3.connect(svc.workdir / "data" / "journal.db")
     try:
         outbox = db.execute("SELECT idempotency_key, json_extract(payload, '$.journal_id'),"
-                            " json_extract(payload, '$.current') FROM outbox"
+                            " json_extract(payload, '$.data.current') FROM outbox"
                             " WHERE stream = 'events' ORDER BY seq").fetchall()
     finally:
         db.close()

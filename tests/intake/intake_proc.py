@@ -2,7 +2,7 @@
 
 CFG (JSON): ``{"data": dir, "token": str, "roles": {kind: {keys, threshold}}, "chunk_bytes": n}``.
 Like the daemon it recovers and migrates the journal in ``data``, prepares the content store,
-builds the intake service with the real wiring (:func:`appliance.intake.wiring.build_intake`),
+builds the intake service with the real wiring (:func:`appliance.daemon.build.build_intake`),
 starts it (its file recovery), serves the intake router under ``/admin/v1`` on a free loopback
 port and prints ``READY port=N``. ``GET /probe`` (tests only) returns the raw rows the power-cut
 test checks: ``intake_installed``, the ``content`` catalog rows, the catalog generation and the

@@ -268,5 +268,7 @@ def test_good_bundle_is_journaled_and_queued(world: World) -> None:
     with world.reader.connect() as c:
         rows = c.execute(select(outbox.c.payload).where(outbox.c.stream == "intake")).scalars().all()
     last = rows[-1]
-    assert last["action"] == "activated" and last["version"] == 2 and len(last["keyids"]) == 2
+    assert last["kind"] == "intake" and last["utc"].endswith("+00:00")  # the one payload shape
+    data = last["data"]
+    assert data["action"] == "activated" and data["version"] == 2 and len(data["keyids"]) == 2
     assert world.service.installed()["content"]["detail"]["titles"] == ["mag", "news"]

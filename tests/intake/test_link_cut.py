@@ -145,3 +145,25 @@ def test_hangar_cli_status_and_help(served: tuple[World, int], tmp_path: Path,
     assert "unknown key" in capsys.readouterr().err
     assert hangar_main(["status", "--url", f"http://127.0.0.1:{port}", "--token", TOKEN]) == 0
     assert "nothing installed" in capsys.readouterr().out
+
+
+def test_unknown_upload_is_404_by_type(served: tuple[World, int]) -> None:
+    """The router maps the domain's UnknownUpload to 404 (not a message's text); others 409."""
+    import httpx
+
+    from appliance.errors import IntakeError, UnknownUpload
+
+    w, port = served
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    bid = "ab" * 32
+    assert issubclass(UnknownUpload, IntakeError)
+    with pytest.raises(UnknownUpload):
+        w.service.status(bid)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}/admin/v1/intake", headers=h) as c:
+        for method, path in (("GET", f"/uploads/{bid}"), ("PUT", f"/uploads/{bid}?offset=0"),
+                             ("POST", f"/uploads/{bid}/finalize"),
+                             ("POST", f"/uploads/{bid}/activate"), ("DELETE", f"/uploads/{bid}")):
+            r = c.request(method, path, content=b"x" if method == "PUT" else None)
+            assert r.status_code == 404, (method, path, r.status_code, r.text)
+            assert r.json()["detail"] == f"no upload {bid}" and "received" not in r.json()
+        assert c.get("/uploads").json() == [] and c.get("/installed").json()["installed"] == {}

@@ -12,9 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, insert, select, text
 
 from appliance.errors import StoreError, WriterClosedError
-from appliance.journal import Journal
 from appliance.modes.events import ModeChanged, PhaseChanged
 from appliance.store.engine import make_engine
+from appliance.store.journal import Journal
 from appliance.store.migrate import alembic_config, upgrade
 from appliance.store.models import outbox, state
 from appliance.store.outbox import enqueue
@@ -95,7 +95,7 @@ def test_mode_change_and_outbox_in_one_transaction(db: Path) -> None:
     async def main() -> None:
         a = await j.record(ModeChanged(1.0, 1720249163.0, "avionics", "GROUND", "FLIGHT", {"x": 1}))
         b = await j.record(PhaseChanged(2.0, 1720249164.0, "avionics", "takeoff", "climb", {}))
-        assert "outbox_key" in a and "outbox_key" not in b
+        assert a.outbox_key is not None and b.outbox_key is None
 
     asyncio.run(main())
     w.stop()
@@ -105,7 +105,10 @@ def test_mode_change_and_outbox_in_one_transaction(db: Path) -> None:
     assert j.last_mode() == "FLIGHT"
     with make_engine(db).connect() as c:
         (payload,) = c.execute(select(outbox.c.payload)).one()
-    assert payload["journal_id"] == rows[0]["id"] and payload["current"] == "FLIGHT"
+    assert payload == {"journal_id": rows[0]["id"], "kind": "mode",
+                       "utc": "2024-07-06T06:59:23.000+00:00", "time_source": "avionics",
+                       "t_card": 1.0, "summary": "mode GROUND -> FLIGHT",
+                       "data": {"previous": "GROUND", "current": "FLIGHT", "evidence": {"x": 1}}}
 
 
 def test_migration_backup_when_pending(tmp_path: Path) -> None:

@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.avionics.chain import AvionicsChain
 from appliance.avionics.profile import FlightProfile
-from appliance.journal import Journal
 from appliance.settings import AdminAuthSettings, AdminUser
 from appliance.store.engine import make_engine
 from appliance.store.export import export_logs
+from appliance.store.journal import Journal
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from appliance.avionics.chain import AvionicsChain
-from appliance.journal import Journal
 from appliance.store.engine import make_engine
+from appliance.store.journal import Journal
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import passenger

@@ -21,9 +21,9 @@ from schemathesis.specs.openapi.checks import (
 from appliance.avionics.chain import AvionicsChain
 from appliance.avionics.profile import FlightProfile
 from appliance.content.orders import Orders
-from appliance.journal import Journal
 from appliance.settings import AdminAuthSettings
 from appliance.store.engine import make_engine
+from appliance.store.journal import Journal
 from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger

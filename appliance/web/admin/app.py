@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from ...avionics.chain import AvionicsChain
-from ...journal import Journal
+from ...store.journal import Journal
 from ..views import signals_view
 from .auth import AdminAuth, LockedOut, Principal, Role
 

@@ -6,6 +6,7 @@
   409 ``{"detail", "received"}`` on a wrong offset (resume from ``received``) or when paused.
 - ``GET /intake/uploads/{id}`` -> status ``{id, kind, name, version, length, received, state,
   reason, keyids, paused, chunk_bytes}``; ``GET /intake/uploads`` -> the newest uploads.
+  An unknown upload id gives 404 (the domain's UnknownUpload).
 - ``POST /intake/uploads/{id}/finalize`` -> verify + stage; ``POST .../activate`` -> switch;
   ``DELETE /intake/uploads/{id}`` -> abort.
 - ``GET /intake/installed`` -> ``{kind: {version, bundle_id, name, keyids, installed_at,
@@ -21,28 +22,34 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from ...errors import BundleRefused, IntakeError, PolicyError
+from ...errors import BundleRefused, IntakeError, PolicyError, UnknownUpload
 from ...intake.service import IntakeService
 from .app import require
 from .auth import AdminAuth, Principal, Role
 
 __all__ = ["make_router"]
 
-def _error(e: Exception, service: IntakeService, bid: str | None = None) -> JSONResponse:
+async def _error(e: Exception, service: IntakeService, bid: str | None = None) -> JSONResponse:
+    """The answer to a domain error, chosen by its type (never by its text).
+
+    UnknownUpload 404, BundleRefused 422, PolicyError 409 (``paused``), other IntakeError 409;
+    with the upload's ``received`` and ``state`` when ``bid`` names one.
+    """
     body: dict[str, Any] = {"detail": str(e)}
-    if bid is not None:
+    if bid is not None and not isinstance(e, UnknownUpload):
         try:
-            st = service.status(bid)
+            st = await service.get_status(bid)
             body["received"] = st["received"]
             body["state"] = st["state"]
-        except IntakeError:
+        except UnknownUpload:
             pass
+    if isinstance(e, UnknownUpload):
+        return JSONResponse(body, 404)
     if isinstance(e, BundleRefused):
         return JSONResponse(body, 422)
     if isinstance(e, PolicyError):
         body["paused"] = True
-        return JSONResponse(body, 409)
-    return JSONResponse(body, 404 if str(e).startswith("no upload") else 409)
+    return JSONResponse(body, 409)
 
 
 def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
@@ -57,21 +64,21 @@ def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
         try:
             st = await service.begin(metadata, who.user)
         except (BundleRefused, PolicyError, IntakeError) as e:
-            return _error(e, service)
+            return await _error(e, service)
         return JSONResponse(st, 201 if st["received"] == 0 else 200)
 
     @r.get("/uploads")
     async def uploads() -> list[dict[str, Any]]:
         """The newest uploads."""
-        return service.list_uploads()
+        return await service.get_uploads()
 
     @r.get("/uploads/{bid}")
     async def upload_status(bid: str) -> JSONResponse:
         """One upload's status."""
         try:
-            return JSONResponse(service.status(bid))
+            return JSONResponse(await service.get_status(bid))
         except IntakeError as e:
-            return _error(e, service)
+            return await _error(e, service)
 
     @r.put("/uploads/{bid}")
     async def put_bytes(bid: str, request: Request, offset: Annotated[int, Query(ge=0)],
@@ -87,7 +94,7 @@ def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
         try:
             return JSONResponse(await service.write(bid, offset, body()))
         except (BundleRefused, PolicyError, IntakeError) as e:
-            return _error(e, service, bid)
+            return await _error(e, service, bid)
 
     @r.post("/uploads/{bid}/finalize")
     async def finalize(bid: str, who: Principal = maintenance) -> JSONResponse:
@@ -95,7 +102,7 @@ def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
         try:
             return JSONResponse(await service.finalize(bid))
         except (BundleRefused, PolicyError, IntakeError) as e:
-            return _error(e, service, bid)
+            return await _error(e, service, bid)
 
     @r.post("/uploads/{bid}/activate")
     async def activate(bid: str, who: Principal = maintenance) -> JSONResponse:
@@ -103,7 +110,7 @@ def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
         try:
             return JSONResponse(await service.activate(bid, who.user))
         except (BundleRefused, PolicyError, IntakeError) as e:
-            return _error(e, service, bid)
+            return await _error(e, service, bid)
 
     @r.delete("/uploads/{bid}")
     async def abort(bid: str, who: Principal = maintenance) -> JSONResponse:
@@ -111,14 +118,14 @@ def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
         try:
             await service.abort(bid)
         except IntakeError as e:
-            return _error(e, service, bid)
-        return JSONResponse(service.status(bid))
+            return await _error(e, service, bid)
+        return JSONResponse(await service.get_status(bid))
 
     @r.get("/installed")
     async def installed() -> dict[str, Any]:
         """What the aircraft has installed, per kind, and whether intake is open now."""
         mode = service.mode()
         return {"mode": str(mode), "intake_open": service.policy[mode].hangar_intake,
-                "installed": service.installed()}
+                "installed": await service.get_installed()}
 
     return r
