@@ -50,10 +50,11 @@ run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	APPLIANCE_CONTENT__MEDIA_PORT=8082 APPLIANCE_CONTENT__ORIGIN=LFPG APPLIANCE_CONTENT__DESTINATION=LFBO \
 	  $(BIN)/appliance demo --speed $(SPEED)
 
-## lint: ruff and mypy
+## lint: ruff, mypy (strict on appliance) and the import contracts (lint-imports)
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## imports: the package-level import graph (module imports behind each edge: DETAIL=1) and the import
 ## contracts of pyproject.toml (fails while a contract is broken; tests/test_architecture.py runs them too)
