@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import itertools
 import os
+import resource
 import select
 import socket
 import subprocess
@@ -32,7 +33,7 @@ from typing import Any
 
 from tests.e2e.service import TOKEN, Service, free_port
 
-__all__ = ["FLIGHT_ANSWER_BOUND_S", "MEMORY_MAX_MIB", "TOKEN", "WATCHDOG_USEC", "Answer",
+__all__ = ["FLIGHT_ANSWER_BOUND_S", "LIMIT_NOFILE", "MEMORY_MAX_MIB", "TOKEN", "WATCHDOG_USEC", "Answer",
            "FlightPoller", "HostileService", "NotifySocket", "SlowClients", "raw_request",
            "source_address", "vm_kib"]
 
@@ -40,6 +41,8 @@ __all__ = ["FLIGHT_ANSWER_BOUND_S", "MEMORY_MAX_MIB", "TOKEN", "WATCHDOG_USEC", 
 MEMORY_MAX_MIB = 300
 #: systemd's ``WatchdogSec=10s`` as the service sees it; pings come every half of it.
 WATCHDOG_USEC = 10_000_000
+#: The unit's ``LimitNOFILE=`` (today's default soft limit); the unit must state this figure.
+LIMIT_NOFILE = 1024
 #: The passenger flight API must answer within this while an attack runs (s).
 FLIGHT_ANSWER_BOUND_S = 0.100
 
@@ -119,6 +122,8 @@ class HostileService(Service):
     watchdog_usec: int | None = WATCHDOG_USEC
     notify: NotifySocket | None = None
     serial: bool = False
+    #: RLIMIT_NOFILE for the service (as the unit's ``LimitNOFILE=`` would set it); None: inherited.
+    nofile: int | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         cfg = self.write_config()
@@ -132,10 +137,16 @@ class HostileService(Service):
         if self.notify is not None:
             env.update(NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC=str(self.watchdog_usec))
         env.update(self.env)
+        nofile = self.nofile
+
+        def limits() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.cli", "run", "--config", str(cfg)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env, preexec_fn=limits)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
