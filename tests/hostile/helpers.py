@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tests.e2e.service import TOKEN, Service, free_port
 
@@ -452,15 +451,3 @@ def free_ports(n: int) -> list[int]:
     while len(ports) < n:
         ports.add(free_port())
     return sorted(ports)
-
-
-def run_for(seconds: float) -> Iterator[float]:
-    """Yield the elapsed time about every second for ``seconds``."""
-    t0 = time.monotonic()
-    while (el := time.monotonic() - t0) < seconds:
-        yield el
-        time.sleep(max(0.0, 1.0 - ((time.monotonic() - t0) % 1.0)))
-
-
-def describe(x: Any) -> str:
-    return repr(x)[:300]
