@@ -16,7 +16,9 @@ import concurrent.futures
 import json
 import os
 import pty
+import socket
 import subprocess
+import sys
 import threading
 import time
 import tty
@@ -35,6 +37,7 @@ from .helpers import (
     FLIGHT_ANSWER_BOUND_S,
     LIMIT_NOFILE,
     MEMORY_MAX_MIB,
+    TOKEN,
     WATCHDOG_USEC,
     Answer,
     FlightPoller,
@@ -146,7 +149,7 @@ def test_big_body_refused_at_the_edge(make_service: Any, case: str) -> None:
                               headers={"Content-Type": "application/json"})
         t_answer = time.monotonic()
         # Watch one watchdog period past the answer, so a ping held back by the request shows.
-        while time.monotonic() < max(t_answer, t_start) + WATCHDOG_PERIOD_S + 1.5 \
+        while time.monotonic() < max(t_answer, t_start) + WATCHDOG_PERIOD_S + 1.2 \
                 and svc.alive():
             time.sleep(0.1)
     t_end = time.monotonic()
@@ -438,7 +441,7 @@ def test_slow_connections_at_limit_nofile_leave_the_service_working(make_service
     clients = [SlowClients(media_port, 500), SlowClients(svc.passenger_port, 500)]
     outcomes: dict[str, list[Any]] = {"order": [], "flight": [], "journal": []}
     try:
-        for _ in range(8):
+        for _ in range(6):
             for c in clients:
                 c.step()
             outcomes["order"].append(post_json(svc.passenger_port, "/api/v1/orders", order()).status)
@@ -546,3 +549,108 @@ def test_card_time_jump_burst_does_not_flip_to_flight(make_service: Any, card_pt
            mode_rows=len(rows), last_mode_row=rows[-1] if rows else None)
     assert before.get("mode") == "GROUND", before
     assert after.get("mode") == "GROUND", f"a {len(burst)}-byte burst flipped the mode: {after}"
+
+
+# ---------------------------------------------------------------------------------------------
+# h) hangar intake: a PUT that stalls with its socket open must not hold the upload
+# ---------------------------------------------------------------------------------------------
+
+#: A stalled upload must be dropped (and a resuming push take over) within this (s). The hangar's
+#: push gives up after 90 s; a body idle timeout must be well below that.
+INTAKE_STALL_BOUND_S = 20.0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: a stalled intake PUT holds the upload's lock with no "
+                                       "timeout; a resuming push waits behind it")
+def test_stalled_intake_put_is_dropped_and_a_push_resumes(make_service: Any, tmp_path: Path) -> None:
+    from appliance.intake.bundle import METADATA, PAYLOAD
+    from appliance.intake.hangar import PushError, push
+    from tests.intake.helpers import KEYS, make_bundle, pub_hex
+
+    bundle = make_bundle(tmp_path / "hangar", 1, {"stall-book": os.urandom(60_000).hex()}, KEYS[:2])
+    payload = (bundle / PAYLOAD).read_bytes()
+    keys = ", ".join(f'"{pub_hex(k)}"' for k in KEYS[:3])
+    svc: HostileService = make_service(f"[intake.roles.content]\nkeys = [{keys}]\nthreshold = 2\n",
+                                       watchdog_usec=None)
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
+                        (bundle / METADATA).read_bytes(), headers=auth)
+    assert begin.status == 201, begin
+    bid = json.loads(begin.body)["id"]
+    # The stalled PUT: the whole length announced, half of it sent, then silence (socket open).
+    half = len(payload) // 2
+    stalled = socket.create_connection(("127.0.0.1", svc.admin_port))
+    stalled.sendall((f"PUT /admin/v1/intake/uploads/{bid}?offset=0 HTTP/1.1\r\nHost: a\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(payload)}\r\n\r\n"
+                     ).encode() + payload[:half])
+    t0 = time.monotonic()
+    outcome = "staged"
+    try:
+        try:
+            res = push(bundle, f"http://127.0.0.1:{svc.admin_port}", TOKEN, activate=False,
+                       timeout_s=5, give_up_s=INTAKE_STALL_BOUND_S, retry_s=0.5)
+            outcome = f"staged ({res})"[:120]
+        except PushError as e:
+            outcome = f"PushError: {e}"[:160]
+        took = time.monotonic() - t0
+        stalled.setblocking(False)
+        try:
+            still_open = stalled.recv(1) != b""
+        except BlockingIOError:
+            still_open = True
+        except OSError:
+            still_open = False
+    finally:
+        stalled.close()
+    report("stalled_intake_put", payload_bytes=len(payload), stalled_after=half,
+           resuming_push=outcome, push_s=f"{took:.1f}", stalled_socket_still_open=still_open)
+    assert outcome.startswith("staged"), outcome
+    assert took < INTAKE_STALL_BOUND_S, took
+
+
+# ---------------------------------------------------------------------------------------------
+# i) the demo's secrets
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the demo writes var/appliance.toml world-readable and "
+                                       "prints the admin token and the demo password")
+def test_demo_keeps_its_secrets(tmp_path: Path) -> None:
+    passenger, admin = free_ports(2)
+    rec = tmp_path / "none.jsonl"
+    rec.write_text("")
+    env = {**os.environ, "APPLIANCE_PASSENGER__PORT": str(passenger),
+           "APPLIANCE_ADMIN__PORT": str(admin), "PYTHONUNBUFFERED": "1"}
+    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(k, None)
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "demo", "--recording", str(rec)],
+                                stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
+                                preexec_fn=lambda: os.umask(0o022))
+    cfg, login = tmp_path / "var" / "appliance.toml", tmp_path / "var" / "demo-login"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "Ctrl-C" not in out.read_text(errors="replace"):
+            assert proc.poll() is None, out.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    printed = out.read_text(errors="replace")
+    token = next(line.split('"')[1] for line in cfg.read_text().splitlines()
+                 if line.startswith("admin_token"))
+    password = login.read_text().split()[1]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (cfg, login)}
+    report("demo_secrets", modes=modes, token_printed=token in printed,
+           password_printed=password in printed)
+    failures = []
+    for p in (cfg, login):
+        if p.stat().st_mode & 0o077:
+            failures.append(f"{p.name} is {oct(p.stat().st_mode & 0o777)}, readable by others")
+    if token in printed or password in printed:
+        failures.append(f"printed: token {token in printed}, password {password in printed}")
+    check(failures)
