@@ -12,12 +12,14 @@ from .helpers import HostileService
 
 
 @pytest.fixture(autouse=True)
-def _enough_fds() -> None:
-    """The slow-client tests hold ~1,500 sockets in the test process."""
+def _enough_fds() -> Iterator[None]:
+    """The slow-client tests hold ~1,500 sockets in the test process (limit restored after)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture
