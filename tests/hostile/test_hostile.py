@@ -551,6 +551,85 @@ def test_card_time_jump_burst_does_not_flip_to_flight(make_service: Any, card_pt
     assert after.get("mode") == "GROUND", f"a {len(burst)}-byte burst flipped the mode: {after}"
 
 
+class CardFeeder:
+    """A plausible card on the pty, on its own thread: on-ground discretes and UTC words every 0.1 s.
+
+    Card time follows the host's monotonic clock; the UTC it sends is the host's UTC plus
+    ``utc_offset_s`` (a misset avionics clock).
+    """
+
+    def __init__(self, fd: int, utc_offset_s: float = 0.0) -> None:
+        from firmware_bridge.labels import LabelTable, Status
+
+        self.fd, self.utc_offset_s = fd, utc_offset_s
+        self.table = LabelTable.default()
+        self.spec = {s.name: s for s in self.table}
+        self.status = Status.NORMAL
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="card")
+        self._thread.start()
+
+    def _word(self, name: str, value: Any, t_us: int) -> bytes:
+        from firmware_bridge.frame import encode_word
+
+        w = self.spec[name].encode(value, self.status, sdi=0, label_reversed=self.table.label_reversed)
+        return encode_word(1, t_us, w)
+
+    def _run(self) -> None:
+        import datetime as dt
+
+        while not self._stop.is_set():
+            t_us = 5_000_000 + int((time.monotonic() - self.t0) * 1e6)
+            utc = time.time() + self.utc_offset_s
+            frames = (encode_discretes(t_us, ON_GROUND)
+                      + self._word("utc_time", int(utc % 86400), t_us + 400)
+                      + self._word("utc_date", dt.datetime.fromtimestamp(utc, dt.UTC).date().isoformat(),
+                                   t_us + 800))
+            _write_all(self.fd, frames)
+            _drain(self.fd)
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: bundle expiry is judged against the avionics UTC, "
+                                       "which the bus can set back (no floor that never goes back)")
+def test_bus_time_rollback_does_not_admit_an_expired_bundle(make_service: Any, card_pty: int,
+                                                            tmp_path: Path) -> None:
+    from appliance.intake.hangar import PushError, push
+    from tests.intake.helpers import KEYS, make_bundle, pub_hex
+
+    day = 86400.0
+    keys = ", ".join(f'"{pub_hex(k)}"' for k in KEYS[:3])
+    svc: HostileService = make_service(f"[intake.roles.content]\nkeys = [{keys}]\nthreshold = 2\n",
+                                       serial=True, watchdog_usec=None)
+    feeder = CardFeeder(card_pty, utc_offset_s=-20 * day)
+    try:
+        deadline = time.monotonic() + 15
+        view = svc.passenger("/api/v1/flight")
+        while view["utc"]["source"] != "avionics" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            view = svc.passenger("/api/v1/flight")
+        assert view["utc"]["source"] == "avionics", view["utc"]
+        # Signed 40 days ago, valid for 30: expired 10 days ago by every clock but the bus's.
+        bundle = make_bundle(tmp_path / "hangar", 1, {"old-book": "expired"}, KEYS[:2],
+                             issued=time.time() - 40 * day, expires_days=30)
+        try:
+            res = push(bundle, f"http://127.0.0.1:{svc.admin_port}", TOKEN, activate=False,
+                       timeout_s=10, give_up_s=20)
+            outcome = f"staged: {res}"[:160]
+        except PushError as e:
+            outcome = f"refused={e.refused}: {e}"[:160]
+    finally:
+        feeder.stop()
+    report("bus_time_rollback", avionics_utc=view["utc"]["value"], expired_bundle=outcome)
+    assert outcome.startswith("refused=True"), outcome
+    assert "expire" in outcome.lower(), outcome
+
+
 # ---------------------------------------------------------------------------------------------
 # h) hangar intake: a PUT that stalls with its socket open must not hold the upload
 # ---------------------------------------------------------------------------------------------
