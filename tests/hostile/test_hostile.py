@@ -687,6 +687,64 @@ def test_stalled_intake_put_is_dropped_and_a_push_resumes(make_service: Any, tmp
     assert took < INTAKE_STALL_BOUND_S, took
 
 
+def _colliding_bundle(tmp: Path) -> Path:
+    """A validly signed software bundle whose manifest has ``x`` both as a file and as a directory."""
+    import hashlib
+    import io
+    import tarfile
+
+    import zstandard
+
+    from appliance.intake.bundle import METADATA, PAYLOAD, load_envelope
+    from appliance.intake.hangar import build_bundle
+    from tests.intake.helpers import KEYS, resign
+
+    src = tmp / "src-collide"
+    src.mkdir(parents=True)
+    (src / "a").write_text("placeholder")
+    out = tmp / "collide.bundle"
+    build_bundle("software", "software-collide", 1, [src], out)
+    files = {"x": b"a file called x\n", "x/y": b"and a file inside x\n"}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for rel, data in sorted(files.items()):
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode = len(data), 0o644
+            tf.addfile(info, io.BytesIO(data))
+    payload = zstandard.ZstdCompressor().compress(raw.getvalue())
+    (out / PAYLOAD).write_bytes(payload)
+    signed = dict(load_envelope(out / METADATA).signed)
+    signed["payload"] = {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
+                         "compression": "zstd"}
+    signed["files"] = {rel: {"length": len(d), "hashes": {"sha256": hashlib.sha256(d).hexdigest()}}
+                       for rel, d in sorted(files.items())}
+    resign(out, signed, [KEYS[0]])
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: a manifest whose paths collide (x file and x/ dir) "
+                                       "is a 500 at finalize and leaves the upload stuck")
+def test_colliding_manifest_is_refused_at_verification(make_service: Any, tmp_path: Path) -> None:
+    from appliance.intake.hangar import PushError, push
+    from tests.intake.helpers import KEYS, pub_hex
+
+    bundle = _colliding_bundle(tmp_path / "hangar")
+    svc: HostileService = make_service(
+        f'[intake.roles.software]\nkeys = ["{pub_hex(KEYS[0])}"]\nthreshold = 1\n', watchdog_usec=None)
+    try:
+        res = push(bundle, f"http://127.0.0.1:{svc.admin_port}", TOKEN, activate=False,
+                   timeout_s=10, give_up_s=20)
+        outcome = f"staged: {res}"[:200]
+    except PushError as e:
+        outcome = f"refused={e.refused}: {e}"[:200]
+    uploads = svc.admin("/admin/v1/intake/uploads")
+    states = [u.get("state") for u in uploads]
+    report("colliding_manifest", push=outcome, upload_states=states,
+           service_500s=svc.log().count("500 Internal") + svc.log().count("Exception in ASGI"))
+    assert outcome.startswith("refused=True"), outcome
+    assert "complete" not in states, states
+
+
 # ---------------------------------------------------------------------------------------------
 # i) the demo's secrets
 # ---------------------------------------------------------------------------------------------
