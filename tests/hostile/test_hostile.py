@@ -335,11 +335,27 @@ def test_order_quantity_out_of_bounds_is_a_422(make_service: Any) -> None:
 # e) a transient commit failure: orders recover, and so must the watchdog
 # ---------------------------------------------------------------------------------------------
 
+def fill(path: Path, leave: int = 0) -> None:
+    """Write ``path`` until the filesystem has at most ``leave`` bytes free (or is full)."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                st = os.statvfs(path)
+                free = st.f_bavail * st.f_frsize
+                if free <= leave:
+                    break
+                f.write(b"\0" * min(MIB, max(4096, free - leave)))
+                f.flush()
+        except OSError:
+            pass
+
+
 @pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Any:
+def small_tmpfs(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    size = getattr(request, "param", "24m")
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
@@ -358,13 +374,7 @@ def test_watchdog_resumes_after_a_transient_disk_full(make_service: Any, small_t
     assert post_json(svc.passenger_port, "/api/v1/orders", order()).status == 201
     # Fill the disk, then place orders until one fails to commit.
     filler = small_tmpfs / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * MIB)
-                f.flush()
-        except OSError:
-            pass
+    fill(filler)
     failed = []
     for _ in range(20):
         st = post_json(svc.passenger_port, "/api/v1/orders", order()).status
@@ -743,6 +753,57 @@ def test_colliding_manifest_is_refused_at_verification(make_service: Any, tmp_pa
            service_500s=svc.log().count("500 Internal") + svc.log().count("Exception in ASGI"))
     assert outcome.startswith("refused=True"), outcome
     assert "complete" not in states, states
+
+
+def _dir_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: disk full while unpacking is a 500 that leaves "
+                                       "half-unpacked files in the space the journal needs")
+@pytest.mark.parametrize("small_tmpfs", ["48m"], indirect=True)
+def test_disk_full_at_finalize_is_a_507_leaving_nothing(make_service: Any, small_tmpfs: Path,
+                                                        tmp_path: Path) -> None:
+    from appliance.intake.bundle import METADATA, PAYLOAD
+    from tests.intake.helpers import KEYS, make_bundle, pub_hex
+
+    # A 10 MiB book that compresses about 2:1 (not a decompression bomb): 5 MiB to upload.
+    bundle = make_bundle(tmp_path / "hangar", 1, {"big-book": os.urandom(5 * MIB).hex()}, KEYS[:2])
+    payload = (bundle / PAYLOAD).read_bytes()
+    keys = ", ".join(f'"{pub_hex(k)}"' for k in KEYS[:3])
+    data = small_tmpfs / "data"
+    svc: HostileService = make_service(
+        f"[intake]\nfree_margin_bytes = 0\n[intake.roles.content]\nkeys = [{keys}]\nthreshold = 2\n",
+        watchdog_usec=None, env={"APPLIANCE_DATA_DIR": str(data)})
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
+                        (bundle / METADATA).read_bytes(), headers=auth)
+    assert begin.status == 201, begin
+    bid = json.loads(begin.body)["id"]
+    put = raw_request(svc.admin_port, "PUT", f"/admin/v1/intake/uploads/{bid}?offset=0", payload,
+                      headers={"Authorization": f"Bearer {TOKEN}"})
+    assert put.status == 200, put
+    assert post_json(svc.passenger_port, "/api/v1/orders", order()).status == 201
+    # The hangar's disk fills up (something else wrote), leaving 3 MiB: the journal's share.
+    filler = small_tmpfs / "filler"
+    fill(filler, leave=3 * MIB)
+    fin = raw_request(svc.admin_port, "POST", f"/admin/v1/intake/uploads/{bid}/finalize", b"",
+                      headers={"Authorization": f"Bearer {TOKEN}"})
+    intake_dir = data / "intake"
+    leftover = _dir_bytes(intake_dir / "unpack") + _dir_bytes(intake_dir / "staged")
+    orders_after = [post_json(svc.passenger_port, "/api/v1/orders", order()).status for _ in range(3)]
+    st = os.statvfs(small_tmpfs)
+    report("disk_full_at_finalize", payload_MiB=f"{len(payload) / MIB:.1f}", finalize=fin.status,
+           finalize_body=fin.body[:120], unpacked_leftover_MiB=f"{leftover / MIB:.1f}",
+           free_after_MiB=f"{st.f_bavail * st.f_frsize / MIB:.1f}", orders_after=orders_after)
+    failures = []
+    if fin.status != 507:
+        failures.append(f"finalize answered {fin.status}, expected 507 with the reason")
+    if leftover:
+        failures.append(f"{leftover / MIB:.1f} MiB of half-unpacked files left behind")
+    if orders_after != [201, 201, 201]:
+        failures.append(f"orders after the failed finalize: {orders_after}")
+    check(failures)
 
 
 # ---------------------------------------------------------------------------------------------
