@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from appliance.web.auth import hash_password
+from appliance.web.admin.auth import hash_password
 from firmware_bridge.frame import DiscreteBits, encode_discretes
 
 from .helpers import (
