@@ -46,7 +46,7 @@ from .errors import AuthFailedError, BusyError, DeviceError, NotReadyError
 from .events import CabinEvent, DeviceStateChanged, JobFinished, ModeApplied
 from .model import ConfigSpec, DeviceStatus
 from .runner import JobRunner
-from .store import Job, JobStore
+from .store import Job, JobState, JobStore
 
 __all__ = ["CabinNetwork", "Device", "Holder"]
 
@@ -136,9 +136,9 @@ class CabinNetwork:
         for job in await asyncio.to_thread(self.store.load_active):
             dev = self.devices.get(job.device)
             if dev is None:
-                await self._finish(job, "stale", None, "the device is no longer configured")
+                await self._finish(job, JobState.STALE, None, "the device is no longer configured")
                 continue
-            if job.state == "running":
+            if job.state is JobState.RUNNING:
                 await self.store.requeue(job, "interrupted by a restart; resumed (device checked "
                                               "first)")
             dev.queue.append(job)
@@ -314,7 +314,7 @@ class CabinNetwork:
             if why is None:
                 return job
             dev.queue.pop(0)
-            await self._finish(job, "stale", None, why)
+            await self._finish(job, JobState.STALE, None, why)
         return None
 
     async def _maybe_reconcile(self, dev: Device) -> Job | None:
@@ -349,7 +349,7 @@ class CabinNetwork:
         if outcome.failure == "auth_failed":
             dev.attention = outcome.detail
         if job.kind == "reconcile":
-            if outcome.state == "done":
+            if outcome.state is JobState.DONE:
                 dev.reconcile_failures = 0
             else:
                 dev.reconcile_failures += 1
@@ -388,7 +388,7 @@ class CabinNetwork:
             {k: {"actual": a, "desired": w} for k, (a, w) in spec.diff(st.config).items()},
             "converged": self.converged(dev), "converged_at": dev.converged_at,
             "busy": None if h is None else dataclasses.asdict(h),
-            "queued": [j.id for j in dev.queue if j.state == "queued"],
+            "queued": [j.id for j in dev.queue if j.state is JobState.QUEUED],
             "reconcile_hold_s": round(max(0.0, dev.hold_until - self.clock()), 1),
             "reconcile_backoff_s": round(max(0.0, dev.reconcile_not_before - self.clock()), 1),
             "driver_stats": dev.ap.stats.as_dict()}
@@ -417,7 +417,7 @@ class CabinNetwork:
                 and d.state != "held"
                 and self.clock() - d.not_converged_since > self.cfg.converge_grace_s]
         running = sum(1 for d in devs if d.holder is not None)
-        queued = sum(1 for d in devs for j in d.queue if j.state == "queued")
+        queued = sum(1 for d in devs for j in d.queue if j.state is JobState.QUEUED)
         if not self.cfg.enabled:
             state, reason = "green", "cabin network management disabled"
         elif n == 0:

@@ -54,20 +54,20 @@ from .errors import (
     classify,
 )
 from .model import ConfigSpec, DeviceStatus
-from .store import Job
+from .store import Job, JobState
 
 __all__ = ["JobRunner", "Outcome"]
 
 log = logging.getLogger(__name__)
-_STATE_OF = {"not_ready": "failed", "auth_failed": "needs_attention", "cut_off": "failed",
-             "error": "failed"}
+_STATE_OF = {"not_ready": JobState.FAILED, "auth_failed": JobState.NEEDS_ATTENTION,
+             "cut_off": JobState.FAILED, "error": JobState.FAILED}
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a job ended: ``state`` done | failed | needs_attention; ``failure`` its class or None."""
 
-    state: str
+    state: JobState
     failure: str | None
     detail: str
 
@@ -114,7 +114,7 @@ class JobRunner:
                     if n > 1:
                         log.info("%s: job %d (%s) try %d", ap.name, job.id, job.kind, n)
                     detail = await self._once(ap, fresh, job)
-            return Outcome("done", None, detail)
+            return Outcome(JobState.DONE, None, detail)
         except DeviceError as e:
             failure = classify(e)
             log.warning("%s: job %d (%s) %s: %s", ap.name, job.id, job.kind, failure, e)

@@ -15,6 +15,7 @@ Job lifecycle (``wap_job.state``)::
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,10 +29,22 @@ from ..store.journal import JournalEntry, JournalKind, write_entry
 from ..store.writer import Writer
 from .tables import wap_device, wap_job
 
-__all__ = ["ACTIVE", "TERMINAL", "Job", "JobStore", "KeyConflict"]
+__all__ = ["ACTIVE", "TERMINAL", "Job", "JobState", "JobStore", "KeyConflict"]
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("done", "failed", "stale", "needs_attention")
+
+class JobState(enum.StrEnum):
+    """A job's state: queued -> running -> one of the terminal states (or back to queued)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STALE = "stale"  #: the device is no longer configured, or the job no longer applies
+    NEEDS_ATTENTION = "needs_attention"  #: a person must act (credentials refused)
+
+
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+TERMINAL = (JobState.DONE, JobState.FAILED, JobState.STALE, JobState.NEEDS_ATTENTION)
 #: Ground stream of device events (job failures, device state changes).
 STREAM = "health"
 
@@ -48,7 +61,7 @@ class Job:
     device: str
     kind: str
     key: str
-    state: str
+    state: JobState
     mode: str | None
     spec: dict[str, Any]
     requested_by: str
@@ -64,7 +77,8 @@ class Job:
     @classmethod
     def from_row(cls, r: Any) -> Job:
         """From a ``wap_job`` row mapping."""
-        return cls(r["id"], r["device"], r["kind"], r["idempotency_key"], r["state"], r["mode"],
+        return cls(r["id"], r["device"], r["kind"], r["idempotency_key"], JobState(r["state"]),
+                   r["mode"],
                    dict(r["spec"] or {}), r["requested_by"], r["created"], r["started"],
                    r["finished"], r["expected_end"], r["attempts"], r["resumed"], r["failure"],
                    r["detail"])
@@ -111,10 +125,10 @@ class JobStore:
                                       f"{row['device']})")
                 return Job.from_row(row), False
             jid = conn.execute(insert(wap_job).values(
-                device=device, kind=kind, idempotency_key=key, state="queued", mode=mode,
+                device=device, kind=kind, idempotency_key=key, state=JobState.QUEUED, mode=mode,
                 spec=spec, requested_by=requested_by, created=now, attempts=0, resumed=0,
             ).returning(wap_job.c.id)).scalar_one()
-            return Job(jid, device, kind, key, "queued", mode, spec, requested_by, now), True
+            return Job(jid, device, kind, key, JobState.QUEUED, mode, spec, requested_by, now), True
         return await self.writer.run(fn)
 
     async def _set(self, job: Job, **values: Any) -> None:
@@ -125,7 +139,7 @@ class JobStore:
 
     async def mark_running(self, job: Job, expected_end: float) -> None:
         """Mark it running: queued -> running (durable before the first command is sent)."""
-        await self._set(job, state="running", started=job.started or self.clock(),
+        await self._set(job, state=JobState.RUNNING, started=job.started or self.clock(),
                         expected_end=expected_end)
 
     async def attempt(self, job: Job, attempts: int, expected_end: float) -> None:
@@ -134,7 +148,7 @@ class JobStore:
 
     async def requeue(self, job: Job, detail: str) -> None:
         """Queue it again: running -> queued after a restart (``resumed`` + 1)."""
-        await self._set(job, state="queued", resumed=job.resumed + 1, detail=detail)
+        await self._set(job, state=JobState.QUEUED, resumed=job.resumed + 1, detail=detail)
 
     async def finish(self, job: Job, state: str, failure: str | None, detail: str) -> None:
         """Terminal state, with a journal row (and a ``health`` record unless it is done)."""
@@ -149,7 +163,7 @@ class JobStore:
         def fn(conn: Connection) -> None:
             conn.execute(update(wap_job).where(wap_job.c.id == job.id).values(**values))
             self._journal(conn, f"wap job {job.id} {job.kind} on {job.device}: {state}", data,
-                          ground=state != "done")
+                          ground=state != JobState.DONE)
         await self.writer.run(fn)
         for k, v in values.items():
             setattr(job, k, v)
