@@ -85,6 +85,14 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 test-powercut: $(BIN)/.installed
 	$(BIN)/python -m tests.faults.driver --cuts $(N)
 
+## test-soak: 10 minutes of 300 simulated phones and a hostile client while a recorded flight plays
+## (issue 13): 0 acknowledged orders lost, 0 false mode changes, 0 watchdog misses, no restart;
+## prints p50/p99 of the flight API and the peak RSS. Not in CI. MINUTES=1 for a short run.
+MINUTES ?= 10
+PHONES ?= 300
+test-soak: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+	$(BIN)/python -m tests.soak.soak --minutes $(MINUTES) --phones $(PHONES)
+
 ## test-sync-soak: long sync runs (40 link cuts, 60 power cuts); needs root
 test-sync-soak: $(BIN)/.installed
 	SYNC_SOAK=1 $(BIN)/pytest -m soak tests/sync -s
