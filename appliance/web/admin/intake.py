@@ -46,8 +46,8 @@ async def _error(e: Exception, service: IntakeService, bid: str | None = None) -
 
     UnknownUpload 404, BundleRefused 422, InsufficientStorage 507, UploadStalled 408 (and the
     connection closed), PolicyError 409 (``paused``), other IntakeError 409; with the upload's
-    ``received`` and ``state`` when ``bid`` names one. 507 and 408 answers close the connection
-    (a request body may be left unread).
+    ``received`` and ``state`` when ``bid`` names one. A 408 closes the connection; after a
+    507 the server discards the rest of an unread body, so the client reads the answer cleanly.
     """
     body: dict[str, Any] = {"detail": str(e)}
     if bid is not None and not isinstance(e, UnknownUpload):
@@ -62,7 +62,7 @@ async def _error(e: Exception, service: IntakeService, bid: str | None = None) -
     if isinstance(e, BundleRefused):
         return JSONResponse(body, 422)
     if isinstance(e, InsufficientStorage):
-        return JSONResponse(body, 507, headers={"Connection": "close"})
+        return JSONResponse(body, 507)
     if isinstance(e, UploadStalled):
         return JSONResponse(body, 408, headers={"Connection": "close"})
     if isinstance(e, PolicyError):
