@@ -14,7 +14,9 @@
     │   └── PackageError       a content package is refused (bad manifest, playlist, missing file)
     └── IntakeError            hangar intake (uploads, staging, activation, software slots)
         ├── BundleRefused      a bundle is refused (signature, version, expiry, hash, path, size)
-        └── UnknownUpload      no upload has the given bundle id
+        ├── UnknownUpload      no upload has the given bundle id
+        ├── InsufficientStorage  not enough free space for a chunk or for unpacking (retry later)
+        └── UploadStalled      an upload's body stopped arriving (idle timeout); resume from received
 
 Decoding errors of single words and frames come from ``firmware_bridge`` (DecodeError,
 ParityError); they are counted per source, never raised out of the pipeline.
@@ -73,3 +75,19 @@ class BundleRefused(IntakeError):
 
 class UnknownUpload(IntakeError):
     """No upload has the bundle id asked for (the message names it)."""
+
+
+class InsufficientStorage(IntakeError):
+    """Not enough free disk space for the step asked (the message says how much is needed and free).
+
+    Nothing was kept of the step but what was durable before it; the upload is left as it was, so
+    the step can be retried once space is freed. The journal's reserve is never counted as free.
+    """
+
+
+class UploadStalled(IntakeError):
+    """An upload's body stopped arriving for longer than the idle timeout.
+
+    The bytes received before are durable and the upload is free for a resuming push (from
+    ``received``).
+    """

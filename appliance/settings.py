@@ -266,7 +266,15 @@ class IntakeSettings(_Section):
     must sign. ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
     bundles and the software slots; it must be on the same filesystem as ``<data_dir>/content``.
     ``max_bundle_bytes`` caps a payload; ``chunk_bytes`` is the chunk size the push client is told
-    to use; ``free_margin_bytes`` is kept free after a bundle's worst-case footprint. ``quiet``:
+    to use; ``free_margin_bytes`` is kept free after a bundle's worst-case footprint.
+    ``journal_reserve_bytes`` (default 16 MiB) is free space on the staging area's filesystem
+    that the intake never takes, checked before a bundle is admitted, before each chunk is stored
+    and before unpacking (refused with "insufficient storage" otherwise): the journal keeps it,
+    so passenger orders still commit when a bundle filled the disk. ``idle_timeout_s`` (default
+    10 s): an upload body that sends nothing for this long is dropped (the bytes received are
+    kept) and the upload is free for a resuming push; a PUT waits at most this long for another
+    connection writing the same upload. Keep it well below the push's own ``--timeout-s``
+    (30 s). ``quiet``:
     content activation waits (up to ``quiet_wait_s``) until nobody is playing (``no_playback``)
     or does not wait (``none``). ``health_bound_s``: a new software slot must reach READY and
     pass its health check within that many seconds or it is rolled back.
@@ -278,6 +286,8 @@ class IntakeSettings(_Section):
     max_bundle_bytes: int = Field(8 << 30, gt=0)
     chunk_bytes: int = Field(1 << 20, ge=4096)
     free_margin_bytes: int = Field(64 << 20, ge=0)
+    journal_reserve_bytes: int = Field(16 << 20, ge=0)
+    idle_timeout_s: float = Field(10.0, gt=0)
     quiet: Literal["none", "no_playback"] = "no_playback"
     quiet_wait_s: float = Field(300.0, ge=0)
     health_bound_s: float = Field(60.0, gt=0)

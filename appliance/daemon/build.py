@@ -158,7 +158,9 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
         activators["content"] = content_activator(content_store)
     service = IntakeService(
         IntakeConfig(root, settings.aircraft_id, cfg.max_bundle_bytes, cfg.chunk_bytes,
-                     cfg.free_margin_bytes, cfg.quiet_wait_s),
+                     cfg.free_margin_bytes, cfg.quiet_wait_s,
+                     journal_reserve_bytes=cfg.journal_reserve_bytes,
+                     idle_timeout_s=cfg.idle_timeout_s),
         trust, writer, reader, lambda: chain.mode, PolicyTable.default(), chain.utc, activators,
         quiet=(quiet or (lambda: None)) if cfg.quiet != "none" else (lambda: None), slots=slots)
     return intake_router(service, auth), service

@@ -144,9 +144,13 @@ def _extract(stream: IO[bytes], meta: BundleMeta, dest: Path) -> None:
                 out = dest / name
                 for parent in reversed(out.relative_to(dest).parents[:-1]):
                     d = dest / parent
+                    if d.is_symlink() or (d.exists() and not d.is_dir()):
+                        raise BundleRefused(f"{name}: {parent} is both a file and a directory")
                     if not d.exists():
                         d.mkdir(mode=0o755)
                         dirs.add(d)
+                if out.exists() or out.is_symlink():
+                    raise BundleRefused(f"{name}: collides with another path of the bundle")
                 _write_checked(src, out, name, entry.length, entry.hashes["sha256"])
     except tarfile.TarError as e:
         raise BundleRefused(f"payload archive is truncated or corrupt: {e}") from e

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleRefused
+from ..errors import BundleRefused, InsufficientStorage
 from ..store.files import ensure_dir, fsync_dir
 from .archive import unpack
 from .bundle import BundleMeta
+from .space import out_of_space
 
 __all__ = ["StagingArea", "check_payload"]
 
@@ -94,9 +95,11 @@ class StagingArea:
     def stage(self, bid: str, meta: BundleMeta) -> None:
         """Check the complete payload of ``bid`` against ``meta``, unpack it and move it to staged.
 
-        Raises BundleRefused (length, SHA-256, archive contents; the part file and the partial
-        unpacking are then removed) or OSError (disk). The part file is kept on success (the
-        caller removes it once the staged state is durable).
+        Raises BundleRefused (length, SHA-256, archive contents, colliding paths; the part file is
+        then removed), InsufficientStorage (the disk filled up while unpacking; the part file is
+        kept for a retry) or OSError (disk). Whatever fails, nothing of the unpacking is left
+        behind. The part file is kept on success (the caller removes it once the staged state is
+        durable).
         """
         part = self.part(bid)
         unpack_dir = self.root / "unpack" / bid
@@ -107,6 +110,13 @@ class StagingArea:
         except BundleRefused:
             shutil.rmtree(unpack_dir, ignore_errors=True)
             part.unlink(missing_ok=True)
+            raise
+        except BaseException as e:
+            shutil.rmtree(unpack_dir, ignore_errors=True)
+            if isinstance(e, OSError) and out_of_space(e):
+                raise InsufficientStorage(
+                    f"the disk filled up while unpacking ({e.strerror}); nothing was kept "
+                    "of the unpacking, finalize again once space is freed") from e
             raise
         staged = self.staged(bid)
         shutil.rmtree(staged, ignore_errors=True)

@@ -19,12 +19,17 @@ valid (*bad signature*); distinct valid keys must reach the kind's threshold (*b
 the version must be greater than the installed one of that kind (*rollback* / *replay*: an old
 validly signed bundle has a version at most the installed one); the bundle must not be expired.
 
-**The clock for expiry.** The appliance may have no trusted time in the hangar. ``now`` is the
-avionics UTC when the UTC agent says it is valid (GPS time, valid and changing); otherwise it is
-the newest ``issued`` timestamp of any bundle the appliance has verified before (persisted: the
-trusted-time floor only rises). With neither, expiry cannot be judged against a clock and only
-``issued < expires`` is checked; the local clock is never trusted for this. Any bundle whose
-``issued`` is later than the floor raises the floor once it is accepted.
+**The clock for expiry** (:func:`floor_clock`). Security decisions use a time that never goes
+back, whatever the bus says: ``now = max(stored floor, local wall clock)``. The floor (persisted,
+it only rises) is the newest signed ``issued`` time of any bundle admitted and the clock each
+admission was judged by; since an admitted bundle was not expired by that clock, the floor never
+passes a signed expiry (a local clock set far ahead cannot push it further than that). Avionics
+(bus) UTC never enters: a card whose clock is set back cannot make an expired bundle valid, and
+a card whose clock runs ahead cannot lock intake out.
+
+**Paths** (:func:`colliding_paths`): a manifest whose paths collide on disk is malformed: ``x``
+both a file and a directory (``x`` and ``x/y``), or two paths equal once Unicode-normalised
+(NFC) and case-folded (they would overwrite each other on a case-insensitive filesystem).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,8 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import BundleRefused
 
 __all__ = ["METADATA", "PAYLOAD", "BundleMeta", "Envelope", "FileMeta", "PayloadMeta", "Trust",
-           "Verified", "canonical", "keyid", "load_envelope", "parse_time", "safe_path", "sign",
-           "verify"]
+           "Verified", "canonical", "colliding_paths", "floor_clock", "keyid", "load_envelope",
+           "parse_time", "safe_path", "sign", "verify"]
 
 METADATA = "metadata.json"
 PAYLOAD = "payload.tar.zst"
@@ -68,6 +74,32 @@ def safe_path(path: str) -> str | None:
     if any(not _SEGMENT.match(p) for p in parts):
         return f"path {path!r}: only letters, digits and _.+- in path segments"
     return None
+
+
+def colliding_paths(paths: Iterable[str]) -> str | None:
+    """The reason two of ``paths`` would collide on disk, or None (see the module docstring)."""
+    seen: dict[str, str] = {}
+    for p in paths:
+        key = unicodedata.normalize("NFC", p).casefold()
+        if key in seen:
+            return f"paths {seen[key]!r} and {p!r} collide (equal but for case or normalisation)"
+        seen[key] = p
+    for key, p in seen.items():
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            if (parent := "/".join(parts[:i])) in seen:
+                return f"path {seen[parent]!r} is both a file and a directory (of {p!r})"
+    return None
+
+
+def floor_clock(floor: float | None, wall: float) -> tuple[float, str]:
+    """The clock for expiry: ``(max(floor, wall), its name)`` (epoch s; see the module docstring).
+
+    ``floor`` is the stored time floor (None: none yet), ``wall`` the local wall clock.
+    """
+    if floor is not None and floor > wall:
+        return floor, "time floor (newest signed timestamp seen)"
+    return wall, "local clock"
 
 
 def parse_time(text: str) -> float:
@@ -120,6 +152,8 @@ class BundleMeta(BaseModel):
         for p in self.files:
             if (reason := safe_path(p)) is not None:
                 raise ValueError(reason)
+        if (reason := colliding_paths(self.files)) is not None:
+            raise ValueError(reason)
         if parse_time(self.expires) <= parse_time(self.issued):
             raise ValueError("expires is not after issued")
         return self
@@ -228,7 +262,8 @@ def verify(envelope: Envelope, trust: Trust, installed_version: int, now: float 
     """Check signatures, threshold, version and expiry; BundleRefused with the reason if not.
 
     ``installed_version``: the highest version of this kind ever activated (0 for none). ``now``:
-    epoch seconds of the trusted clock (see the module docstring) or None; ``clock`` names it.
+    epoch seconds of the security clock (:func:`floor_clock`) or None (expiry not judged, only
+    ``issued < expires``); ``clock`` names it.
     """
     meta = envelope.meta()
     role = trust.roles.get(meta.kind)

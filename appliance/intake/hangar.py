@@ -133,6 +133,10 @@ class PushError(Exception):
         self.refused = refused
 
 
+class _Resume(Exception):
+    """The aircraft dropped our request (stalled body): resume from its stored offset."""
+
+
 @dataclass
 class PushResult:
     """What a push did: payload bytes sent (including re-sent), resumes, final status."""
@@ -149,9 +153,13 @@ def push(bundle: Path, url: str, token: str, *, activate: bool = True, timeout_s
          log: Callable[[str], None] = lambda s: None) -> PushResult:
     """Push ``bundle`` to the aircraft at ``url`` until it is staged (and activated).
 
-    Resumes after connection errors and pauses (FLIGHT) from the aircraft's stored offset;
-    ``progress(received, total)`` after each step. Raises PushError (``refused`` for a refusal)
-    or after ``give_up_s`` seconds without success.
+    Resumes after connection errors, pauses (FLIGHT) and a dropped stalled upload (408) from the
+    aircraft's stored offset; ``progress(received, total)`` after each step. ``timeout_s`` bounds
+    each request: keep it above the aircraft's ``intake.idle_timeout_s`` (10 s by default), the
+    longest a PUT waits behind a stalled connection of the same upload before it is answered.
+    Raises PushError (``refused`` for a refusal; on 507, the aircraft is short of disk space:
+    the reason says how much is needed, and a later push resumes) or after ``give_up_s`` seconds
+    without success.
     """
     env = load_envelope(bundle / METADATA)
     payload = bundle / PAYLOAD
@@ -162,8 +170,12 @@ def push(bundle: Path, url: str, token: str, *, activate: bool = True, timeout_s
     with httpx.Client(headers=headers, timeout=timeout_s) as client, open(payload, "rb") as f:
         def call(method: str, path: str, **kw: Any) -> dict[str, Any]:
             r = client.request(method, base + path, **kw)
+            if r.status_code == 408:  # our body stalled and the aircraft dropped it: resume
+                raise _Resume(r.json().get("detail", r.text))
             if r.status_code == 422:
                 raise PushError(r.json().get("detail", r.text), refused=True)
+            if r.status_code == 507:
+                raise PushError(f"aircraft short of disk space: {r.json().get('detail', r.text)}")
             if r.status_code in (401, 403):
                 raise PushError(f"not authorised: {r.text}")
             if r.status_code >= 400 and r.status_code != 409:
@@ -217,9 +229,9 @@ def push(bundle: Path, url: str, token: str, *, activate: bool = True, timeout_s
                     return PushResult(sent, resumes, st, installed)
                 raise PushError(f"upload is {st['state']}: {st.get('reason')}",
                                 refused=st["state"] == "refused")
-            except (httpx.TransportError, ValueError) as e:
+            except (httpx.TransportError, ValueError, _Resume) as e:
                 resumes += 1
-                log(f"link lost ({type(e).__name__}); resuming")
+                log(f"link lost ({type(e).__name__}: {e}); resuming")
                 time.sleep(retry_s)
                 st = None
 
@@ -261,6 +273,7 @@ def _cmd_push(a: argparse.Namespace) -> int:
         task = bar.add_task(f"push {a.bundle.name}", total=None)
         try:
             res = push(a.bundle, a.url, a.token, activate=not a.no_activate, give_up_s=a.give_up_s,
+                       timeout_s=a.timeout_s,
                        progress=lambda done, total: bar.update(task, completed=done, total=total),
                        log=lambda s: console.print(f"[yellow]{s}"))
         except PushError as e:
@@ -319,6 +332,8 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--no-activate", action="store_true", help="stop once staged")
     u.add_argument("--give-up-s", type=float, default=3600.0,
                    help="give up after this many seconds without finishing")
+    u.add_argument("--timeout-s", type=float, default=30.0,
+                   help="bound on each request (s); above the aircraft's intake idle timeout (10 s)")
     u.set_defaults(fn=_cmd_push)
     t = hs.add_parser("status", help="what the aircraft has installed, and whether intake is open")
     t.add_argument("--url", required=True)

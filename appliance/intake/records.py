@@ -78,7 +78,11 @@ class IntakeRecords:
         return int(v or 0)
 
     def time_floor(self) -> float | None:
-        """The newest signed ``issued`` time seen (epoch s), or None."""
+        """The security time floor (epoch s), or None; it never goes back.
+
+        It is the newest signed ``issued`` time and the newest clock a bundle was admitted by
+        (see :meth:`open_upload`).
+        """
         with self.reader.connect() as conn:
             floor = conn.execute(select(state.c.value).where(state.c.key == TIME_FLOOR_KEY)).scalar()
         return None if floor is None else float(floor)
@@ -106,16 +110,19 @@ class IntakeRecords:
 
     @staticmethod
     def open_upload(conn: Connection, bid: str, values: Mapping[str, Any], exists: bool,
-                    issued: float) -> None:
-        """Insert (or reset, if it ``exists``) the upload row; raise the time floor to ``issued``."""
+                    floor: float) -> None:
+        """Insert (or reset, if it ``exists``) the upload row; raise the time floor to ``floor``.
+
+        The floor (epoch s) only rises: a lower ``floor`` leaves the stored one.
+        """
         if exists:
             conn.execute(update(intake_upload).where(intake_upload.c.id == bid).values(**values))
         else:
             conn.execute(insert(intake_upload).values(id=bid, **values))
-        floor = conn.execute(select(state.c.value).where(state.c.key == TIME_FLOOR_KEY)).scalar()
-        if floor is None or issued > float(floor):
-            conn.execute(sqlite_insert(state).values(key=TIME_FLOOR_KEY, value=issued)
-                         .on_conflict_do_update(index_elements=["key"], set_={"value": issued}))
+        stored = conn.execute(select(state.c.value).where(state.c.key == TIME_FLOOR_KEY)).scalar()
+        if stored is None or floor > float(stored):
+            conn.execute(sqlite_insert(state).values(key=TIME_FLOOR_KEY, value=floor)
+                         .on_conflict_do_update(index_elements=["key"], set_={"value": floor}))
 
     @staticmethod
     def set_upload(conn: Connection, bid: str, **values: Any) -> None:

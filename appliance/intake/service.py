@@ -31,21 +31,22 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 
-from ..errors import BundleRefused, IntakeError, PolicyError
-from ..modes.events import Event, ModeChanged, TimeSource
+from ..errors import BundleRefused, InsufficientStorage, IntakeError, PolicyError
+from ..modes.events import Event, ModeChanged
 from ..modes.policy import Mode, PolicyTable
 from ..store.files import fsync_dir
 from ..store.writer import Writer
 from .archive import max_tar_bytes
 from .area import StagingArea
-from .bundle import Envelope, Trust, Verified, load_envelope, parse_time, verify
+from .bundle import Envelope, Trust, Verified, floor_clock, load_envelope, parse_time, verify
+from .receive import Progress, receive
 from .records import IntakeRecords
 from .slots import SoftwareSlots
+from .space import Space, free_bytes, unpacked_bytes
 
 __all__ = ["Activator", "IntakeConfig", "IntakeService"]
 
 log = logging.getLogger(__name__)
-_FLUSH = 1 << 20
 
 
 class Activator(Protocol):
@@ -61,7 +62,12 @@ class Activator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class IntakeConfig:
-    """Limits and paths: ``root`` (staging area), sizes in bytes, waits in seconds."""
+    """Limits and paths: ``root`` (staging area), sizes in bytes, waits in seconds.
+
+    ``journal_reserve_bytes``: free space on the staging area's filesystem the intake never
+    takes (the journal's); ``idle_timeout_s``: an upload body that sends nothing for this long is
+    dropped (its bytes kept) and the upload freed for a resuming push.
+    """
 
     root: Path
     aircraft_id: str
@@ -70,11 +76,8 @@ class IntakeConfig:
     free_margin_bytes: int = 64 << 20
     quiet_wait_s: float = 300.0
     quiet_poll_s: float = 0.5
-
-
-def _free_bytes(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
+    journal_reserve_bytes: int = 16 << 20
+    idle_timeout_s: float = 10.0
 
 
 @dataclass
@@ -94,12 +97,15 @@ class IntakeService:
     utc: Callable[[], tuple[float, str]]
     activators: dict[str, Activator]
     quiet: Callable[[], str | None] = lambda: None
-    free_space: Callable[[Path], int] = _free_bytes
+    free_space: Callable[[Path], int] = free_bytes
+    #: The local wall clock (epoch s) for the security time floor; tests set it.
+    wall: Callable[[], float] = time.time
     slots: SoftwareSlots | None = None
     #: Bytes stored by :meth:`write` since start (tests count re-sent bytes with it).
     bytes_stored: int = 0
     records: IntakeRecords = field(init=False)
     area: StagingArea = field(init=False)
+    space: Space = field(init=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _on_ground: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -108,6 +114,7 @@ class IntakeService:
         """Build the records over ``reader`` and the staging area under ``cfg.root``."""
         self.records = IntakeRecords(self.reader, self.cfg.aircraft_id, self.utc)
         self.area = StagingArea(self.cfg.root)
+        self.space = Space(self.cfg.root, self.cfg.journal_reserve_bytes, self.free_space)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -195,20 +202,17 @@ class IntakeService:
         """The active version of ``kind`` (0 if none); blocking."""
         return self.records.installed_version(kind)
 
-    def clock(self, utc: tuple[float, str] | None = None) -> tuple[float | None, str]:
-        """The expiry clock: avionics UTC if valid, else the newest signed timestamp seen.
+    def clock(self) -> tuple[float, str]:
+        """The clock for security decisions (expiry): never below the stored time floor.
 
-        ``utc`` is ``utc()`` taken by the caller (default: now); blocking (reads the floor).
+        ``max(stored floor, local wall clock)`` with the name of the one that won (see
+        :func:`~.bundle.floor_clock`); bus (avionics) time never enters. Blocking (reads the floor).
         """
-        now, src = self.utc() if utc is None else utc
-        if src == TimeSource.AVIONICS:
-            return now, "avionics UTC"
-        floor = self.records.time_floor()
-        return (floor, "newest signed timestamp seen") if floor is not None else (None, "none")
+        return floor_clock(self.records.time_floor(), self.wall())
 
-    def _verify(self, env: Envelope, utc: tuple[float, str]) -> Verified:
+    def _verify(self, env: Envelope) -> Verified:
         """Check ``env`` against the trust, the installed version and the clock; blocking."""
-        now, clock = self.clock(utc)
+        now, clock = self.clock()
         return verify(env, self.trust, self.installed_version(env.meta().kind), now, clock)
 
     async def _refuse(self, what: str, reason: str, data: dict[str, Any]) -> None:
@@ -223,7 +227,7 @@ class IntakeService:
         """
         self._check_mode("hangar intake")
         try:
-            admitted = await asyncio.to_thread(self._admit, metadata, self.utc())
+            admitted = await asyncio.to_thread(self._admit, metadata)
         except BundleRefused as e:
             await self._refuse("begin", str(e), {"by": who})
             raise
@@ -234,7 +238,9 @@ class IntakeService:
         if existing is not None and existing.state in ("receiving", "complete", "staged"):
             return await self.get_status(v.bundle_id)
         now = time.time()
-        issued = parse_time(meta.issued)
+        # The floor rises to the signed issue time and to the clock this admission was judged by
+        # (at most the bundle's own signed expiry: verify() refused it otherwise).
+        floor = max(parse_time(meta.issued), v.now if v.now is not None else 0.0)
         values = dict(kind=meta.kind, name=meta.name, version=meta.version,
                       envelope=env.model_dump(mode="json"), length=meta.payload.length,
                       received=0, state="receiving", reason=None, keyids=list(v.keyids),
@@ -242,7 +248,7 @@ class IntakeService:
         await asyncio.to_thread(self.area.drop_part, v.bundle_id)
 
         def write(conn: Connection) -> None:
-            self.records.open_upload(conn, v.bundle_id, values, existing is not None, issued)
+            self.records.open_upload(conn, v.bundle_id, values, existing is not None, floor)
             self.records.journal(
                 conn, "begin", f"intake: upload of {meta.kind} {meta.name} v{meta.version} "
                 f"({meta.payload.length} bytes) opened by {who}",
@@ -252,7 +258,7 @@ class IntakeService:
         await self.writer.run(write)
         return await self.get_status(v.bundle_id)
 
-    def _admit(self, metadata: Any, utc: tuple[float, str]) -> str | tuple[Envelope, Verified, Any]:
+    def _admit(self, metadata: Any) -> str | tuple[Envelope, Verified, Any]:
         """Blocking checks of :meth:`begin` (run in a worker thread).
 
         Returns the bundle id if it is already active, else ``(envelope, verified, existing
@@ -261,7 +267,7 @@ class IntakeService:
         env = load_envelope(metadata)
         if self.records.is_active(env.bundle_id()):
             return env.bundle_id()
-        v = self._verify(env, utc)
+        v = self._verify(env)
         meta = v.meta
         if meta.payload.length > self.cfg.max_bundle_bytes:
             raise BundleRefused(f"too large: payload of {meta.payload.length} bytes, the limit "
@@ -271,11 +277,11 @@ class IntakeService:
                                 "the payload's size")
         copies = 2 if meta.kind == "content" else 3  # unpacked + installed (+ slot rebuild)
         need = meta.payload.length + copies * meta.total_length() + self.cfg.free_margin_bytes
-        free = self.free_space(self.cfg.root)
+        free = self.space.available()
         existing = self.records.find(v.bundle_id)
         if existing is None and need > free:
-            raise BundleRefused(f"larger than the free space: needs {need} bytes, "
-                                f"{free} free in the staging area")
+            raise BundleRefused(f"larger than the free space: needs {need} bytes, {free} free in "
+                                f"the staging area beside the journal's reserve")
         return env, v, existing
 
     def status(self, bid: str) -> dict[str, Any]:
@@ -297,50 +303,48 @@ class IntakeService:
         """Store the bytes of ``body`` at ``offset``; returns :meth:`status` (``received`` moved).
 
         ``offset`` must equal ``received`` (else IntakeError naming the right offset). Bytes that
-        arrive before a link drop or a switch to FLIGHT are kept (durable before this returns or
-        raises). Raises PolicyError (mode), UnknownUpload, IntakeError (wrong state/offset),
-        BundleRefused (more bytes than the payload).
+        arrive before a link drop, a stall, a full disk or a switch to FLIGHT are kept (durable
+        before this returns or raises). Waits at most ``idle_timeout_s`` for another connection
+        writing the same upload. Raises PolicyError (mode), UnknownUpload, IntakeError (wrong
+        state/offset, busy), UploadStalled (no byte for ``idle_timeout_s``), InsufficientStorage
+        (the chunk does not fit beside the journal's reserve), BundleRefused (more bytes than the
+        payload).
         """
         self._check_mode("upload")
-        async with self._lock(bid):
+        lock = self._lock(bid)
+        try:
+            await asyncio.wait_for(lock.acquire(), self.cfg.idle_timeout_s)
+        except TimeoutError:
+            raise IntakeError(f"upload {bid[:12]} is being written by another connection; "
+                              "resume from received") from None
+        try:
             r = await self._row(bid)
             if r.state != "receiving":
                 raise IntakeError(f"upload {bid[:12]} is {r.state}, not receiving")
             if offset != r.received:
                 raise IntakeError(f"offset {offset} is not the resume offset {r.received}")
+            await asyncio.to_thread(self.space.require, min(self.cfg.chunk_bytes, r.length - offset),
+                                    f"a chunk of upload {bid[:12]}")
             fd = os.open(self.area.part(bid), os.O_WRONLY | os.O_CREAT, 0o600)
-            pos = offset
-            buf = bytearray()
-            stopped: str | None = None
+            progress = Progress(offset)
             try:
-                try:
-                    async for piece in body:
-                        if not self._on_ground.is_set():
-                            stopped = "paused: the aircraft left the ground (FLIGHT)"
-                            break
-                        if pos + len(buf) + len(piece) > r.length:
-                            stopped = (f"more bytes than the signed payload length {r.length}: "
-                                       "not this bundle's payload")
-                            break
-                        buf += piece
-                        if len(buf) >= _FLUSH:
-                            pos += await asyncio.to_thread(os.pwrite, fd, bytes(buf), pos)
-                            buf.clear()
-                finally:  # a drop mid-body still keeps what arrived
-                    if buf:
-                        pos += await asyncio.to_thread(os.pwrite, fd, bytes(buf), pos)
-                    await asyncio.to_thread(os.fsync, fd)
-                    if pos != offset:
-                        await self._commit_received(bid, pos, r.length)
+                stopped = await receive(
+                    body, fd, progress, r.length, ground=self._on_ground,
+                    idle_timeout_s=self.cfg.idle_timeout_s,
+                    room=lambda n: self.space.require(n, f"a chunk of upload {bid[:12]}"))
             finally:
                 os.close(fd)
-            self.bytes_stored += pos - offset
+                if progress.end != offset:
+                    await self._commit_received(bid, progress.end, r.length)
+            self.bytes_stored += progress.end - offset
             if stopped is not None:
-                if stopped.startswith("paused"):
-                    raise PolicyError(stopped)
-                await self._refuse("upload", stopped, {"bundle_id": bid})
-                raise BundleRefused(stopped)
+                log.warning("intake %s: upload stopped: %s", bid[:12], stopped)
+                if isinstance(stopped, BundleRefused):
+                    await self._refuse("upload", str(stopped), {"bundle_id": bid})
+                raise stopped
             return await self.get_status(bid)
+        finally:
+            lock.release()
 
     async def _commit_received(self, bid: str, pos: int, length: int) -> None:
         def write(conn: Connection) -> None:
@@ -367,8 +371,10 @@ class IntakeService:
         """Check the complete payload and stage it; returns :meth:`status` (state ``staged``).
 
         Raises PolicyError, UnknownUpload, IntakeError (not complete), BundleRefused (truncated
-        upload, payload hash/length, archive contents; the upload is then ``refused`` and its
-        files removed).
+        upload, payload hash/length, archive contents, colliding paths; the upload is then
+        ``refused`` and its files removed), InsufficientStorage (the unpacked files would not fit
+        beside the journal's reserve, checked before unpacking, or the disk filled up meanwhile;
+        nothing unpacked is kept and the upload stays ``complete`` for a retry).
         """
         self._check_mode("staging")
         async with self._lock(bid):
@@ -379,11 +385,19 @@ class IntakeService:
                 if r.state == "receiving":
                     raise BundleRefused(f"truncated upload: {r.received} of {r.length} bytes received")
                 raise IntakeError(f"upload {bid[:12]} is {r.state}")
-            meta = load_envelope(r.envelope).meta()
             try:
+                meta = load_envelope(r.envelope).meta()  # stored before a rule was added?
+                await asyncio.to_thread(self.space.require, unpacked_bytes(meta),
+                                        f"unpacking {meta.kind} {meta.name} v{meta.version}")
                 await asyncio.to_thread(self.area.stage, bid, meta)
             except BundleRefused as e:
+                await asyncio.to_thread(self.area.drop_part, bid)
                 await self._fail(bid, "refused", str(e))
+                raise
+            except InsufficientStorage as e:
+                why = str(e)
+                await self.writer.run(lambda c: self.records.journal(
+                    c, "no_space", f"intake {bid[:12]}: {why}", {"bundle_id": bid, "reason": why}))
                 raise
 
             def write(conn: Connection) -> None:
@@ -413,7 +427,7 @@ class IntakeService:
                 raise IntakeError(f"upload {bid[:12]} is {r.state}, not staged")
             env = load_envelope(r.envelope)
             try:
-                v = await asyncio.to_thread(self._verify, env, self.utc())
+                v = await asyncio.to_thread(self._verify, env)
             except BundleRefused as e:
                 await self._fail(bid, "refused", str(e))
                 raise

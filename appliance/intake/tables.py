@@ -7,7 +7,8 @@
   failure), ``keyids`` (JSON list), ``created``/``updated`` (epoch s).
 - ``intake_installed``: per kind, the active bundle: ``version``, ``bundle_id``, ``name``,
   ``keyids``, ``installed_at`` (epoch s), ``detail`` (JSON: packages or slot).
-The trusted-time floor (newest ``issued`` seen, epoch s) is the ``state`` row ``intake.time_floor``.
+The security time floor (epoch s; the newest signed ``issued`` seen and the newest clock a bundle
+was admitted by; it only rises) is the ``state`` row ``intake.time_floor``.
 """
 
 from __future__ import annotations

@@ -92,6 +92,8 @@ class World:
     utc: tuple[float, str] = (0.0, "local")
     quiet_reason: str | None = None
     free: int = 1 << 40
+    #: The service's local wall clock (epoch s); None: the real one.
+    wall: float | None = None
     writer: Writer = field(init=False)
     service: IntakeService = field(init=False)
     store: ContentStore = field(init=False)
@@ -113,7 +115,8 @@ class World:
                          quiet_wait_s=0.3, quiet_poll_s=0.05),
             TRUST, self.writer, self.reader, lambda: self.mode, PolicyTable.default(),
             lambda: self.utc, {"content": content_activator(self.store)},
-            quiet=lambda: self.quiet_reason, free_space=lambda p: self.free)
+            quiet=lambda: self.quiet_reason, free_space=lambda p: self.free,
+            wall=lambda: time.time() if self.wall is None else self.wall)
 
     started: bool = False
 

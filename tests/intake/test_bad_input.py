@@ -121,17 +121,36 @@ def test_replay_of_old_valid_bundle(world: World) -> None:
     assert world.served() == {"news": "<html><body>v2</body></html>"}
 
 
-def test_expired_by_avionics_clock(world: World) -> None:
-    world.utc = (now(), "avionics")
+def test_bus_time_set_back_cannot_admit_an_expired_bundle(world: World) -> None:
+    # The avionics UTC says 20 days ago; the security clock never goes below the local clock.
+    world.utc = (now() - 20 * 86400, "avionics")
     refused(world, make_bundle(world.tmp, 2, {"news": "n"}, KEYS[:2], expires_days=1,
-                               issued=now() - 3 * 86400), "expired: .* avionics UTC time")
+                               issued=now() - 3 * 86400), "expired: .* local clock time is")
+
+
+def test_bus_time_ahead_does_not_lock_intake_out(world: World) -> None:
+    world.utc = (now() + 400 * 86400, "avionics")
+    run(world.push(make_bundle(world.tmp, 2, {"news": "v2"}, KEYS[:2])))
+    assert world.service.installed()["content"]["version"] == 2
 
 
 def test_expired_by_newest_signed_timestamp(world: World) -> None:
-    # No avionics time: the floor is the newest 'issued' seen (the fixture's bundle, issued now).
+    # The local clock reset to 1970 (a flat RTC): the floor is the newest time seen (the
+    # fixture's bundle was issued and admitted now).
+    world.wall = 0.0
     refused(world, make_bundle(world.tmp, 2, {"news": "n"}, KEYS[:2], expires_days=1,
                                issued=now() - 3 * 86400),
-            "expired: .* newest signed timestamp seen")
+            r"expired: .* time floor \(newest signed timestamp seen\) time is")
+
+
+def test_time_floor_never_goes_back(world: World) -> None:
+    floor = world.service.records.time_floor()
+    assert floor is not None and floor >= now() - 60  # the fixture's admission raised it
+    world.wall = now() - 10 * 86400  # the local clock set back 10 days
+    assert world.service.clock()[0] == floor
+    refused(world, make_bundle(world.tmp, 2, {"news": "n"}, KEYS[:2], expires_days=30,
+                               issued=now() - 35 * 86400), "expired: ")
+    assert world.service.records.time_floor() == floor
 
 
 def test_file_length_differs(world: World) -> None:
@@ -180,7 +199,10 @@ def test_extra_file(world: World) -> None:
 
 @pytest.mark.parametrize("bad,reason", [("../etc/x", "'..' is not allowed"),
                                         ("/etc/passwd", "absolute paths are not allowed"),
-                                        ("news/../../x", "'..' is not allowed")])
+                                        ("news/../../x", "'..' is not allowed"),
+                                        ("news/book", "is both a file and a directory"),
+                                        ("news/book/index.html/x", "both a file and a directory"),
+                                        ("NEWS/package.json", "equal but for case")])
 def test_bad_paths_in_manifest(world: World, bad: str, reason: str) -> None:
     b = make_bundle(world.tmp, 2, {"news": "new"}, KEYS[:2])
     s = signed(b)

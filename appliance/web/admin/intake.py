@@ -3,11 +3,16 @@
 - ``POST /intake/uploads`` body = the signed ``metadata.json`` -> 201 status (or 200 when it
   resumes an existing upload); 422 ``{"detail": reason}`` when refused; 409 in FLIGHT.
 - ``PUT /intake/uploads/{id}?offset=N`` raw body = payload bytes from ``N`` -> 200 status.
-  409 ``{"detail", "received"}`` on a wrong offset (resume from ``received``) or when paused.
+  409 ``{"detail", "received"}`` on a wrong offset (resume from ``received``), when paused or
+  while another connection writes the upload; 408 when the body stalled longer than the idle
+  timeout (the connection is closed; resume from ``received``); 507 when the chunk would not fit
+  beside the journal's reserve (the bytes received before are kept).
 - ``GET /intake/uploads/{id}`` -> status ``{id, kind, name, version, length, received, state,
   reason, keyids, paused, chunk_bytes}``; ``GET /intake/uploads`` -> the newest uploads.
   An unknown upload id gives 404 (the domain's UnknownUpload).
-- ``POST /intake/uploads/{id}/finalize`` -> verify + stage; ``POST .../activate`` -> switch;
+- ``POST /intake/uploads/{id}/finalize`` -> verify + stage (507 with the reason when the unpacked
+  files would not fit beside the journal's reserve; nothing is left unpacked and the upload stays
+  ``complete``; 422 when refused); ``POST .../activate`` -> switch;
   ``DELETE /intake/uploads/{id}`` -> abort.
 - ``GET /intake/installed`` -> ``{kind: {version, bundle_id, name, keyids, installed_at,
   detail}}`` plus ``mode`` and whether intake is open.
@@ -22,7 +27,14 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from ...errors import BundleRefused, IntakeError, PolicyError, UnknownUpload
+from ...errors import (
+    BundleRefused,
+    InsufficientStorage,
+    IntakeError,
+    PolicyError,
+    UnknownUpload,
+    UploadStalled,
+)
 from ...intake.service import IntakeService
 from .app import require
 from .auth import AdminAuth, Principal, Role
@@ -32,8 +44,10 @@ __all__ = ["make_router"]
 async def _error(e: Exception, service: IntakeService, bid: str | None = None) -> JSONResponse:
     """The answer to a domain error, chosen by its type (never by its text).
 
-    UnknownUpload 404, BundleRefused 422, PolicyError 409 (``paused``), other IntakeError 409;
-    with the upload's ``received`` and ``state`` when ``bid`` names one.
+    UnknownUpload 404, BundleRefused 422, InsufficientStorage 507, UploadStalled 408 (and the
+    connection closed), PolicyError 409 (``paused``), other IntakeError 409; with the upload's
+    ``received`` and ``state`` when ``bid`` names one. A 408 closes the connection; after a
+    507 the server discards the rest of an unread body, so the client reads the answer cleanly.
     """
     body: dict[str, Any] = {"detail": str(e)}
     if bid is not None and not isinstance(e, UnknownUpload):
@@ -47,6 +61,10 @@ async def _error(e: Exception, service: IntakeService, bid: str | None = None) -
         return JSONResponse(body, 404)
     if isinstance(e, BundleRefused):
         return JSONResponse(body, 422)
+    if isinstance(e, InsufficientStorage):
+        return JSONResponse(body, 507)
+    if isinstance(e, UploadStalled):
+        return JSONResponse(body, 408, headers={"Connection": "close"})
     if isinstance(e, PolicyError):
         body["paused"] = True
     return JSONResponse(body, 409)
