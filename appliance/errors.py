@@ -11,7 +11,9 @@
     │   └── WriterClosedError  a write was submitted after the writer stopped
     ├── PolicyError            the current mode does not allow the requested action
     ├── ContentError           passenger content (store, catalog)
-    │   └── PackageError       a content package is refused (bad manifest, playlist, missing file)
+    │   ├── PackageError       a content package is refused (bad manifest, playlist, missing file)
+    │   ├── OrderRefused       an order is refused as written (an item not on the menu)
+    │   └── OrdersFull         the orders stream is at its stated bound; try again later
     └── IntakeError            hangar intake (uploads, staging, activation, software slots)
         ├── BundleRefused      a bundle is refused (signature, version, expiry, hash, path, size)
         ├── UnknownUpload      no upload has the given bundle id
@@ -63,6 +65,22 @@ class ContentError(ApplianceError):
 
 class PackageError(ContentError):
     """A content package is refused: bad manifest, bad playlist, missing or altered file."""
+
+
+class OrderRefused(ContentError):
+    """An order is refused as written; the message is the reason (it names the item).
+
+    ``index``: the position of the refused item in the order's items (None: the whole order).
+    """
+
+    def __init__(self, reason: str, index: int | None = None) -> None:
+        """Carry the reason and the item's position."""
+        super().__init__(reason)
+        self.index = index
+
+
+class OrdersFull(ContentError):
+    """The orders waiting for the ground reached their bound; the message says which."""
 
 
 class IntakeError(ApplianceError):

@@ -19,8 +19,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .errors import ConfigError
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
-           "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "SerialSettings", "Settings",
-           "SyncSettings", "WapConfigSettings", "load_settings"]
+           "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
+           "SerialSettings", "Settings", "SyncSettings", "WapConfigSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -305,12 +305,47 @@ class AdminUser(_Section):
 
 
 class AdminAuthSettings(_Section):
-    """Sessions and throttling of the admin port."""
+    """Sessions and throttling of the admin port.
+
+    ``session_ttl_s``: a login's session lasts that many seconds. A client address that makes
+    ``max_failures`` failed attempts (wrong password, unknown user, bad token, malformed login)
+    within ``failure_window_s`` seconds is locked out for ``lockout_s`` seconds; a user name that
+    gets ``account_max_failures`` failed logins (from any address) within the window is locked for
+    ``lockout_s`` too. Attempts count as they start: checks still running count against both
+    limits. ``hash_concurrency``: argon2 password checks running at once (each takes the hash's
+    memory, 64 MiB by default); ``hash_queue``: checks waiting for a slot, beyond which a login
+    is refused at once (503 with Retry-After). ``max_tracked``: client addresses remembered for
+    throttling (idle ones are forgotten past it; locked ones never). ``max_login_bytes``: the
+    longest login body read (bytes); a longer one is a 413 that counts as a failure.
+    """
 
     session_ttl_s: float = Field(8 * 3600, gt=0)
     max_failures: int = Field(5, ge=1)
     failure_window_s: float = Field(300, gt=0)
     lockout_s: float = Field(300, gt=0)
+    account_max_failures: int = Field(10, ge=1)
+    hash_concurrency: int = Field(2, ge=1, le=16)
+    hash_queue: int = Field(8, ge=0)
+    max_tracked: int = Field(4096, ge=16)
+    max_login_bytes: int = Field(4096, ge=512)
+
+
+class OrdersSettings(_Section):
+    """Passenger orders: rate limits and the bound on the orders stream.
+
+    Token buckets, one per client address and one per seat: ``client_per_min`` orders a minute
+    refill up to ``client_burst`` at once (likewise ``seat_per_min``/``seat_burst``); a retry of a
+    known order counts too. Beyond them an order is refused with 429 and ``Retry-After`` (s).
+    ``max_queued``: orders waiting in the outbox for the ground (the ``orders`` stream is never
+    dropped); at that depth new orders are refused (503 with the reason) until the ground link
+    takes some. Every item must be on the menu shipped with the package (``content/menu.toml``).
+    """
+
+    client_per_min: float = Field(10.0, gt=0)
+    client_burst: int = Field(30, ge=1)
+    seat_per_min: float = Field(10.0, gt=0)
+    seat_burst: int = Field(30, ge=1)
+    max_queued: int = Field(20_000, ge=1)
 
 
 class Settings(BaseSettings):
@@ -327,6 +362,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     admin_users: list[AdminUser] = []
     admin_auth: AdminAuthSettings = AdminAuthSettings()
+    orders: OrdersSettings = OrdersSettings()
     serial: SerialSettings = SerialSettings()
     can: CanSettings = CanSettings()
     airground: AirGroundSettings = AirGroundSettings()

@@ -20,8 +20,8 @@ from ..avionics.params import SourceStats
 from ..store.recovery import RecoveryReport
 from ..store.writer import WriterStats
 
-__all__ = ["AMBER", "GREEN", "RED", "Bite", "Colour", "content_bite", "slot_bite", "sync_bite",
-           "worst"]
+__all__ = ["AMBER", "GREEN", "RED", "Bite", "Colour", "content_bite", "orders_bite", "slot_bite",
+           "sync_bite", "worst"]
 
 
 class Colour(enum.StrEnum):
@@ -199,3 +199,24 @@ def sync_bite(st: dict[str, Any]) -> dict[str, Any]:
         return {"state": "red" if used > 0.9 else "amber",
                 "reason": f"outbox at {used:.0%} of its budget, {dropped} records dropped", **extra}
     return {"state": "green", "reason": f"{st['totals']['depth']} records queued", **extra}
+
+
+def orders_bite(queued: int | None, bound: int, refused_full: int, rate_limited: int,
+                ) -> dict[str, Any]:
+    """BITE colour of the orders stream: orders waiting for the ground against its stated bound.
+
+    Red at the bound (new orders are refused with 503), amber from 80 % of it, green below.
+    ``refused_full``: orders refused at the bound; ``rate_limited``: orders refused with 429.
+    """
+    extra = {"queued": queued, "bound": bound, "refused_full": refused_full,
+             "rate_limited": rate_limited}
+    if queued is None:
+        return {"state": GREEN, "reason": f"not counted yet (bound {bound})", **extra}
+    if queued >= bound:
+        return {"state": RED, "reason": f"{queued} orders waiting for the ground: at the bound "
+                                        f"({bound}), new orders refused", **extra}
+    if queued >= 0.8 * bound:
+        return {"state": AMBER, "reason": f"{queued} of at most {bound} orders waiting for the "
+                                          "ground", **extra}
+    return {"state": GREEN, "reason": f"{queued} of at most {bound} orders waiting for the ground",
+            **extra}

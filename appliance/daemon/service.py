@@ -63,7 +63,7 @@ from ..web.admin.dashboard import dashboard_html
 from ..web.admin.metrics import ApplianceCollector, make_metrics
 from ..web.admin.sync import sync_router
 from ..web.passenger.traffic import PassengerTraffic
-from .bite import Bite, content_bite, slot_bite, sync_bite
+from .bite import Bite, content_bite, orders_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
 
 __all__ = ["TICK_S", "Daemon", "watchdog_period"]
@@ -242,11 +242,19 @@ class Daemon:
     async def _start_services(self, stack: contextlib.AsyncExitStack) -> None:
         """Orders, profile, BITE, outbound sync."""
         s = self.settings
-        self.orders = Orders(self.writer, self.reader, s.aircraft_id, self.utc)
+        self.orders = Orders(self.writer, self.reader, s.aircraft_id, self.utc,
+                             max_queued=s.orders.max_queued)
+        o = s.orders
+        self.order_limits = passenger.OrderLimits.per_minute(o.client_per_min, o.client_burst,
+                                                             o.seat_per_min, o.seat_burst)
         self.traffic = PassengerTraffic()
         self.profile = FlightProfile(self.chain)
         stack.callback(self.profile.close)
         self.bite = Bite(self.chain, s.data_dir, self.recovery, self.writer.stats)
+        self._task(stack, self.orders.watch(), "orders-count")
+        self.bite.add("orders", lambda: orders_bite(self.orders.queued, s.orders.max_queued,
+                                                    self.orders.refused_full,
+                                                    self.order_limits.limited))
         summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id,
                                    period_s=s.sync.track_period_s, turn_deg=s.sync.track_turn_deg,
                                    points_per_record=s.sync.track_points_per_record)
@@ -271,7 +279,8 @@ class Daemon:
         if self.content.service is not None:
             self.bite.add("content", functools.partial(content_bite, self.content.service.catalog))
         app = passenger.create_app(self.chain, self.orders, self.policy, self.traffic,
-                                   routers=self.content.routers, mounts=self.content.mounts)
+                                   routers=self.content.routers, mounts=self.content.mounts,
+                                   order_limits=self.order_limits)
         await self._serve_web(stack, app, s.passenger.host, s.passenger.port)
 
     async def _start_admin(self, stack: contextlib.AsyncExitStack) -> None:
@@ -281,6 +290,7 @@ class Daemon:
         if token is None and not s.admin_users:
             log.warning("no admin_token and no admin_users configured: the admin API refuses all")
         auth = AdminAuth(s.admin_users, token, s.admin_auth)
+        stack.callback(auth.close)
         maintenance = [Depends(admin.require(auth, Role.MAINTENANCE))]
         cabin_router, self.cabin = build_cabin_network(s, self.chain, self.writer, self.reader, auth)
         await self.cabin.start()

@@ -3,11 +3,16 @@
 ``create_app(deps)``. Every ``/admin/v1`` route except ``login`` needs ``Authorization: Bearer``
 with a session token (from ``POST /admin/v1/login``) or the configured service token. Roles: crew
 reads; maintenance also acts (override, export, sync). No token or a bad one: 401; a role too low:
-403; too many failures from one address: 429 for a while. Every action (any non-GET request and
-every login) is journaled and queued for the ground on the ``audit`` stream before its answer is
-sent. A wrong password or token counts as a failure; a request without any token does not (a
-dashboard not logged in yet must not lock its own maintainer out). Journal and database reads run
-in a worker thread with their own connections.
+403; too many failures from one address or on one account: 429 for a while (see
+:mod:`.auth`). Every action (any non-GET request and every login that reached a password check)
+is journaled and queued for the ground on the ``audit`` stream before its answer is sent. A wrong
+password or token counts as a failure, and so does a malformed login (bad JSON, NaN, a lone
+surrogate, a missing or extra field: 422, or 413 past ``max_login_bytes``); a request without any
+token does not (a dashboard not logged in yet must not lock its own maintainer out). The login
+reads and parses its small body itself, so that even one that never reaches a model counts.
+Password checks run on a bounded pool: when it is full, 503 with Retry-After. A 422 never echoes
+the input (:mod:`appliance.web.validation`). Journal and database reads run in a worker thread
+with their own connections.
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from ...avionics.chain import AvionicsChain
 from ...store.journal import Journal
+from ..validation import (
+    BadJSON,
+    ValidationErrorOut,
+    error_items,
+    install_error_handlers,
+    strict_json,
+    validation_response,
+)
 from ..views import signals_view
-from .auth import AdminAuth, LockedOut, Principal, Role
+from .auth import AdminAuth, Attempt, HashingBusy, LockedOut, Principal, Role
 
 __all__ = ["AdminDeps", "create_app", "require"]
 
@@ -58,6 +71,18 @@ class Login(BaseModel):
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
+class LoginOut(BaseModel):
+    """A new session: its token (use it as ``Authorization: Bearer``), the user and the role."""
+
+    token: str
+    user: str
+    role: str
+
+
+_LOGIN_BODY = {"required": True, "content": {"application/json": {
+    "schema": Login.model_json_schema()}}}
+
+
 class MaintenanceRequest(BaseModel):
     """Enter (``on``) or leave maintenance mode, with the reason (journaled)."""
 
@@ -86,10 +111,44 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "the role does not allow it"},
     429: {"model": ErrorOut, "description": "too many failures from this address"},
 }
+_LOGIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "bad user name or password"},
+    413: {"model": ErrorOut, "description": "the body is longer than a login can be"},
+    422: {"model": ValidationErrorOut, "description": "not a login (counts as a failure)"},
+    429: {"model": ErrorOut, "description": "too many failures from this address or account"},
+    503: {"model": ErrorOut, "description": "too many password checks at once; retry later"},
+}
 
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def _locked(e: LockedOut | HashingBusy, code: int = status.HTTP_429_TOO_MANY_REQUESTS,
+            ) -> HTTPException:
+    return HTTPException(code, str(e), headers={"Retry-After": str(int(e.retry_after_s) + 1)})
+
+
+class _BadLogin(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def _read_login(request: Request, limit: int) -> Login:
+    """The login body, read up to ``limit`` bytes and parsed strictly; raises _BadLogin (413/422)."""
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise _BadLogin(JSONResponse({"detail": f"a login body is at most {limit} bytes"},
+                                         status_code=status.HTTP_413_CONTENT_TOO_LARGE))
+    try:
+        return Login.model_validate(strict_json(bytes(body)))
+    except BadJSON as e:
+        raise _BadLogin(validation_response(error_items(
+            [{"loc": ("body",), "msg": str(e), "type": "json_invalid"}]))) from None
+    except ValidationError as e:
+        raise _BadLogin(validation_response(error_items(e.errors(), ("body",)))) from None
 
 
 def require(auth: AdminAuth, role: Role) -> Callable[[Request], Awaitable[Principal]]:
@@ -100,8 +159,7 @@ def require(auth: AdminAuth, role: Role) -> Callable[[Request], Awaitable[Princi
         try:
             auth.check_lockout(client)
         except LockedOut as e:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(e),
-                                headers={"Retry-After": str(int(e.retry_after_s) + 1)}) from e
+            raise _locked(e) from e
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         presented = scheme.lower() == "bearer" and bool(token.strip())
@@ -126,6 +184,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
     maintenance = Depends(require(auth, Role.MAINTENANCE))
     app = FastAPI(title="Cabin server — admin API", version="1", docs_url=None, redoc_url=None,
                   openapi_url=None)
+    install_error_handlers(app)
 
     async def audit(who: str, role: str, action: str, ok: bool, client: str,
                     detail: dict[str, Any]) -> None:
@@ -150,20 +209,45 @@ def create_app(deps: AdminDeps) -> FastAPI:
         """The maintenance dashboard (a page with no data of its own: it logs in first)."""
         return HTMLResponse(deps.dashboard_html or "<h1>Cabin server admin</h1>")
 
-    @app.post("/admin/v1/login", responses=_AUTH_ERRORS)
-    async def login(body: Login, request: Request) -> dict[str, Any]:
-        """Log in: a session token (Bearer) and the role; 401 on bad credentials, 429 when locked."""
+    @app.post("/admin/v1/login", response_model=LoginOut, responses=_LOGIN_ERRORS,
+              openapi_extra={"requestBody": _LOGIN_BODY})
+    async def login(request: Request) -> Any:
+        """Log in with ``{"user", "password"}``: a session token (Bearer) and the role.
+
+        401 on bad credentials, 422 on a malformed body (both count as failures), 429 while the
+        address or the account is locked, 503 when too many password checks are running.
+        """
         client = _client(request)
         try:
-            auth.check_lockout(client)
+            attempt = auth.begin(client)
         except LockedOut as e:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(e),
-                                headers={"Retry-After": str(int(e.retry_after_s) + 1)}) from e
-        who = await run_in_threadpool(auth.verify_password, body.user, body.password)
-        await audit(body.user, who.role.name.lower() if who else "-", "login", who is not None,
-                    client, {})
+            raise _locked(e) from e
+        try:
+            return await _login(attempt, request)
+        finally:
+            auth.failed(attempt)  # a no-op once the attempt ended; else (cancelled) it counts
+
+    async def _login(attempt: Attempt, request: Request) -> Any:
+        try:
+            body = await _read_login(request, auth.cfg.max_login_bytes)
+        except _BadLogin as e:
+            auth.failed(attempt)
+            return e.response
+        try:
+            auth.begin_account(attempt, body.user)
+            who = await auth.check_password(body.user, body.password)
+        except LockedOut as e:
+            raise _locked(e) from e
+        except HashingBusy as e:
+            auth.cancel(attempt)
+            raise _locked(e, status.HTTP_503_SERVICE_UNAVAILABLE) from e
         if who is None:
-            auth.failure(client)
+            auth.failed(attempt)
+        else:
+            auth.succeeded(attempt)
+        await audit(body.user, who.role.name.lower() if who else "-", "login", who is not None,
+                    attempt.client, {})
+        if who is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bad user name or password")
         return {"token": auth.open_session(who), "user": who.user, "role": who.role.name.lower()}
 

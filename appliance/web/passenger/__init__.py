@@ -6,6 +6,6 @@ daemon and handed in as routers and mounts. Nothing here touches hardware or the
 directly: every service comes in through its constructor.
 """
 
-from .app import OrderIn, create_app
+from .app import OrderIn, OrderLimits, create_app
 
-__all__ = ["OrderIn", "create_app"]
+__all__ = ["OrderIn", "OrderLimits", "create_app"]
