@@ -32,7 +32,7 @@ FAULTS = [
 
 def _fly(tmp_path: Path, flight_path: Path, faults: list[str], unplugs: list[str] = ()
          ) -> tuple[Service, list[dict], dict]:  # type: ignore[assignment]
-    svc = Service(tmp_path)
+    svc = Service(tmp_path, card_speed=SPEED)
     svc.start()
     try:
         card = start_card(flight_path, svc.card_link, SPEED, faults, unplugs)
