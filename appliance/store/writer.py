@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -204,6 +205,20 @@ class Writer:
                     results.append((fut, False, e))
         return results
 
+    @staticmethod
+    def _abandon(conn: Connection) -> None:
+        """After a failed COMMIT: make sure no transaction stays open on the connection.
+
+        SQLite keeps the transaction open when COMMIT itself fails (a deferred foreign key, a
+        busy database); left so, every later BEGIN would fail and the fault would never clear.
+        """
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        with contextlib.suppress(Exception):
+            raw = conn.connection.dbapi_connection
+            if raw is not None and getattr(raw, "in_transaction", False):
+                raw.execute("ROLLBACK")
+
     def _commit_group(self, conn: Connection, batch: list[Any]) -> None:
         live = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         if not live:
@@ -220,6 +235,7 @@ class Writer:
             self.stats.fault(f"commit failed: {e}", time.time())
             self.stats.busy_since = None
             log.error("journal commit failed: %s", e)
+            self._abandon(conn)
             err = StoreError(f"journal commit failed: {e}")
             err.__cause__ = e
             for _, fut in live:
