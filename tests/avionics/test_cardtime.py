@@ -107,17 +107,20 @@ def test_config_is_checked() -> None:
 def plausible_card(draw: st.DrawFn) -> tuple[CardTimeConfig, list[tuple[float, float]]]:
     """A card at a rate <= max_rate, each frame received late by >= 0 s, the first within slack.
 
-    (Less the drift allowance over the whole run: late frames may pull the anchor down by that.)
+    (Less the drift allowance over the whole run: late frames may pull the anchor down by that,
+    so the slack must exceed it: 0.2 s covers 160 s of frames all received late.)
     """
     cfg = CardTimeConfig(max_rate=draw(st.sampled_from([1.0, 60.0, 400.0])),
-                         slack_s=draw(st.floats(0.0, 2.0)))
+                         slack_s=draw(st.floats(0.2, 2.0)))
     rate = draw(st.floats(0.001, 1.0)) * cfg.max_rate
     gaps = draw(st.lists(st.floats(0.0, 2.0), min_size=1, max_size=80))
     delays = draw(st.lists(st.floats(0.0, 3.0), min_size=len(gaps), max_size=len(gaps)))
     sent = list(itertools.accumulate(gaps))
     span = sent[-1] - sent[0] + max(delays)
     delays[0] = min(delays[0], max(0.0, cfg.slack_s - cfg.drift * span))
-    return cfg, [(7.0 + rate * s, 50.0 + s + d) for s, d in zip(sent, delays, strict=True)]
+    # Bytes arrive in order: a frame is never received before the one sent ahead of it.
+    hosts = itertools.accumulate((50.0 + s + d for s, d in zip(sent, delays, strict=True)), max)
+    return cfg, [(7.0 + rate * s, h) for s, h in zip(sent, hosts, strict=True)]
 
 
 @given(plausible_card())
