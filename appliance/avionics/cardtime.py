@@ -13,11 +13,13 @@ it further. A frame is accepted only if::
 
     lead <= anchor + max_rate * (slack_s + drift * (host - host of the anchor's last move))
 
-``slack_s`` (host seconds) covers the first frame's receive latency. A frame beyond that bound
-carries card time that the line could not have delivered yet (a burst of frames whose stamps jump
-ahead of host time): it is a **jump** and must not be used, neither for values nor for persistence
-in card time. However it is chunked, a burst runs at most ``max_rate * slack_s`` card seconds
-ahead of host time (0.5 s for a real card with the defaults, less than any persistence filter).
+``slack_s`` (host seconds) covers the first frame's receive latency, and the little the anchor
+may be pulled down (``drift`` per second) while frames keep arriving late (a stalled loop). A
+frame beyond that bound carries card time that the line could not have delivered yet (a burst of
+frames whose stamps jump ahead of host time): it is a **jump** and must not be used, neither for
+values nor for persistence in card time. However it is chunked, a burst runs at most
+``max_rate * slack_s`` card seconds (plus the drift allowance) ahead of host time: 0.5 s for a
+real card with the defaults, less than any persistence filter.
 
 Verdicts (:class:`Verdict`), in the order they are decided:
 

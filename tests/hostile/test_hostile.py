@@ -557,11 +557,16 @@ def test_card_time_jump_burst_does_not_flip_to_flight(make_service: Any, card_pt
     time.sleep(2.0)
     after = svc.passenger("/api/v1/flight")
     rows = svc.admin("/admin/v1/journal?kind=mode&limit=50")["rows"]
+    card = svc.admin("/admin/v1/signals")["sources"].get("card", {})
+    bite = svc.admin("/admin/v1/status")["bite"].get("bus:card", {})
     report("card_time_jump", burst_bytes=len(burst), ground_after_s=on_ground_seen,
            before=(before["mode"], before["air_ground"]), after=(after["mode"], after["air_ground"]),
-           mode_rows=len(rows), last_mode_row=rows[-1] if rows else None)
+           mode_rows=len(rows), last_mode_row=rows[-1] if rows else None,
+           card_time_jumps=card.get("card_time_jumps"), bite=(bite.get("state"), bite.get("reason")))
     assert before.get("mode") == "GROUND", before
     assert after.get("mode") == "GROUND", f"a {len(burst)}-byte burst flipped the mode: {after}"
+    assert card.get("card_time_jumps") == 13, card
+    assert bite.get("state") == "amber", bite
 
 
 class CardFeeder:
