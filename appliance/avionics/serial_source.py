@@ -54,10 +54,11 @@ class SerialCardReader(Source):
         self._open_error: str | None = None
 
     def status(self) -> dict[str, Any]:
-        """Port, connected, frames, bad words and CRC errors."""
+        """Port, connected, frames, bad words, CRC errors and card-time jumps (frames rejected)."""
         st = self.stats
         return {"port": self.port, "connected": st.connected, "frames": st.frames,
-                "bad_words": st.bad_words, "crc_errors": st.crc_errors}
+                "bad_words": st.bad_words, "crc_errors": st.crc_errors,
+                "card_time_jumps": st.card_time_jumps}
 
     def _start_internal(self) -> None:
         """Try to open the port now and keep trying until it opens."""
