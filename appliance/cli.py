@@ -163,8 +163,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to a new file ``path`` created with mode 0600 (never readable by others).
+
+    Raises FileExistsError if ``path`` exists (it is never replaced), OSError otherwise.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _private(path: Path) -> None:
+    """Make an existing secret file 0600 (one left by an older demo); say so."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            path.chmod(0o600)
+            print(f"appliance demo: {path} was {oct(mode)}, now 0o600", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Fetch the real flight, start the card simulator on a pty, run the service on it."""
+    """Fetch the real flight, start the card simulator on a pty, run the service on it.
+
+    The demo's secrets (the admin token in ``var/appliance.toml``, the dashboard login in
+    ``var/demo-login``) are written to files created 0600 and never printed.
+    """
     from firmware_bridge.recording import fetch_default_flight
 
     var = Path("var")
@@ -175,24 +198,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .web.admin.auth import hash_password
 
         password = secrets.token_urlsafe(9)
-        login.write_text(f"maint {password}\n")
-        login.chmod(0o600)
-        cfg.write_text(DEMO_CONFIG.format(token=secrets.token_urlsafe(18),
-                                          pw_hash=hash_password(password)))
+        login.unlink(missing_ok=True)
+        write_secret(login, f"maint {password}\n")
+        write_secret(cfg, DEMO_CONFIG.format(token=secrets.token_urlsafe(18),
+                                             pw_hash=hash_password(password)))
+    for path in (cfg, login):
+        _private(path)
     settings = _settings(str(cfg))
+    if settings.serial.max_card_time_rate < args.speed:
+        # The simulator's card clock runs at --speed card seconds per host second.
+        settings = settings.model_copy(update={"serial": settings.serial.model_copy(
+            update={"max_card_time_rate": args.speed})})
     _logging(settings.log_level, settings.data_dir / "logs")
     flight = args.recording or fetch_default_flight(var / "cache")
     sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "play", str(flight),
                             "--link", settings.serial.port, "--speed", str(args.speed), "--loop"])
-    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    who = login.read_text().strip().replace(" ", " / ") if login.exists() else "see admin_users"
+    who = (f"maint, password in {login}" if login.exists()
+           else f"see admin_users in {cfg}")
     print(f"""
   Card simulator: {flight} at x{args.speed:g} on {settings.serial.port} (pid {sim.pid})
   Portal:         http://{settings.passenger.host}:{settings.passenger.port}/
   Passenger API:  http://{settings.passenger.host}:{settings.passenger.port}/api/v1/flight
   Dashboard:      http://{settings.admin.host}:{settings.admin.port}/  (login: {who})
   Admin API:      http://{settings.admin.host}:{settings.admin.port}/admin/v1/status
-                  (header: Authorization: Bearer {token}; token in {cfg})
+                  (header: Authorization: Bearer <admin_token in {cfg}>)
   Ctrl-C stops both.
 """, flush=True)
     from .daemon import Daemon

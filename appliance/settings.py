@@ -35,7 +35,15 @@ class Listen(_Section):
 
 
 class SerialSettings(_Section):
-    """The avionics interface card on a serial line (or pty)."""
+    """The avionics interface card on a serial line (or pty).
+
+    Card time is checked against the host's monotonic receive time (appliance.avionics.cardtime):
+    a frame is used only if its card time is at most ``max_card_time_rate`` card seconds per host
+    second (plus ``card_time_slack_s`` host seconds) ahead of the best-placed frame seen. 1.0 is a
+    real card; a card simulator replaying onto the line at xN needs at least N (``appliance demo``
+    raises it to its ``--speed``). Rejected frames that agree with each other for
+    ``card_time_resync_s`` host seconds become the new time base.
+    """
 
     enabled: bool = True
     port: str = "var/card"
@@ -43,6 +51,12 @@ class SerialSettings(_Section):
     label_reversed: bool = True
     reconnect_s: float = Field(0.5, gt=0)
     channel_name: str = "card"
+    #: Card seconds per host second at most (1.0: real card; >= the replay speed of a simulator).
+    max_card_time_rate: float = Field(1.0, gt=0)
+    #: Host seconds of allowance for the receive latency of the reference frame and clock drift.
+    card_time_slack_s: float = Field(0.5, ge=0)
+    #: Host seconds of self-consistent rejected frames before they become the new time base.
+    card_time_resync_s: float = Field(5.0, ge=0)
 
 
 class CanSettings(_Section):

@@ -29,16 +29,16 @@ from ..modes.events import AirGroundChanged, Event, ModeChanged, PhaseChanged, T
 from ..modes.phase import PhaseInputs, PhaseState
 from ..modes.policy import Mode
 from ..modes.state import FlightSnapshot
+from .cardtime import CARD_RESET_S
 from .clock import UtcClock
 from .decode import CardDecoder
 from .params import Parameter, ParameterStore
 
-__all__ = ["EVAL_PERIOD_S", "AIR_GROUND_SOURCES", "AvionicsChain"]
+__all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain"]
 
 log = logging.getLogger(__name__)
 
 EVAL_PERIOD_S = 0.25
-CARD_RESET_S = 5.0
 #: Parameters that vote on air/ground, and how to read "on ground" from their value.
 AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
     "wow_left": bool,

@@ -74,6 +74,15 @@ class SourceStats:
     discrete_frames: int = 0
     heartbeats: int = 0
     last_frame_t: float | None = None
+    #: Frames rejected because their card time ran ahead of host time (see avionics.cardtime).
+    card_time_jumps: int = 0
+    #: Times the card-time check re-anchored on frames it had rejected (resync) or a card reset.
+    card_time_resyncs: int = 0
+    card_time_resets: int = 0
+    #: True while the latest frame was rejected (a card-time jump is going on).
+    card_time_rejecting: bool = False
+    #: How far (card s) the latest rejected frame was ahead of what host time allows.
+    card_time_ahead_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a plain dict (for the admin API)."""

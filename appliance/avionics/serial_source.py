@@ -6,6 +6,11 @@ disappears (EIO, hang-up, the device node gone) the reader closes, marks the sou
 again every ``reconnect_s`` seconds; the frame decoder drops its partial frame on reopen.
 Bad input is counted in :class:`~appliance.avionics.params.SourceStats` and logged once per burst
 (:meth:`SerialCardReader.check`).
+
+With a :class:`~appliance.avionics.cardtime.CardTimeCheck`, every frame's card time is checked
+against the host's monotonic time of the read that delivered it: frames whose card time runs ahead
+of what the host clock allows are dropped before decoding (``card_time_jumps``; they never reach
+the chain, so never its persistence), and the check re-anchors when the port is reopened.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import serial
 
 from firmware_bridge.frame import Frame, FrameDecoder
 
+from .cardtime import CardTimeCheck, Verdict
 from .params import SourceStats
 from .source import BAD_COUNTERS, Source
 
@@ -32,9 +38,11 @@ class SerialCardReader(Source):
 
     def __init__(self, port: str, on_frames: Callable[[list[Frame]], None], stats: SourceStats,
                  *, baudrate: int = 921600, reconnect_s: float = 0.5, name: str = "card",
-                 on_lost: Callable[[str], None] | None = None) -> None:
-        """Nothing is opened until :meth:`start`."""
+                 on_lost: Callable[[str], None] | None = None,
+                 card_time: CardTimeCheck | None = None) -> None:
+        """Nothing is opened until :meth:`start`; ``card_time`` (None: no check) screens frames."""
         super().__init__(name, stats, on_lost)
+        self.card_time = card_time
         self.port = port
         self.baudrate = baudrate
         self.reconnect_s = reconnect_s
@@ -46,10 +54,11 @@ class SerialCardReader(Source):
         self._open_error: str | None = None
 
     def status(self) -> dict[str, Any]:
-        """Port, connected, frames, bad words and CRC errors."""
+        """Port, connected, frames, bad words, CRC errors and card-time jumps (frames rejected)."""
         st = self.stats
         return {"port": self.port, "connected": st.connected, "frames": st.frames,
-                "bad_words": st.bad_words, "crc_errors": st.crc_errors}
+                "bad_words": st.bad_words, "crc_errors": st.crc_errors,
+                "card_time_jumps": st.card_time_jumps}
 
     def _start_internal(self) -> None:
         """Try to open the port now and keep trying until it opens."""
@@ -75,6 +84,8 @@ class SerialCardReader(Source):
         self._fd = ser.fileno()
         os.set_blocking(self._fd, False)
         self.decoder.reset()
+        if self.card_time is not None:
+            self.card_time.reset()
         self.stats.connected = True
         self.stats.connects += 1
         self._received()
@@ -101,8 +112,33 @@ class SerialCardReader(Source):
         st, ds = self.stats, dec.stats
         st.bytes_in, st.frames = ds.bytes_in, ds.frames
         st.crc_errors, st.bad_length, st.garbage_bytes = ds.crc_errors, ds.bad_length, ds.garbage_bytes
+        if frames and self.card_time is not None:
+            frames = self._screen(frames, self.last_rx)
         if frames:
             self.on_frames(frames)
+
+    def _screen(self, frames: list[Frame], host: float) -> list[Frame]:
+        """The frames whose card time the host's receive time ``host`` (monotonic s) allows."""
+        check = self.card_time
+        assert check is not None
+        st = self.stats
+        kept: list[Frame] = []
+        for f in frames:
+            verdict = check.check(f.t_us * 1e-6, host)
+            if verdict is Verdict.JUMP:
+                st.card_time_jumps += 1
+                st.card_time_ahead_s = round(check.ahead_s, 6)
+                continue
+            if verdict is Verdict.RESYNC:
+                st.card_time_resyncs += 1
+                log.warning("%s: card time kept running %.1f s ahead for %.1f s of host time: "
+                            "re-anchored on it", self.name, st.card_time_ahead_s,
+                            check.config.resync_s)
+            elif verdict is Verdict.RESET:
+                st.card_time_resets += 1
+            kept.append(f)
+        st.card_time_rejecting = check.rejecting
+        return kept
 
     def _close(self) -> None:
         if self._fd is not None and self._loop is not None:

@@ -29,7 +29,7 @@ __all__ = ["BAD_COUNTERS", "Source"]
 
 log = logging.getLogger(__name__)
 BAD_COUNTERS = ("crc_errors", "bad_length", "garbage_bytes", "parity_errors", "unknown_labels",
-                "decode_errors", "bad_frames", "out_of_range")
+                "decode_errors", "bad_frames", "out_of_range", "card_time_jumps")
 #: A bad-input burst has ended after this many seconds without new bad input.
 BURST_QUIET_S = 5.0
 
@@ -80,8 +80,10 @@ class Source(abc.ABC):
         grew = {k: cur[k] - self._seen[k] for k in cur if cur[k] > self._seen[k]}
         if grew:
             if self._burst is None:
-                log.warning("%s: bad input: %s", self.name,
-                            ", ".join(f"{k} +{v}" for k, v in grew.items()))
+                jump = (f" (card time {self.stats.card_time_ahead_s:.1f} s ahead of host time: "
+                        "frames rejected)" if "card_time_jumps" in grew else "")
+                log.warning("%s: bad input: %s%s", self.name,
+                            ", ".join(f"{k} +{v}" for k, v in grew.items()), jump)
                 self._burst = dict.fromkeys(BAD_COUNTERS, 0)
             for k, v in grew.items():
                 self._burst[k] += v

@@ -33,6 +33,15 @@ class Colour(enum.StrEnum):
 
 
 GREEN, AMBER, RED = Colour.GREEN, Colour.AMBER, Colour.RED
+#: A source stays amber this long (s) after frames were last rejected for a card-time jump.
+CARD_TIME_AMBER_S = 10.0
+#: The journal stays amber this long (s, wall clock) after a failure cleared; its history
+#: (count, first/last failure, cleared at) is shown for ever.
+JOURNAL_FAULT_AMBER_S = 3600.0
+
+
+def _iso(utc: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(utc))
 _RANK: dict[str, int] = {GREEN: 0, AMBER: 1, RED: 2}
 
 
@@ -59,6 +68,7 @@ class Bite:
         self._prev: dict[str, tuple[float, int, int]] = {}
         self.rates: dict[str, tuple[float, float]] = {}  #: source -> (words/s, bad words/s)
         self._extra: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._jumps: dict[str, tuple[int, float]] = {}  #: source -> (card_time_jumps, grew at)
 
     def add(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         """Add a subsystem whose status ``fn()`` returns (with at least ``state`` and ``reason``)."""
@@ -75,14 +85,23 @@ class Bite:
                 dt = now - prev[0]
                 self.rates[name] = ((st.words - prev[1]) / dt, (bad - prev[2]) / dt)
             self._prev[name] = (now, st.words, bad)
+            seen = self._jumps.get(name)
+            if seen is None or st.card_time_jumps != seen[0]:
+                self._jumps[name] = (st.card_time_jumps,
+                                     now if st.card_time_jumps else -float("inf"))
 
     def _source(self, name: str, st: SourceStats) -> dict[str, Any]:
         words_s, bad_s = self.rates.get(name, (0.0, 0.0))
         extra = {"words_per_s": round(words_s, 1), "bad_per_s": round(bad_s, 2),
                  "parity_errors": st.parity_errors, "crc_errors": st.crc_errors,
                  "garbage_bytes": st.garbage_bytes, "unknown_labels": st.unknown_labels}
+        extra.update(card_time_jumps=st.card_time_jumps, card_time_resyncs=st.card_time_resyncs)
         if not st.connected:
             return _status(RED, "not connected", **extra)
+        _, grew_at = self._jumps.get(name, (0, -float("inf")))
+        if st.card_time_rejecting or self._clock() - grew_at < CARD_TIME_AMBER_S:
+            return _status(AMBER, f"card time ran {st.card_time_ahead_s:.1f} s ahead of host time: "
+                                  f"{st.card_time_jumps} frames rejected", **extra)
         if words_s <= 0:
             return _status(RED, "connected but no words", **extra)
         if bad_s > 0.01 * words_s:
@@ -104,10 +123,16 @@ class Bite:
 
     def _journal(self) -> dict[str, Any]:
         w = self.writer
+        history = {"faults": w.faults, "first_fault_utc": w.first_fault_utc,
+                   "last_fault_utc": w.last_fault_utc, "cleared_utc": w.cleared_utc,
+                   "last_fault": w.last_fault}
         extra = {"commits": w.commits, "last_commit_ms": round(w.last_commit_s * 1000, 2),
-                 "failed_commits": w.failed_commits}
-        if w.failed_commits:
-            return _status(RED, f"{w.failed_commits} commit(s) failed", **extra)
+                 "failed_commits": w.failed_commits, "failing": w.failing, "history": history}
+        if w.failing:
+            return _status(RED, f"journal failing now: {w.last_fault}", **extra)
+        if w.cleared_utc is not None and time.time() - w.cleared_utc < JOURNAL_FAULT_AMBER_S:
+            return _status(AMBER, f"{w.faults} journal failure(s), cleared at "
+                                  f"{_iso(w.cleared_utc)} (last: {w.last_fault})", **extra)
         if self.recovery.state != GREEN:
             return _status(self.recovery.state, self.recovery.reason, **extra)
         if w.last_commit_s > 0.05:

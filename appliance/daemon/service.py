@@ -11,8 +11,11 @@ passenger web server -> cabin network -> hangar intake -> admin web server -> he
 READY=1.
 
 Serve: a health tick every 0.5 s checks the sources (silence, bad-input bursts), sends WATCHDOG=1
-while the journal commits (every half ``$WATCHDOG_USEC`` when systemd set a watchdog for this
-process, else every tick) and STATUS= when it changes. Stop (SIGTERM/SIGINT): STOPPING=1, then the
+while the loop runs the tick and the journal is healthy *now* (:meth:`Writer.health`: the writer
+thread runs, the latest group committed without a store failure, none is stalled; not a sticky
+flag, so a disk full for a moment holds the pings back only until a commit goes through again),
+every half ``$WATCHDOG_USEC`` when systemd set a watchdog for this process, else every tick, and
+STATUS= when it changes. Stop (SIGTERM/SIGINT): STOPPING=1, then the
 stack unwinds.
 """
 
@@ -36,6 +39,7 @@ from firmware_bridge.labels import LabelTable
 
 from .. import __version__
 from ..avionics.can_source import CanReader, open_bus
+from ..avionics.cardtime import CardTimeCheck, CardTimeConfig
 from ..avionics.chain import AvionicsChain
 from ..avionics.params import SourceStats
 from ..avionics.profile import FlightProfile
@@ -225,7 +229,10 @@ class Daemon:
                 s.serial.port, lambda frames: self.chain.feed_frames(frames, name),
                 self.chain.decoder(name).stats, baudrate=s.serial.baudrate,
                 reconnect_s=s.serial.reconnect_s, name=name,
-                on_lost=self.chain.store.expire_source)
+                on_lost=self.chain.store.expire_source,
+                card_time=CardTimeCheck(CardTimeConfig(
+                    max_rate=s.serial.max_card_time_rate, slack_s=s.serial.card_time_slack_s,
+                    resync_s=s.serial.card_time_resync_s)))
             self.sources.append(reader)
         if s.can.enabled:
             can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
@@ -355,14 +362,20 @@ class Daemon:
         period = watchdog_period()
         tick = TICK_S if period is None else min(TICK_S, period)
         last_ping = -float("inf")
+        held = ""  # why pings are held back now ("" while healthy)
         while True:
             self._test_hang()
             now = time.monotonic()
             for src in self.sources:
                 src.check(now, self.settings.source_lost_s)
-            # Ping on the tick nearest each period (drift-free); only while the journal commits.
-            if (period is None or now - last_ping >= period - tick / 2) \
-                    and self.writer.stats.failed_commits == 0:
+            healthy, why = self.writer.health(now)
+            if not healthy and not held:
+                log.error("watchdog pings held back: %s", why)
+            elif healthy and held:
+                log.warning("watchdog pings resume: the journal is healthy again")
+            held = why
+            # Ping on the tick nearest each period (drift-free); only while the journal is healthy.
+            if healthy and (period is None or now - last_ping >= period - tick / 2):
                 notify("WATCHDOG=1")
                 last_ping = now
             self.bite.sample()
@@ -422,7 +435,8 @@ class Daemon:
             "sync": self.sync.status(),
             "journal": {"path": str(self.settings.journal_path), "commits": w.commits,
                         "writes": w.writes, "failed_writes": w.failed_writes,
-                        "failed_commits": w.failed_commits,
+                        "failed_commits": w.failed_commits, "failing": w.failing,
+                        "faults": w.faults,
                         "last_commit_ms": round(w.last_commit_s * 1000, 3),
                         "pending_events": self._events.qsize(),
                         "event_errors": self.journal_errors,

@@ -7,6 +7,13 @@ rolls back only its own work and gets its exception) — so a function may run t
 no effect outside its connection. Then it commits once — one fsync for the whole group
 with WAL and ``synchronous=FULL`` — and only then resolves each caller's future. So an acknowledged
 write is a durable write, and many writers share the cost of one fsync (group commit).
+
+Health (:meth:`Writer.health`, what the daemon's watchdog follows): the journal is healthy *now*
+when the writer thread runs, the latest group it finished had no store failure (its commit went
+through and no write in it hit an I/O error or a full disk) and no group has been running for
+longer than ``stall_s``. A failure is not sticky: the next group that commits cleanly clears it.
+Its history stays in :class:`WriterStats` (``faults``, first and last failure, when it cleared)
+for BITE.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -27,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..errors import StoreError, WriterClosedError
 
-__all__ = ["COMMIT_BUCKETS_S", "Writer", "WriterStats"]
+__all__ = ["COMMIT_BUCKETS_S", "STALL_S", "Writer", "WriterStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +48,9 @@ class _Retry(Exception):
 
 #: Upper bounds (s) of the commit-duration histogram buckets (the last bucket is +Inf).
 COMMIT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+#: A group running longer than this (s: its functions, the commit and its fsync) is a stalled
+#: journal (a hung disk): unhealthy until it finishes.
+STALL_S = 30.0
 
 
 @dataclass(slots=True)
@@ -55,6 +66,31 @@ class WriterStats:
     commit_s_sum: float = 0.0
     #: Count of commits per bucket of COMMIT_BUCKETS_S, plus one for longer ones (not cumulative).
     commit_buckets: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS_S) + 1))
+    #: True while the latest finished group had a store failure (commit failed, disk full, I/O).
+    failing: bool = False
+    #: Groups that had a store failure, ever (the fault's history; ``failing`` is now).
+    faults: int = 0
+    first_fault_utc: float | None = None  #: epoch s of the first store failure
+    last_fault_utc: float | None = None  #: epoch s of the latest store failure
+    cleared_utc: float | None = None  #: epoch s of the clean commit that ended the latest failure
+    last_fault: str = ""  #: the latest failure's message
+    #: Monotonic s when the group now running started (None: idle).
+    busy_since: float | None = None
+
+    def fault(self, message: str, utc: float) -> None:
+        """A group had a store failure at ``utc`` (epoch s)."""
+        self.failing = True
+        self.faults += 1
+        if self.first_fault_utc is None:
+            self.first_fault_utc = utc
+        self.last_fault_utc = utc
+        self.last_fault = message
+
+    def clean(self, utc: float) -> None:
+        """A group committed with no store failure at ``utc`` (epoch s): the fault, if any, cleared."""
+        if self.failing:
+            self.failing = False
+            self.cleared_utc = utc
 
     def observe(self, seconds: float) -> None:
         """Record one commit's duration."""
@@ -66,10 +102,14 @@ class WriterStats:
 class Writer:
     """The one thread that writes to the journal database."""
 
-    def __init__(self, engine: Engine, max_batch: int = 512) -> None:
-        """Write through ``engine``; at most ``max_batch`` functions share one commit."""
+    def __init__(self, engine: Engine, max_batch: int = 512, stall_s: float = STALL_S) -> None:
+        """Write through ``engine``; at most ``max_batch`` functions share one commit.
+
+        ``stall_s``: a group running longer than this (s) makes :meth:`health` unhealthy.
+        """
         self.engine = engine
         self.max_batch = max_batch
+        self.stall_s = stall_s
         self.stats = WriterStats()
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -105,6 +145,23 @@ class Writer:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("journal writer did not stop within %.1f s", timeout)
+
+    def health(self, now: float | None = None) -> tuple[bool, str]:
+        """Whether the journal is healthy now (see the module doc) and why not.
+
+        ``now`` is monotonic seconds (default: now). Returns ``(True, "")`` or ``(False, reason)``.
+        """
+        st = self.stats
+        if self._thread is not None and not self._thread.is_alive() and not self._closed:
+            return False, "journal writer thread is not running"
+        if st.failing:
+            return False, f"latest journal commit failed: {st.last_fault}"
+        busy = st.busy_since
+        if busy is not None:
+            running = (time.monotonic() if now is None else now) - busy
+            if running > self.stall_s:
+                return False, f"journal commit running for {running:.0f} s"
+        return True, ""
 
     def _run(self) -> None:
         with self.engine.connect() as conn:
@@ -148,11 +205,26 @@ class Writer:
                     results.append((fut, False, e))
         return results
 
+    @staticmethod
+    def _abandon(conn: Connection) -> None:
+        """After a failed COMMIT: make sure no transaction stays open on the connection.
+
+        SQLite keeps the transaction open when COMMIT itself fails (a deferred foreign key, a
+        busy database); left so, every later BEGIN would fail and the fault would never clear.
+        """
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        with contextlib.suppress(Exception):
+            raw = conn.connection.dbapi_connection
+            if raw is not None and getattr(raw, "in_transaction", False):
+                raw.execute("ROLLBACK")
+
     def _commit_group(self, conn: Connection, batch: list[Any]) -> None:
         live = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         if not live:
             return
         t0 = time.perf_counter()
+        self.stats.busy_since = time.monotonic()
         try:
             try:
                 results = self._run_group(conn, live, isolate=False)  # the fast path: no SAVEPOINTs
@@ -160,7 +232,10 @@ class Writer:
                 results = self._run_group(conn, live, isolate=True)
         except Exception as e:  # noqa: BLE001 - the commit itself failed: nobody is durable
             self.stats.failed_commits += 1
+            self.stats.fault(f"commit failed: {e}", time.time())
+            self.stats.busy_since = None
             log.error("journal commit failed: %s", e)
+            self._abandon(conn)
             err = StoreError(f"journal commit failed: {e}")
             err.__cause__ = e
             for _, fut in live:
@@ -168,9 +243,17 @@ class Writer:
                     fut.set_exception(err)
             return
         st = self.stats
+        st.busy_since = None
         st.commits += 1
         st.writes += len(results)
         st.failed_writes += sum(1 for _, ok, _ in results if not ok)
+        store_errors = [v for _, ok, v in results if not ok and isinstance(v, StoreError)]
+        if store_errors:
+            st.fault(str(store_errors[-1]), time.time())
+        else:
+            if st.failing:
+                log.warning("journal commits again after a failure (%d so far)", st.faults)
+            st.clean(time.time())
         st.observe(time.perf_counter() - t0)
         st.max_group = max(st.max_group, len(results))
         for fut, ok, value in results:

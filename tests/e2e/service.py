@@ -33,6 +33,9 @@ class Service:
     admin_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
+    #: The speed of the card simulator that plays onto the pty (its card clock runs this many
+    #: times faster than host time): ``serial.max_card_time_rate``. None: the default (a real card).
+    card_speed: float | None = None
 
     @property
     def card_link(self) -> Path:
@@ -44,6 +47,9 @@ class Service:
 
     def write_config(self) -> Path:
         cfg = self.workdir / "appliance.toml"
+        # A loaded test machine may read the first frames late: 2 s of slack for the time base.
+        card_time = ("" if self.card_speed is None else
+                     f"max_card_time_rate = {self.card_speed}\ncard_time_slack_s = 2.0\n")
         cfg.write_text(f"""
 aircraft_id = "F-E2E"
 data_dir = "{self.workdir / 'data'}"
@@ -58,7 +64,7 @@ port = {self.admin_port}
 [serial]
 port = "{self.card_link}"
 reconnect_s = 0.2
-""")
+{card_time}""")
         return cfg
 
     def start(self, timeout: float = 30.0) -> None:

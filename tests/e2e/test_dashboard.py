@@ -63,7 +63,7 @@ def browser() -> Iterator[Browser]:
 def service(tmp_path: Path) -> Iterator[Service]:
     users = ", ".join(f'{{name = "{n}", role = "{r}", password_hash = "{hash_password(p)}"}}'
                       for n, (r, p) in USERS.items())
-    svc = Service(tmp_path, extra_config=f"admin_users = [{users}]\n")
+    svc = Service(tmp_path, extra_config=f"admin_users = [{users}]\n", card_speed=SPEED)
     svc.start()
     try:
         yield svc

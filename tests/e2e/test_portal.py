@@ -137,7 +137,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         pytest.skip("Debian chromium not installed")
     pytest.importorskip("playwright")
     film, book = _packages(tmp_path)
-    svc = Service(tmp_path)
+    svc = Service(tmp_path, card_speed=SPEED)
     media_port = free_port()
     svc.extra_config = f"""
 [content]

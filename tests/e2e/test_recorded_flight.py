@@ -32,7 +32,7 @@ FAULTS = [
 
 def _fly(tmp_path: Path, flight_path: Path, faults: list[str], unplugs: list[str] = ()
          ) -> tuple[Service, list[dict], dict]:  # type: ignore[assignment]
-    svc = Service(tmp_path)
+    svc = Service(tmp_path, card_speed=SPEED)
     svc.start()
     try:
         card = start_card(flight_path, svc.card_link, SPEED, faults, unplugs)
@@ -89,6 +89,7 @@ def test_clean_flight(tmp_path: Path, flight_path: Path) -> None:
     _check_transitions(svc, rows)
     card = signals["sources"]["card"]
     assert card["bad_words"] == 0 and card["crc_errors"] == 0
+    assert card["card_time_jumps"] == 0, card  # x400 is within serial.max_card_time_rate
     assert card["frames"] > 300_000
 
 
@@ -100,4 +101,5 @@ def test_flight_with_faults(tmp_path: Path, flight_path: Path) -> None:
     assert card["garbage_bytes"] > 10_000, card
     assert card["no_computed_data"] > 0, card
     assert card["disconnects"] >= 1 and card["connects"] >= 2, card
+    assert card["card_time_jumps"] == 0, card  # re-anchored on reconnect
     assert "bad input" in svc.log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,45 @@ def test_failed_commit_fails_every_caller(db: Path) -> None:
         w.submit(deferred_violation).result(5)
     w.stop()
     assert w.stats.failed_commits == 1
+
+
+def test_health_follows_the_latest_group_not_a_sticky_flag(db: Path) -> None:
+    """A failed commit makes the journal unhealthy until the next clean one; history remains."""
+    w = Writer(make_engine(db), stall_s=0.1)
+    assert w.health() == (True, "")
+    w.start()
+
+    def deferred_violation(c: Connection) -> None:
+        c.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        c.execute(text("CREATE TABLE IF NOT EXISTS p(id INTEGER PRIMARY KEY)"))
+        c.execute(text("CREATE TABLE IF NOT EXISTS ch(pid INTEGER REFERENCES p(id)"
+                       " DEFERRABLE INITIALLY DEFERRED)"))
+        c.execute(text("INSERT INTO ch VALUES (42)"))
+
+    with pytest.raises(StoreError):
+        w.submit(deferred_violation).result(5)
+    ok, why = w.health()
+    assert not ok and "commit failed" in why
+    st = w.stats
+    assert st.failing and st.faults == 1 and st.first_fault_utc == st.last_fault_utc
+    assert st.cleared_utc is None
+    w.submit(lambda c: c.execute(insert(state).values(key="k", value="v"))).result(5)
+    assert w.health() == (True, "")
+    assert not st.failing and st.faults == 1 and st.cleared_utc is not None
+    assert st.cleared_utc >= (st.last_fault_utc or 0)
+    # A group that runs longer than stall_s is unhealthy while it runs.
+    release = threading.Event()
+    fut = w.submit(lambda c: release.wait(5))
+    deadline = time.monotonic() + 5
+    while w.health()[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ok, why = w.health()
+    assert not ok and "running for" in why
+    release.set()
+    fut.result(5)
+    assert w.health() == (True, "")
+    w.stop()
+    assert w.health() == (True, "")  # stopped on purpose: not a fault
 
 
 def test_outbox_sequence_and_keys(db: Path) -> None:

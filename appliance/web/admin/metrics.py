@@ -31,7 +31,7 @@ from ..passenger.traffic import PassengerTraffic
 __all__ = ["ApplianceCollector", "make_metrics"]
 
 _ERROR_KINDS = ("parity_errors", "crc_errors", "garbage_bytes", "unknown_labels", "decode_errors",
-                "bad_frames", "no_computed_data", "out_of_range")
+                "bad_frames", "no_computed_data", "out_of_range", "card_time_jumps")
 
 
 def outbox_depth(reader: Engine) -> dict[str, tuple[int, int]]:
