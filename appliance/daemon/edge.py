@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import resource
 import time
@@ -27,7 +28,8 @@ from ..settings import PortLimits, Settings
 from ..web.connections import PortGuard, guarded_protocol
 from ..web.limits import BodyLimit, BodyRule
 
-__all__ = ["AcceptErrorLog", "WebPort", "admin_rules", "check_fd_budget", "fd_budget", "web_config"]
+__all__ = ["AcceptErrorLog", "WebPort", "admin_rules", "check_fd_budget", "fd_budget",
+           "warm_imports", "web_config"]
 
 log = logging.getLogger(__name__)
 #: Descriptors a media connection may hold while it sends: socket, its dup for sendfile, the file.
@@ -69,6 +71,18 @@ def web_config(app: FastAPI, host: str, port: int, limits: PortLimits,
         # progress too (one per connection, plus ones whose client left: 503 over it).
         limit_concurrency=limits.max_connections + 1)
     return WebPort(config, guard, body)
+
+
+#: Modules Starlette and anyio import on the first request through an HTTP middleware (measured:
+#: 40-150 ms on the loop); imported at start instead, so a first hostile request does not pay it.
+LAZY_IMPORTS = ("anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.stapled",
+                "anyio.streams.tls", "anyio._core._sockets", "anyio._core._streams")
+
+
+def warm_imports() -> None:
+    """Import :data:`LAZY_IMPORTS` now (call before serving)."""
+    for name in LAZY_IMPORTS:
+        importlib.import_module(name)
 
 
 def fd_budget(settings: Settings) -> int:

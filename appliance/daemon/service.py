@@ -65,7 +65,7 @@ from ..web.admin.sync import sync_router
 from ..web.passenger.traffic import PassengerTraffic
 from .bite import Bite, content_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
-from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, web_config
+from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, warm_imports, web_config
 
 __all__ = ["TICK_S", "Daemon", "watchdog_period"]
 
@@ -138,6 +138,7 @@ class Daemon:
             loop.add_signal_handler(sig, stop.set)
         loop.set_exception_handler(self.accept_errors)
         need, nofile = check_fd_budget(self.settings)
+        warm_imports()
         log.info("descriptors: connection caps and reserve need %d, RLIMIT_NOFILE %d", need, nofile)
         async with contextlib.AsyncExitStack() as stack:
             try:

@@ -30,8 +30,10 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class BodyRule:
-    """The body limit of one route: ``method`` ("*" for any), ``path`` (exact, or a prefix when it
-    ends with "/"), ``max_bytes``, and ``timeout_s`` for the whole body (None: no deadline).
+    """The body limit of one route.
+
+    ``method`` ("*" for any), ``path`` (exact, or a prefix when it ends with "/"), ``max_bytes``,
+    and ``timeout_s`` for the whole body (None: no deadline).
     """
 
     method: str
