@@ -19,8 +19,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .errors import ConfigError
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
-           "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
-           "SerialSettings", "Settings", "SyncSettings", "WapConfigSettings", "load_settings"]
+           "EdgeSettings", "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
+           "PortLimits", "SerialSettings", "Settings", "SyncSettings", "WapConfigSettings",
+           "load_settings"]
 
 
 class _Section(BaseModel):
@@ -239,8 +240,15 @@ class ContentSettings(_Section):
     HLS and the map draws no coastline. ``origin``/``destination`` are airport codes (ICAO or
     IATA, see ``appliance/web/airports.toml``) for the map and the ETA. Limits are per client
     address: connections to the media server, requests per second (and burst) on the media server
-    and on the portal API, open event streams. ``usage_idle_s``: a viewing session ends after that
-    many seconds without a request and is journaled on the ``usage`` stream.
+    and on the portal API, open event streams. ``media_max_connections`` caps the media server's
+    connections in all (a new one takes the place of the oldest one waiting for a request head);
+    each holds up to three file descriptors while it sends (socket, its dup, the file), so
+    3 x 128 of the unit's ``LimitNOFILE=1024`` by default (see :class:`EdgeSettings`).
+    ``media_head_timeout_s``: a request head must be complete this many seconds after the connection
+    opened (or after its first byte on a kept-alive connection), however slowly it trickles in;
+    ``keepalive_s``: an idle media connection is closed after that many seconds.
+    ``usage_idle_s``: a viewing session ends after that many seconds without a request and is
+    journaled on the ``usage`` stream.
     """
 
     enabled: bool = True
@@ -250,8 +258,9 @@ class ContentSettings(_Section):
     portal_url: str = "/portal/"
     origin: str | None = None
     destination: str | None = None
-    media_connections_per_client: int = Field(16, ge=1)
-    media_max_connections: int = Field(4096, ge=1)
+    media_connections_per_client: int = Field(8, ge=1)
+    media_max_connections: int = Field(128, ge=1)
+    media_head_timeout_s: float = Field(10.0, gt=0)
     media_requests_per_s: float = Field(50.0, gt=0)
     media_burst: float = Field(200.0, ge=1)
     api_requests_per_s: float = Field(10.0, gt=0)
@@ -305,6 +314,56 @@ class IntakeSettings(_Section):
     quiet: Literal["none", "no_playback"] = "no_playback"
     quiet_wait_s: float = Field(300.0, ge=0)
     health_bound_s: float = Field(60.0, gt=0)
+
+
+class PortLimits(_Section):
+    """Limits of one web port (passenger or admin), applied before the application sees a request.
+
+    ``max_connections``: open connections on the port; over it a new connection takes the place of
+    the oldest one waiting for a request head, or is refused (503, closed) when none waits.
+    ``connections_per_client``: open connections per client address (more: 503, closed).
+    ``header_timeout_s``: a request head (request line and headers) must be complete this many
+    seconds after the connection opened or the previous response ended, or the connection is
+    closed: an absolute deadline that a trickle of bytes does not extend. ``keepalive_s``: an idle
+    kept-alive connection is closed after that many seconds. ``header_bytes``: the largest request
+    head (bytes; larger: 400). ``body_bytes``: the request body limit of routes without their own
+    (bytes; larger: 413 before anything is parsed). ``body_timeout_s``: a body of a route with a
+    small limit must arrive whole within that many seconds (else 408).
+    """
+
+    max_connections: int = Field(192, ge=1)
+    connections_per_client: int = Field(12, ge=1)
+    header_timeout_s: float = Field(10.0, gt=0)
+    keepalive_s: float = Field(5.0, gt=0)
+    header_bytes: int = Field(16 << 10, ge=1024)
+    body_bytes: int = Field(16 << 10, ge=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+
+
+class EdgeSettings(_Section):
+    """Limits at the edge of the passenger and admin ports (the media server's are in [content]).
+
+    ``passenger``/``admin``: the limits of each port (:class:`PortLimits`). Route limits (bytes,
+    413 over them, checked on Content-Length at once or counted while a chunked body streams):
+    ``login_body_bytes`` for the admin login, ``intake_metadata_bytes`` for the signed metadata
+    that opens a hangar upload (it lists every file of the bundle: ~150 bytes a file), and an
+    upload PUT takes ``[intake] chunk_bytes`` plus ``intake_chunk_slack_bytes``.
+    ``fd_reserve``: file descriptors kept for everything but client connections (journal and its
+    WAL, logs, intake and content files, outbound sockets); at start the connection caps of all
+    ports (one descriptor per connection, three per media connection) plus this reserve are
+    checked against ``RLIMIT_NOFILE`` (the unit's ``LimitNOFILE=1024``): the soft limit is raised
+    to the hard one if needed, and a warning logged if even that is short.
+    ``accept_error_log_s``: errors accepting connections (out of descriptors) are logged once per
+    that many seconds with their count, never once each.
+    """
+
+    passenger: PortLimits = PortLimits()
+    admin: PortLimits = PortLimits(max_connections=32, connections_per_client=8)
+    login_body_bytes: int = Field(4 << 10, ge=256)
+    intake_metadata_bytes: int = Field(2 << 20, ge=4096)
+    intake_chunk_slack_bytes: int = Field(64 << 10, ge=0)
+    fd_reserve: int = Field(192, ge=16)
+    accept_error_log_s: float = Field(60.0, gt=0)
 
 
 class AdminUser(_Section):
@@ -384,6 +443,7 @@ class Settings(BaseSettings):
     content: ContentSettings = ContentSettings()
     cabin_network: CabinNetworkSettings = CabinNetworkSettings()
     intake: IntakeSettings = IntakeSettings()
+    edge: EdgeSettings = EdgeSettings()
     #: Test-only switch for the power-cut harness; FULL is the only setting that keeps the promise.
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -10,8 +10,16 @@ on the service's own event loop, next to the two uvicorn servers.
 Protocol: GET, HEAD and OPTIONS only; HTTP/1.1 keep-alive (idle connections are closed after
 ``keepalive_s``, default 75 s — longer than a player's pause between segments), pipelined requests
 are answered in order; a request with a body gets 400, a head over 16 KiB 431, then the connection
-is closed. Per client address: at most ``per_client`` connections (more get 503 and are closed)
-and a token bucket of requests (over it: 429 with Retry-After).
+is closed. A request head must be complete ``head_timeout_s`` after the connection opened, or after
+its first byte on a kept-alive connection: an absolute deadline that a trickle of bytes does not
+extend. Per client address: at most ``per_client`` connections (more get 503 and are closed) and a
+token bucket of requests (over it: 429 with Retry-After); at most ``max_connections`` in all (a new
+one takes the place of the oldest connection waiting for a head, else it gets 503).
+
+File descriptors: a connection holds one (its socket) while it waits or reads a head, and three
+while a body is sent (the socket, a dup of it for ``sendfile`` and the file): size
+``max_connections`` so that three per connection fit in the process's ``RLIMIT_NOFILE`` next to the
+other ports.
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 @dataclass(slots=True)
 class MediaServerStats:
-    """Counters: connections accepted/refused/open, requests, body bytes sent, send failures."""
+    """Counters: connections accepted/refused/evicted/open, head timeouts, requests, bytes sent."""
 
     accepted: int = 0
     refused: int = 0
+    evicted: int = 0
+    head_timeouts: int = 0
     open: int = 0
     requests: int = 0
     bytes_sent: int = 0
@@ -84,6 +94,7 @@ class _Conn(asyncio.Protocol):
         self.admitted = False
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.head_deadline = False  # the timer is the head deadline (not the idle timeout)
 
     # -- connection life -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,7 +103,7 @@ class _Conn(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "unknown"
         st = self.s.stats
-        if not self.s.conns.acquire(self.client):
+        if not self.s.conns.acquire(self.client, self):
             st.refused += 1
             transport.write(_head(503, (("content-type", "text/plain"), ("content-length", "24"),
                                         ("retry-after", "2")), False, self.s.date.get())
@@ -101,36 +112,65 @@ class _Conn(asyncio.Protocol):
             return
         self.admitted = True
         raw = transport.get_extra_info("socket")
-        if raw is not None:
-            self.sock = socket.socket(fileno=os.dup(raw.fileno()))
-            if self.s.send_buffer:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.s.send_buffer)
+        if raw is not None and self.s.send_buffer:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.s.send_buffer)
         st.accepted += 1
         st.open += 1
         self.s.live.add(self)
-        self._arm(self.s.keepalive_s)
+        self._idle()
+        self._arm_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        self._close_dup()
+        if self.admitted:
+            self.admitted = False
+            self.s.conns.release(self)
+            self.s.stats.open -= 1
+            self.s.live.discard(self)
+
+    def evict(self) -> None:
+        """Close this idle connection to make room for a new one (the limiter uncounted it)."""
+        self.s.stats.evicted += 1
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _dup(self) -> socket.socket | None:
+        """A dup of the transport's socket for ``send``/``sendfile`` (made when a body is sent)."""
+        if self.sock is None and self.transport is not None:
+            raw = self.transport.get_extra_info("socket")
+            if raw is not None:
+                self.sock = socket.socket(fileno=os.dup(raw.fileno()))
+        return self.sock
+
+    def _close_dup(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self.admitted:
-            self.admitted = False
-            self.s.conns.release(self.client)
-            self.s.stats.open -= 1
-            self.s.live.discard(self)
+
+    def _idle(self) -> None:
+        """Waiting for a request head: evictable to make room for a new connection."""
+        self.s.conns.idle(self)
 
     def _arm(self, seconds: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        self.head_deadline = False
         self.timer = self.s.loop.call_later(seconds, self._timeout)
+
+    def _arm_head(self) -> None:
+        """Start the head deadline, unless it runs already: bytes arriving never extend it."""
+        if not self.head_deadline:
+            self._arm(self.s.head_timeout_s)
+            self.head_deadline = True
 
     def _timeout(self) -> None:
         if not self.busy and self.transport is not None:
+            if self.head_deadline:
+                self.s.stats.head_timeouts += 1
             self.transport.close()
 
     # -- requests ----------------------------------------------------------------------------
@@ -149,10 +189,12 @@ class _Conn(asyncio.Protocol):
                 if len(self.buf) > MAX_HEAD:
                     self._fail(431, "request head too large")
                 elif self.buf:
-                    self._arm(self.s.head_timeout_s)
+                    self._arm_head()
                 return
             head = bytes(self.buf[:end])
             del self.buf[:end + 4]
+            self.head_deadline = False
+            self.s.conns.busy(self)
             try:
                 method, target, version, headers = _parse(head)
             except ValueError as e:
@@ -214,7 +256,7 @@ class _Conn(asyncio.Protocol):
         The fast path: no task, no future. The head goes with MSG_MORE so it shares a packet with
         the first body bytes. None if the connection broke.
         """
-        tr, sock = self.transport, self.sock
+        tr, sock = self.transport, self._dup()
         assert tr is not None
         if sock is None or tr.get_write_buffer_size():
             tr.write(head)
@@ -264,9 +306,11 @@ class _Conn(asyncio.Protocol):
     def _done(self, keep: bool) -> None:
         tr = self.transport
         assert tr is not None
+        self._close_dup()
         if not keep or tr.is_closing():
             tr.close()
             return
+        self._idle()
         self._arm(self.s.keepalive_s)
 
 
@@ -296,8 +340,8 @@ def _parse(head: bytes) -> tuple[str, str, str, dict[str, str]]:
 class MediaServer:
     """The sendfile media server; ``await start()`` binds, ``await stop()`` drains and closes."""
 
-    def __init__(self, files: MediaFiles, host: str, port: int, *, per_client: int = 16,
-                 max_connections: int = 4096, rate: float = 50.0, burst: float = 200.0,
+    def __init__(self, files: MediaFiles, host: str, port: int, *, per_client: int = 8,
+                 max_connections: int = 128, rate: float = 50.0, burst: float = 200.0,
                  keepalive_s: float = 75.0, head_timeout_s: float = 10.0,
                  send_buffer: int = 1 << 20) -> None:
         """Serve ``files`` on ``host:port`` (port 0: any free one, see :attr:`port` after start).
@@ -305,6 +349,9 @@ class MediaServer:
         ``send_buffer`` (bytes, 0: the kernel's autotuning) sizes each connection's socket send
         buffer so that a whole segment goes to the kernel in one ``sendfile`` call (it holds page
         cache references, not copies); Python then wakes once per segment, not once per window.
+        ``per_client``/``max_connections``: connection caps (see the module docstring);
+        ``keepalive_s``: idle time before a kept-alive connection is closed (s);
+        ``head_timeout_s``: absolute deadline for a whole request head (s).
         """
         self.files = files
         self.host = host

@@ -95,7 +95,8 @@ def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Wr
                             per_client=cs.media_connections_per_client,
                             max_connections=cs.media_max_connections,
                             rate=cs.media_requests_per_s, burst=cs.media_burst,
-                            keepalive_s=cs.keepalive_s, send_buffer=cs.media_send_buffer)
+                            keepalive_s=cs.keepalive_s, head_timeout_s=cs.media_head_timeout_s,
+                            send_buffer=cs.media_send_buffer)
     info = FlightInfo(chain, policy, airport(cs.origin), airport(cs.destination),
                       period_s=cs.flight_push_s)
     for code in (cs.origin, cs.destination):

@@ -132,9 +132,12 @@ BIG_BODIES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: no body size limit; big JSON is parsed on the event "
-                                       "loop and echoed in the 422 (loop stall, RSS, missed watchdog)")
-@pytest.mark.parametrize("case", list(BIG_BODIES))
+@pytest.mark.parametrize("case", [
+    pytest.param(case, marks=pytest.mark.xfail(
+        strict=False, reason="issue 13: refused at once (413, ~0.2 s, RSS flat), but the first refusal "
+                             "on the intake route still stalls the loop 65-155 ms on this machine "
+                             "(not size-related; cause not found yet)"))
+    if case == "intake_100MiB_before_token" else case for case in BIG_BODIES])
 def test_big_body_refused_at_the_edge(make_service: Any, case: str) -> None:
     where, path, size, chunked, marker = BIG_BODIES[case]
     svc: HostileService = make_service()
@@ -143,15 +146,18 @@ def test_big_body_refused_at_the_edge(make_service: Any, case: str) -> None:
     first = svc.notify.wait_for("WATCHDOG=1", 10)
     assert first is not None, "no WATCHDOG=1 after READY"
     rss_before = svc.rss_mib()
+    # Built before the poller starts: making the 8 MiB array holds this process's GIL ~0.25 s,
+    # which would show as a slow poll of the service.
+    whole = None if chunked else _array_of_empty_objects(size)
 
     t_start = time.monotonic()
     with FlightPoller(svc.passenger_port) as poller:
-        if chunked:
+        if whole is None:
             key = "user" if "login" in case else "idempotency_key"
             ans = raw_request(port, "POST", path, _giant_string_doc(key, size), chunked=True, timeout=45,
                               headers={"Content-Type": "application/json"})
         else:
-            ans = raw_request(port, "POST", path, _array_of_empty_objects(size), timeout=45,
+            ans = raw_request(port, "POST", path, whole, timeout=45,
                               headers={"Content-Type": "application/json"})
         t_answer = time.monotonic()
         # Watch one watchdog period past the answer, so a ping held back by the request shows.
@@ -400,8 +406,6 @@ def test_watchdog_resumes_after_a_transient_disk_full(make_service: Any, small_t
 # f) slow headers: a trickle of one byte a second must not hold a connection open
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 13: no header timeout on the passenger and admin ports; "
-                                       "the media server re-arms its head timer per byte")
 def test_slow_header_connections_are_closed(make_service: Any) -> None:
     (media_port,) = free_ports(1)
     svc: HostileService = make_service(f"[content]\nmedia_port = {media_port}\n")
@@ -437,8 +441,6 @@ def test_slow_header_connections_are_closed(make_service: Any) -> None:
         f"connections still open {HEADER_TIMEOUT_BOUND_S + 3:.0f} s into a 1 byte/s head: {still}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: no connection cap per port: slow connections eat "
-                                       "the file descriptors SQLite and the watchdog need")
 def test_slow_connections_at_limit_nofile_leave_the_service_working(make_service: Any) -> None:
     (media_port,) = free_ports(1)
     svc: HostileService = make_service(f"[content]\nmedia_port = {media_port}\n", nofile=LIMIT_NOFILE)

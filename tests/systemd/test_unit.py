@@ -122,3 +122,14 @@ def test_shipped_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPLIANCE_DATA_DIR", "/var/lib/appliance")  # as the unit sets it
     s = load_settings(SYSTEMD / "appliance.toml")
     assert s.serial.port == "/dev/avionics-card" and str(s.data_dir) == "/var/lib/appliance"
+
+
+def test_resource_limits_match_the_hostile_tests() -> None:
+    """LimitNOFILE/MemoryMax/TasksMax are in the unit, as the hostile tests assume (issue 13)."""
+    from tests.hostile.helpers import LIMIT_NOFILE, MEMORY_MAX_MIB
+
+    values = dict(line.split("=", 1) for line in UNIT.read_text().splitlines()
+                  if "=" in line and not line.startswith("#"))
+    assert values["LimitNOFILE"] == str(LIMIT_NOFILE)
+    assert values["MemoryMax"] == f"{MEMORY_MAX_MIB}M"
+    assert int(values["TasksMax"]) >= 64
