@@ -132,12 +132,7 @@ BIG_BODIES = {
 }
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(
-        strict=False, reason="issue 13: refused at once (413, ~0.2 s, RSS flat), but the first refusal "
-                             "on the intake route still stalls the loop 65-155 ms on this machine "
-                             "(not size-related; cause not found yet)"))
-    if case == "intake_100MiB_before_token" else case for case in BIG_BODIES])
+@pytest.mark.parametrize("case", list(BIG_BODIES))
 def test_big_body_refused_at_the_edge(make_service: Any, case: str) -> None:
     where, path, size, chunked, marker = BIG_BODIES[case]
     svc: HostileService = make_service()

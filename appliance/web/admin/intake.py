@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
@@ -36,6 +36,7 @@ from ...errors import (
     UploadStalled,
 )
 from ...intake.service import IntakeService
+from ..validation import BadJSON, strict_json
 from .app import require
 from .auth import AdminAuth, Principal, Role
 
@@ -70,15 +71,29 @@ async def _error(e: Exception, service: IntakeService, bid: str | None = None) -
     return JSONResponse(body, 409)
 
 
+_METADATA_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "description": "the bundle's signed metadata (envelope)"}}}}
+
+
 def make_router(service: IntakeService, auth: AdminAuth) -> APIRouter:
     """The router over ``service``; actions need the maintenance role of ``auth``."""
     r = APIRouter(prefix="/intake", tags=["hangar intake"])
     maintenance = Depends(require(auth, Role.MAINTENANCE))
 
-    @r.post("/uploads")
-    async def begin(metadata: Annotated[dict[str, Any], Body()],
-                    who: Principal = maintenance) -> JSONResponse:
-        """Open (or resume) the upload of a bundle from its signed metadata."""
+    @r.post("/uploads", openapi_extra={"requestBody": _METADATA_BODY},
+            responses={422: {"description": "not a JSON object, or a refused bundle"}})
+    async def begin(request: Request, who: Principal = maintenance) -> JSONResponse:
+        """Open (or resume) the upload of a bundle from its signed metadata (a JSON object).
+
+        The token is checked before the body is read (the body is read here, not by FastAPI,
+        which would read it first): a request without the maintenance role costs no body.
+        """
+        try:
+            metadata = strict_json(await request.body())
+        except BadJSON as e:
+            return JSONResponse({"detail": str(e)}, 422)
+        if not isinstance(metadata, dict):
+            return JSONResponse({"detail": "the metadata must be a JSON object"}, 422)
         try:
             st = await service.begin(metadata, who.user)
         except (BundleRefused, PolicyError, IntakeError) as e:
