@@ -307,13 +307,18 @@ def raw_request(port: int, method: str, path: str, body: bytes | Iterable[bytes]
     try:
         sock.sendall(head.encode())
         sock.setblocking(False)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLOUT)
         for piece in itertools.chain(pieces, [b""] if chunked else []):
             data = (f"{len(piece):x}\r\n".encode() + piece + b"\r\n") if chunked else piece
             view = memoryview(data)
             while view:
                 if time.monotonic() > deadline:
                     raise TimeoutError("sending took longer than the timeout")
-                r, w, _ = select.select([sock], [sock], [], 1.0)
+                # poll, not select: the test process may hold descriptors numbered over 1024
+                mask = dict(poller.poll(1000)).get(sock.fileno(), 0)
+                r = mask & (select.POLLIN | select.POLLHUP | select.POLLERR)
+                w = mask & select.POLLOUT
                 if r:  # the server spoke (or closed) before taking the whole body
                     chunk = sock.recv(1 << 20)
                     if not chunk:

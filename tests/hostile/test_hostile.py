@@ -754,6 +754,22 @@ def _dir_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
+def put_chunks(port: int, bid: str, payload: bytes, chunk: int) -> Answer:
+    """PUT ``payload`` in pieces of the intake's ``chunk`` size, as the hangar push does.
+
+    Returns the last answer: the first that is not 200, or the last chunk's.
+    """
+    answer: Answer | None = None
+    for offset in range(0, len(payload), chunk):
+        answer = raw_request(port, "PUT", f"/admin/v1/intake/uploads/{bid}?offset={offset}",
+                             payload[offset:offset + chunk],
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+        if answer.status != 200:
+            break
+    assert answer is not None
+    return answer
+
+
 @pytest.mark.parametrize("small_tmpfs", ["48m"], indirect=True)
 def test_disk_full_at_finalize_is_a_507_leaving_nothing(make_service: Any, small_tmpfs: Path,
                                                         tmp_path: Path) -> None:
@@ -772,9 +788,8 @@ def test_disk_full_at_finalize_is_a_507_leaving_nothing(make_service: Any, small
     begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
                         (bundle / METADATA).read_bytes(), headers=auth)
     assert begin.status == 201, begin
-    bid = json.loads(begin.body)["id"]
-    put = raw_request(svc.admin_port, "PUT", f"/admin/v1/intake/uploads/{bid}?offset=0", payload,
-                      headers={"Authorization": f"Bearer {TOKEN}"})
+    bid, chunk = json.loads(begin.body)["id"], json.loads(begin.body)["chunk_bytes"]
+    put = put_chunks(svc.admin_port, bid, payload, chunk)
     assert put.status == 200, put
     assert post_json(svc.passenger_port, "/api/v1/orders", order()).status == 201
     # The hangar's disk fills up (something else wrote), leaving 3 MiB: the journal's share.
@@ -817,12 +832,11 @@ def test_disk_full_during_upload_is_a_507_and_a_push_resumes(make_service: Any, 
     begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
                         (bundle / METADATA).read_bytes(), headers=auth)
     assert begin.status == 201, begin
-    bid = json.loads(begin.body)["id"]
+    bid, chunk = json.loads(begin.body)["id"], json.loads(begin.body)["chunk_bytes"]
     # Something else fills the hangar's disk after the upload was admitted, leaving 3 MiB.
     filler = small_tmpfs / "filler"
     fill(filler, leave=3 * MIB)
-    put = raw_request(svc.admin_port, "PUT", f"/admin/v1/intake/uploads/{bid}?offset=0", payload,
-                      headers={"Authorization": f"Bearer {TOKEN}"})
+    put = put_chunks(svc.admin_port, bid, payload, chunk)
     orders_after = [post_json(svc.passenger_port, "/api/v1/orders", order()).status for _ in range(3)]
     filler.unlink()  # space freed: the push resumes from the durable offset
     try:
