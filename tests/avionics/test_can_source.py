@@ -595,6 +595,7 @@ def _stop(proc: subprocess.Popen[str] | None) -> None:
         proc.wait(5)
 
 
+@pytest.mark.system
 def test_simulator_to_reader_across_processes_over_udp_multicast(
         netns: str, flight_path: Path, tmp_path: Path) -> None:
     script = tmp_path / "receiver.py"

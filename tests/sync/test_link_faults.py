@@ -37,7 +37,7 @@ from .faultrun import (
 from .helpers import Journal
 from .netns import NetPair, netns_unavailable
 
-pytestmark = [pytest.mark.e2e,
+pytestmark = [pytest.mark.e2e, pytest.mark.system,
               pytest.mark.skipif(netns_unavailable() is not None, reason=netns_unavailable() or "")]
 
 PORT = 8443

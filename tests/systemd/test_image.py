@@ -25,6 +25,7 @@ ROOTFS = os.environ.get("APPLIANCE_TEST_IMAGE", "")
 DISK = os.environ.get("APPLIANCE_TEST_DISK", "")
 
 pytestmark = [
+    pytest.mark.system,
     pytest.mark.image,
     pytest.mark.skipif(not ROOTFS, reason="make test-image (APPLIANCE_TEST_IMAGE=ROOTFS) only"),
     pytest.mark.skipif(unavailable() is not None, reason=f"nspawn: {unavailable()}"),

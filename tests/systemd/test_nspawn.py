@@ -42,7 +42,7 @@ port = 8081
 enabled = false
 """
 
-pytestmark = [pytest.mark.systemd,
+pytestmark = [pytest.mark.systemd, pytest.mark.system,
               pytest.mark.skipif(unavailable() is not None, reason=f"nspawn: {unavailable()}")]
 
 
