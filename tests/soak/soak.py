@@ -56,6 +56,8 @@ REPO = Path(__file__).resolve().parents[2]
 RECORDING = REPO / "var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl"
 TAKEOFF = "06:59:2"  # the recording's truth: take-off 06:59:17-21, landing 07:58:43-47 UTC
 MENU = ("COFFEE", "TEA", "WATER")
+#: The hostile client's addresses (127.0.200.x): its lockouts must not hit the phones or the monitor.
+HOSTILE = "127.0.200.3"
 
 
 @dataclass
@@ -120,6 +122,7 @@ def hostile(svc: HostileService, until: float, tally: Tally) -> None:
     p, a = svc.passenger_port, svc.admin_port
     nan_order = b'{"idempotency_key":"hostile-nan-1","seat":"1A","items":[{"sku":"TEA","qty":NaN}]}'
     surrogate = b'{"user":"\\ud800","password":"x"}'
+    big_array = b"[" + b"{}," * ((8 << 20) // 3) + b"{}]"
 
     def flood() -> None:
         for n in range(200):
@@ -149,18 +152,21 @@ def hostile(svc: HostileService, until: float, tally: Tally) -> None:
             slow.close()
 
     attacks = {
-        "8MiB_array": lambda: raw_request(p, "POST", "/api/v1/orders",
-                                          b"[" + b"{}," * ((8 << 20) // 3) + b"{}]", timeout=30),
+        "8MiB_array": lambda: raw_request(p, "POST", "/api/v1/orders", big_array, source=HOSTILE,
+                                          timeout=30),
         "100MiB_login": lambda: raw_request(a, "POST", "/admin/v1/login",
-                                            repeated(100 << 20, b"a"), chunked=True, timeout=60),
-        "nan": lambda: raw_request(p, "POST", "/api/v1/orders", nan_order, timeout=10),
-        "surrogate": lambda: raw_request(a, "POST", "/admin/v1/login", surrogate, timeout=10),
+                                            repeated(100 << 20, b"a"), chunked=True,
+                                            source=HOSTILE, timeout=60),
+        "nan": lambda: raw_request(p, "POST", "/api/v1/orders", nan_order, source=HOSTILE,
+                                   timeout=10),
+        "surrogate": lambda: raw_request(a, "POST", "/admin/v1/login", surrogate, source=HOSTILE,
+                                         timeout=10),
         "parallel_logins": parallel_logins,
         "flood": flood,
         "unknown_sku": lambda: raw_request(
             p, "POST", "/api/v1/orders",
             b'{"idempotency_key":"hostile-sku-1","seat":"2B","items":[{"sku":"CAVIAR","qty":1}]}',
-            timeout=10),
+            source=HOSTILE, timeout=10),
         "slow_headers": slow_headers,
     }
     while time.monotonic() < until:
@@ -216,7 +222,10 @@ def main() -> int:
             await asyncio.sleep(10)
             if svc.alive():
                 peak_rss = max(peak_rss, svc.peak_rss_mib())
-            m = svc.admin("/admin/v1/status")["mode"] if svc.alive() else "DEAD"
+            try:
+                m = svc.admin("/admin/v1/status")["mode"] if svc.alive() else "DEAD"
+            except OSError as e:  # urllib's HTTPError is an OSError
+                m = f"status: {e}"[:40]
             print(f"  t={time.monotonic() - t0:5.0f} s  mode {m:7}  requests {tally.requests}  "
                   f"acked orders {len(tally.acked)}  attacks {sum(tally.attacks.values())}  "
                   f"peak RSS {peak_rss:.0f} MiB", flush=True)
