@@ -30,6 +30,7 @@ import random
 import resource
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -202,11 +203,21 @@ def main() -> int:
     traj = load(RECORDING)
     speed = (traj.end - traj.start) / (soak_s * 0.85)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    svc = HostileService(work, serial=True, nofile=LIMIT_NOFILE,
+    svc = HostileService(work, serial=True, nofile=LIMIT_NOFILE, card_speed=speed,
                          extra_config="log_level = \"WARNING\"\n")
     svc.start()
-    pid = svc.pid
     card = start_card(RECORDING, svc.card_link, speed)
+    try:
+        return soak(args, svc, card, soak_s, speed, work)
+    finally:  # whatever happened: no service or simulator left behind
+        card.kill()
+        svc.close()
+
+
+def soak(args: argparse.Namespace, svc: HostileService, card: subprocess.Popen[bytes],
+         soak_s: float, speed: float, work: Path) -> int:
+    """Run the phones and the hostile client for ``soak_s``, then judge (see the module doc)."""
+    pid = svc.pid
     tally = Tally()
     t0 = time.monotonic()
     until = t0 + soak_s
