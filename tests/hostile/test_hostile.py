@@ -754,6 +754,29 @@ def _dir_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
+def begin_big_upload(make_service: Any, small_tmpfs: Path, tmp_path: Path,
+                     ) -> tuple[HostileService, Path, bytes, str, int]:
+    """The service with its data on ``small_tmpfs`` and an admitted 5 MiB content upload.
+
+    A 10 MiB book that compresses about 2:1 (not a decompression bomb). Returns the service, the
+    bundle folder, its payload, the upload id and the service's chunk size.
+    """
+    from appliance.intake.bundle import METADATA, PAYLOAD
+    from tests.intake.helpers import KEYS, make_bundle, pub_hex
+
+    bundle = make_bundle(tmp_path / "hangar", 1, {"big-book": os.urandom(5 * MIB).hex()}, KEYS[:2])
+    keys = ", ".join(f'"{pub_hex(k)}"' for k in KEYS[:3])
+    svc: HostileService = make_service(
+        f"[intake]\nfree_margin_bytes = 0\n[intake.roles.content]\nkeys = [{keys}]\nthreshold = 2\n",
+        watchdog_usec=None, env={"APPLIANCE_DATA_DIR": str(small_tmpfs / "data")})
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
+                        (bundle / METADATA).read_bytes(), headers=auth)
+    assert begin.status == 201, begin
+    answer = json.loads(begin.body)
+    return svc, bundle, (bundle / PAYLOAD).read_bytes(), answer["id"], answer["chunk_bytes"]
+
+
 def put_chunks(port: int, bid: str, payload: bytes, chunk: int) -> Answer:
     """PUT ``payload`` in pieces of the intake's ``chunk`` size, as the hangar push does.
 
@@ -773,22 +796,8 @@ def put_chunks(port: int, bid: str, payload: bytes, chunk: int) -> Answer:
 @pytest.mark.parametrize("small_tmpfs", ["48m"], indirect=True)
 def test_disk_full_at_finalize_is_a_507_leaving_nothing(make_service: Any, small_tmpfs: Path,
                                                         tmp_path: Path) -> None:
-    from appliance.intake.bundle import METADATA, PAYLOAD
-    from tests.intake.helpers import KEYS, make_bundle, pub_hex
-
-    # A 10 MiB book that compresses about 2:1 (not a decompression bomb): 5 MiB to upload.
-    bundle = make_bundle(tmp_path / "hangar", 1, {"big-book": os.urandom(5 * MIB).hex()}, KEYS[:2])
-    payload = (bundle / PAYLOAD).read_bytes()
-    keys = ", ".join(f'"{pub_hex(k)}"' for k in KEYS[:3])
+    svc, _bundle, payload, bid, chunk = begin_big_upload(make_service, small_tmpfs, tmp_path)
     data = small_tmpfs / "data"
-    svc: HostileService = make_service(
-        f"[intake]\nfree_margin_bytes = 0\n[intake.roles.content]\nkeys = [{keys}]\nthreshold = 2\n",
-        watchdog_usec=None, env={"APPLIANCE_DATA_DIR": str(data)})
-    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
-                        (bundle / METADATA).read_bytes(), headers=auth)
-    assert begin.status == 201, begin
-    bid, chunk = json.loads(begin.body)["id"], json.loads(begin.body)["chunk_bytes"]
     put = put_chunks(svc.admin_port, bid, payload, chunk)
     assert put.status == 200, put
     assert post_json(svc.passenger_port, "/api/v1/orders", order()).status == 201
@@ -817,22 +826,9 @@ def test_disk_full_at_finalize_is_a_507_leaving_nothing(make_service: Any, small
 @pytest.mark.parametrize("small_tmpfs", ["48m"], indirect=True)
 def test_disk_full_during_upload_is_a_507_and_a_push_resumes(make_service: Any, small_tmpfs: Path,
                                                              tmp_path: Path) -> None:
-    from appliance.intake.bundle import METADATA, PAYLOAD
     from appliance.intake.hangar import push
-    from tests.intake.helpers import KEYS, make_bundle, pub_hex
 
-    bundle = make_bundle(tmp_path / "hangar", 1, {"big-book": os.urandom(5 * MIB).hex()}, KEYS[:2])
-    payload = (bundle / PAYLOAD).read_bytes()
-    keys = ", ".join(f'"{pub_hex(k)}"' for k in KEYS[:3])
-    data = small_tmpfs / "data"
-    svc: HostileService = make_service(
-        f"[intake]\nfree_margin_bytes = 0\n[intake.roles.content]\nkeys = [{keys}]\nthreshold = 2\n",
-        watchdog_usec=None, env={"APPLIANCE_DATA_DIR": str(data)})
-    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    begin = raw_request(svc.admin_port, "POST", "/admin/v1/intake/uploads",
-                        (bundle / METADATA).read_bytes(), headers=auth)
-    assert begin.status == 201, begin
-    bid, chunk = json.loads(begin.body)["id"], json.loads(begin.body)["chunk_bytes"]
+    svc, bundle, payload, bid, chunk = begin_big_upload(make_service, small_tmpfs, tmp_path)
     # Something else fills the hangar's disk after the upload was admitted, leaving 3 MiB.
     filler = small_tmpfs / "filler"
     fill(filler, leave=3 * MIB)
