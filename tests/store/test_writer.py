@@ -63,16 +63,18 @@ def test_group_commit_and_isolated_failures(db: Path) -> None:
         w.submit(lambda c: None)
 
 
+def deferred_violation(c: Connection) -> None:
+    """A write whose foreign-key violation is only found at COMMIT (the commit fails)."""
+    c.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+    c.execute(text("CREATE TABLE IF NOT EXISTS p(id INTEGER PRIMARY KEY)"))
+    c.execute(text("CREATE TABLE IF NOT EXISTS ch(pid INTEGER REFERENCES p(id)"
+                   " DEFERRABLE INITIALLY DEFERRED)"))
+    c.execute(text("INSERT INTO ch VALUES (42)"))
+
+
 def test_failed_commit_fails_every_caller(db: Path) -> None:
     w = Writer(make_engine(db))
     w.start()
-
-    def deferred_violation(c: Connection) -> None:
-        c.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-        c.execute(text("CREATE TABLE IF NOT EXISTS p(id INTEGER PRIMARY KEY)"))
-        c.execute(text("CREATE TABLE IF NOT EXISTS ch(pid INTEGER REFERENCES p(id)"
-                       " DEFERRABLE INITIALLY DEFERRED)"))
-        c.execute(text("INSERT INTO ch VALUES (42)"))
 
     with pytest.raises(StoreError):
         w.submit(deferred_violation).result(5)
@@ -85,13 +87,6 @@ def test_health_follows_the_latest_group_not_a_sticky_flag(db: Path) -> None:
     w = Writer(make_engine(db), stall_s=0.1)
     assert w.health() == (True, "")
     w.start()
-
-    def deferred_violation(c: Connection) -> None:
-        c.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-        c.execute(text("CREATE TABLE IF NOT EXISTS p(id INTEGER PRIMARY KEY)"))
-        c.execute(text("CREATE TABLE IF NOT EXISTS ch(pid INTEGER REFERENCES p(id)"
-                       " DEFERRABLE INITIALLY DEFERRED)"))
-        c.execute(text("INSERT INTO ch VALUES (42)"))
 
     with pytest.raises(StoreError):
         w.submit(deferred_violation).result(5)
