@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     from .intake.hangar import add_parser as add_hangar_parser
 
     add_hangar_parser(sub)
+    from .intake.updater import add_parser as add_updater_parser
+
+    add_updater_parser(sub)
     args = ap.parse_args(argv)
     with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file (tests)
         faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS) still leaves a traceback on stderr

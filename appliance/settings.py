@@ -300,7 +300,10 @@ class IntakeSettings(_Section):
     (30 s). ``quiet``:
     content activation waits (up to ``quiet_wait_s``) until nobody is playing (``no_playback``)
     or does not wait (``none``). ``health_bound_s``: a new software slot must reach READY and
-    pass its health check within that many seconds or it is rolled back.
+    pass its health check within that many seconds or the privileged updater rolls it back.
+    ``software_root``: the A/B software slots (``slots/a``, ``slots/b``, ``current``; the
+    software partition in the image), read by the service, written only by the updater
+    (:mod:`appliance.intake.updater`).
     """
 
     enabled: bool = True
@@ -314,6 +317,7 @@ class IntakeSettings(_Section):
     quiet: Literal["none", "no_playback"] = "no_playback"
     quiet_wait_s: float = Field(300.0, ge=0)
     health_bound_s: float = Field(60.0, gt=0)
+    software_root: Path = Path("/opt/appliance")
 
 
 class PortLimits(_Section):

@@ -10,6 +10,9 @@ sd=$REPO/systemd
 
 # --- the service's files (the unit and its companions live in /usr: the root is read-only) ---
 install -Dm644 "$sd/appliance.service" "$root/usr/lib/systemd/system/appliance.service"
+for u in appliance-update.path appliance-update.service appliance-update-check.service; do
+  install -Dm644 "$sd/$u" "$root/usr/lib/systemd/system/$u"
+done
 install -Dm644 "$sd/appliance.sysusers" "$root/usr/lib/sysusers.d/appliance.conf"
 install -Dm644 "$sd/appliance.tmpfiles" "$root/usr/lib/tmpfiles.d/appliance.conf"
 install -Dm644 "$sd/60-avionics-card.rules" "$root/usr/lib/udev/rules.d/60-avionics-card.rules"
@@ -21,21 +24,29 @@ install -Dm644 "$sd/README.md" "$root/usr/share/doc/appliance/systemd.md"
 chroot "$root" systemd-sysusers
 
 # --- software slot A: a virtualenv from the wheels; slot B empty until the first update ---
+# The privileged updater runs from its own virtualenv on the read-only root
+# (/usr/lib/appliance/updater), the image's version: a broken slot cannot break it.
 mkdir -p "$root/opt/appliance/slots/a" "$root/opt/appliance/slots/b" "$root/tmp/wheels"
 cp "$WHEELS"/*.whl "$root/tmp/wheels/"
-chroot "$root" python3 -m venv /opt/appliance/slots/a
-chroot "$root" /opt/appliance/slots/a/bin/pip install --quiet --no-index --no-cache-dir \
-  --disable-pip-version-check --find-links /tmp/wheels appliance
+for venv in /opt/appliance/slots/a /usr/lib/appliance/updater; do
+  chroot "$root" python3 -m venv "$venv"
+  chroot "$root" "$venv/bin/pip" install --quiet --no-index --no-cache-dir \
+    --disable-pip-version-check --find-links /tmp/wheels appliance
+done
 rm -rf "$root/tmp/wheels"
 version=$(chroot "$root" /opt/appliance/slots/a/bin/python -c \
   'import importlib.metadata as m; print(m.version("appliance"))')
-printf 'appliance %s\nbuilt %s\n' "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  > "$root/opt/appliance/slots/a/SLOT"
+built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+printf 'appliance %s\nbuilt %s\n' "$version" "$built" > "$root/opt/appliance/slots/a/SLOT"
+# What the updater and BITE read: bundle version 0 (the factory install; any signed bundle is above).
+printf '{"bundle_id": "", "installed_at": 0, "keyids": [], "name": "factory", "package_version": "%s", "version": 0}\n' \
+  "$version" > "$root/opt/appliance/slots/a/slot.json"
 ln -sfn slots/a "$root/opt/appliance/current"
 chroot "$root" /opt/appliance/current/bin/appliance --help >/dev/null
+chroot "$root" /usr/lib/appliance/updater/bin/appliance updater --help >/dev/null
 
 # --- boot: units, read-only root, no questions asked ---
-systemctl --root="$root" enable appliance.service
+systemctl --root="$root" enable appliance.service appliance-update.path appliance-update-check.service
 systemctl --root="$root" set-default multi-user.target
 # Nobody answers a first-boot wizard on an aircraft; apt timers have no network and no writable /var/lib.
 systemctl --root="$root" mask systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer \
@@ -68,12 +79,14 @@ systemctl --root="$root" enable systemd-networkd.service
 systemctl --root="$root" mask systemd-networkd-wait-online.service
 
 install -Dm644 /dev/stdin "$root/etc/fstab" <<'EOF'
-# The cabin server's partitions (see /usr/share/doc/appliance/README.md). / is not listed: the
+# The cabin server's partitions (see /usr/share/doc/appliance/README.md). The software partition
+# is mounted rw but root-owned: only the privileged updater (appliance-update.service) writes it;
+# the service (User=appliance, ProtectSystem=strict) sees it read-only. / is not listed: the
 # kernel command line mounts it read-only (root=PARTUUID=... ro) and nothing remounts it; /var is
 # a tmpfs (systemd.volatile=state); the data partition is the only one the service writes. In a
 # container (systemd-nspawn) systemd ignores these device entries.
 PARTLABEL=esp             /efi                vfat  ro,umask=0077,noauto,x-systemd.automount  0 2
-PARTLABEL=appliance-sw    /opt/appliance      ext4  ro,nodev,nosuid,noatime                   0 2
+PARTLABEL=appliance-sw    /opt/appliance      ext4  rw,nodev,nosuid,noatime                   0 2
 PARTLABEL=appliance-data  /var/lib/appliance  ext4  rw,nodev,nosuid,noexec,noatime,x-systemd.growfs 0 2
 tmpfs                     /tmp                tmpfs mode=1777,nodev,nosuid,size=256M          0 0
 EOF

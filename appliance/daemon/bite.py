@@ -196,13 +196,24 @@ def content_bite(catalog: Any) -> dict[str, Any]:
 
 
 def slot_bite(slots: Any) -> dict[str, Any]:
-    """BITE of the software slots: which one runs, and its version."""
+    """BITE of the software slots: which one runs, its version, and the last update's outcome.
+
+    Amber while the last update was rolled back, failed or abandoned (the reason says why).
+    """
     current = slots.current()
+    last = slots.last_report()
     if current is None:
         return {"state": "green", "reason": "installed package (no A/B slot activated yet)"}
     info = slots.info(current) or {}
-    return {"state": "green", "reason": f"slot {current}, version {info.get('version', '?')}",
-            "slot": current, "version": info.get("version")}
+    reason = f"slot {current}, version {info.get('version', '?')}"
+    state = "green"
+    if last is not None:
+        reason += f"; last update (v{last.get('version')}) {last.get('result')}"
+        if last.get("result") != "committed":
+            state = "amber"
+            reason += f": {last.get('reason')}"
+    return {"state": state, "reason": reason, "slot": current, "version": info.get("version"),
+            "last_update": last}
 
 
 def sync_bite(st: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,6 @@ nothing: the daemon (:mod:`appliance.daemon.service`) starts what they return, i
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ from ..content.usage import UsageJournal
 from ..intake.activators import SoftwareActivator
 from ..intake.bundle import Trust, Verified
 from ..intake.service import Activator, IntakeConfig, IntakeService
-from ..intake.slots import SoftwareSlots, venv_installer
+from ..intake.slots import SoftwareSlots
 from ..modes.policy import PolicyTable
 from ..settings import Settings
 from ..store.writer import Writer
@@ -140,20 +138,22 @@ def content_activator(store: StoreLike) -> Activator:
 def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reader: Engine,
                  content_store: StoreLike | None, auth: AdminAuth,
                  quiet: Callable[[], str | None] | None = None,
-                 restart: Callable[[], None] | None = None,
                  ) -> tuple[APIRouter, IntakeService]:
     """The hangar intake service and its admin routes.
 
     ``await service.start()`` after the writer started (and after the content store's
-    ``prepare``); subscribe ``service.on_event`` to the flight state. ``restart`` is called after
-    a software activation (default: SIGTERM to this process).
+    ``prepare``), ``await service.stop()`` at the end; subscribe ``service.on_event`` to the
+    flight state. Software activation hands the bundle to the privileged updater (a request file
+    that ``appliance-update.path`` watches); the slots under ``intake.software_root`` are read only.
     """
     cfg = settings.intake
     root = cfg.staging_dir or settings.data_dir / "intake"
     trust = Trust.from_hex({k: (r.keys, r.threshold) for k, r in cfg.roles.items()})
-    slots = SoftwareSlots(root / "software")
-    soft = SoftwareActivator(slots, venv_installer, writer,
-                             restart or (lambda: os.kill(os.getpid(), signal.SIGTERM)))
+    slots = SoftwareSlots(cfg.software_root, root / "software" / "reports")
+    request = root / "software" / "request.json"
+    records: list[IntakeService] = []
+    soft = SoftwareActivator(request, writer,
+                             lambda bid: records[0].records.row(bid).envelope)
     activators: dict[str, Activator] = {"software": soft}
     if content_store is not None:
         activators["content"] = content_activator(content_store)
@@ -163,5 +163,7 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
                      journal_reserve_bytes=cfg.journal_reserve_bytes,
                      idle_timeout_s=cfg.idle_timeout_s),
         trust, writer, reader, lambda: chain.mode, PolicyTable.default(), chain.utc, activators,
-        quiet=(quiet or (lambda: None)) if cfg.quiet != "none" else (lambda: None), slots=slots)
+        quiet=(quiet or (lambda: None)) if cfg.quiet != "none" else (lambda: None), slots=slots,
+        update_request=request)
+    records.append(service)
     return intake_router(service, auth), service

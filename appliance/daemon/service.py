@@ -322,6 +322,7 @@ class Daemon:
                                                   quiet=self.content.quiet)
         stack.callback(self.chain.subscribe(self.intake.on_event))
         await self.intake.start()
+        self._teardown(stack, "intake", self.intake.stop)
         if self.intake.slots is not None:
             self.bite.add("software_slot", functools.partial(slot_bite, self.intake.slots))
         collector = ApplianceCollector(self.chain, self.writer.stats, self.traffic, s.data_dir)

@@ -1,13 +1,17 @@
-"""The intake's software activator: install into the inactive A/B slot, flip, restart.
+"""The intake's software activator: hand the staged bundle to the privileged updater.
 
-The daemon builds them (``appliance.daemon.build``). Software activation installs into the
-inactive A/B slot under ``<staging_dir>/software``, flips ``current`` and calls ``restart``
-(default: SIGTERM to this process, so the supervisor/systemd starts the new slot and judges it).
+The daemon builds it (``appliance.daemon.build``). The service cannot write the software slots
+(``ProtectSystem=strict``, ``User=appliance``): activation writes a request file
+(``<staging_dir>/software/request.json``: bundle id and signed envelope, durable) on the data
+partition, and systemd's path unit ``appliance-update.path`` starts the privileged updater
+(:mod:`.updater`), which re-verifies, installs into the inactive slot, switches, restarts this
+service through systemd and judges the new slot's trial.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,38 +19,37 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from ..store.files import atomic_write, ensure_dir
 from ..store.writer import Writer
 from .bundle import Verified
-from .slots import SlotInstaller, SoftwareSlots
 
 __all__ = ["SoftwareActivator"]
 
 
 class SoftwareActivator:
-    """Install into the inactive slot, put it on trial (flip), record it, then restart."""
+    """Write the updater's request, then commit the activation record."""
 
-    def __init__(self, slots: SoftwareSlots, installer: SlotInstaller, writer: Writer,
-                 restart: Callable[[], None], restart_delay_s: float = 0.5) -> None:
-        """``restart`` is called ``restart_delay_s`` after the flip and the record are durable."""
-        self.slots = slots
-        self.installer = installer
+    def __init__(self, request: Path, writer: Writer,
+                 envelope_of: Callable[[str], Any]) -> None:
+        """``request``: the request file's path; ``envelope_of(bundle_id)``: its stored envelope."""
+        self.request = request
         self.writer = writer
-        self.restart = restart
-        self.restart_delay_s = restart_delay_s
+        self.envelope_of = envelope_of
 
     async def __call__(self, staged: Path, v: Verified,
                        extra: Callable[[Connection, dict[str, Any]], Any]) -> dict[str, Any]:
-        """Build the slot, flip (trial), commit ``extra``; raises with the running slot untouched.
+        """Write the request durably, then commit ``extra``; returns the detail recorded.
 
-        A cut after the flip and before the commit is reconciled at the next start from the
-        slots (they are the authority: ``IntakeService.start`` syncs ``intake_installed``).
+        The request comes first: a cut before the commit leaves an update that the updater still
+        performs (the slots are the authority at the next start), never an activation recorded
+        that nobody performs.
         """
-        info = {"version": v.meta.version, "bundle_id": v.bundle_id, "name": v.meta.name,
-                "keyids": list(v.keyids), "installed_at": time.time()}
-        previous = self.slots.current()
-        slot = await asyncio.to_thread(self.slots.install, staged, info, self.installer)
-        await asyncio.to_thread(self.slots.activate, slot)
-        detail = {"slot": slot, "previous_slot": previous}
+        envelope = await asyncio.to_thread(self.envelope_of, v.bundle_id)
+        body = {"bundle_id": v.bundle_id, "version": v.meta.version, "name": v.meta.name,
+                "envelope": envelope, "requested_at": time.time()}
+        await asyncio.to_thread(ensure_dir, self.request.parent)
+        await asyncio.to_thread(atomic_write, self.request,
+                                json.dumps(body, sort_keys=True).encode(), 0o640)
+        detail = {"handed_to": "updater", "request": str(self.request)}
         await self.writer.run(lambda conn: extra(conn, detail))
-        asyncio.get_running_loop().call_later(self.restart_delay_s, self.restart)
         return detail

@@ -66,12 +66,13 @@ class StagingArea:
         for d in ("uploads", "unpack", "staged"):
             ensure_dir(self.root / d)
 
-    def recover(self, uploads: Iterable[Any]) -> None:
+    def recover(self, uploads: Iterable[Any], keep: str | None = None) -> None:
         """Bring the files back in line with the ``intake_upload`` rows after a cut.
 
         ``unpack/`` is emptied; a receiving upload's part file is truncated to its durable
         ``received`` offset; part files of unknown or finished uploads and staged folders of
-        bundles not ``staged`` are removed.
+        bundles not ``staged`` are removed, but for ``keep`` (the bundle id of a software update
+        handed to the updater and not yet taken: the updater removes it).
         """
         shutil.rmtree(self.root / "unpack", ignore_errors=True)
         ensure_dir(self.root / "unpack")
@@ -85,7 +86,7 @@ class StagingArea:
                     log.info("intake %s: truncated the part file to %d bytes", r.id[:12], r.received)
             elif r.state in ("complete", "staged"):
                 live.add(part.name)
-            if r.state != "staged":
+            if r.state != "staged" and r.id != keep:
                 shutil.rmtree(self.staged(r.id), ignore_errors=True)
         for p in self.uploads.iterdir():
             if p.name not in live:

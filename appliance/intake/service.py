@@ -21,6 +21,8 @@ already received are kept and the client resumes after landing from ``received``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import time
@@ -101,6 +103,10 @@ class IntakeService:
     #: The local wall clock (epoch s) for the security time floor; tests set it.
     wall: Callable[[], float] = time.time
     slots: SoftwareSlots | None = None
+    #: The request file the software activator writes for the privileged updater.
+    update_request: Path | None = None
+    #: How often (s) the updater's trial reports are looked for and journaled.
+    report_poll_s: float = 2.0
     #: Bytes stored by :meth:`write` since start (tests count re-sent bytes with it).
     bytes_stored: int = 0
     records: IntakeRecords = field(init=False)
@@ -125,34 +131,74 @@ class IntakeService:
     async def start(self) -> None:
         """Create the folders; bring every upload back to a consistent state after a cut."""
         await asyncio.to_thread(self.area.prepare)
-        await asyncio.to_thread(lambda: self.area.recover(self.records.uploads()))
+        keep = await asyncio.to_thread(self._pending_request)
+        await asyncio.to_thread(lambda: self.area.recover(self.records.uploads(), keep))
         self._mode_now()
         if self.slots is not None:
-            await asyncio.to_thread(self.slots.prepare)
-            await self.sync_slots()
+            await self.sync_slots(installed=True)
+            task = asyncio.get_running_loop().create_task(self._poll_reports())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def sync_slots(self) -> dict[str, Any] | None:
-        """Journal the last software trial's report; make ``intake_installed`` match ``current``."""
+    async def stop(self) -> None:
+        """Stop the background tasks (report polling, mode journaling)."""
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def _pending_request(self) -> str | None:
+        """The bundle id of the software update request not yet taken by the updater, or None."""
+        if self.update_request is None:
+            return None
+        try:
+            bid = json.loads(self.update_request.read_text()).get("bundle_id")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return bid if isinstance(bid, str) else None
+
+    async def _poll_reports(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_poll_s)
+            try:
+                await self.sync_slots()
+            except Exception:  # logged, retried at the next poll; the service keeps running
+                log.exception("intake: journaling the updater's reports failed")
+
+    async def sync_slots(self, installed: bool = False) -> list[dict[str, Any]]:
+        """Journal the updater's trial reports; returns them.
+
+        With ``installed`` (at start), or after a report, ``intake_installed`` is made to match
+        ``current``.
+        """
         slots = self.slots
         if slots is None:
-            return None
-        report = await asyncio.to_thread(slots.take_report)
+            return []
+        reports = await asyncio.to_thread(slots.take_reports)
+        if not reports and not installed:
+            return []
         current = await asyncio.to_thread(slots.current)
         info = await asyncio.to_thread(slots.info, current)
 
         def write(conn: Connection) -> None:
-            if report is not None:
-                self.records.journal(conn, f"software_{report.get('result')}",
-                                     f"intake: software trial {report.get('result')}: {report}",
-                                     report)
+            for report in reports:
+                result = report.get("result")
+                self.records.journal(
+                    conn, f"software_{result}",
+                    f"intake: software update to v{report.get('version')} {result}"
+                    + (f": {report['reason']}" if report.get("reason") else "")
+                    + f" (running slot {current})", report)
             if info is not None:
                 self.records.install(conn, "software", {
-                    "version": info["version"], "bundle_id": info["bundle_id"],
-                    "name": info["name"], "keyids": info["keyids"],
-                    "installed_at": info["installed_at"], "detail": {"slot": current}})
-        if report is not None or info is not None:
+                    "version": info.get("version", 0), "bundle_id": info.get("bundle_id", ""),
+                    "name": info.get("name", ""), "keyids": info.get("keyids", []),
+                    "installed_at": info.get("installed_at", 0.0), "detail": {"slot": current}})
+        if reports or info is not None:
             await self.writer.run(write)
-        return report
+        if reports:
+            await asyncio.to_thread(slots.keep_last, reports[-1])
+        return reports
 
     def on_event(self, ev: Event) -> None:
         """Chain listener: a ModeChanged pauses (FLIGHT) or resumes (ground) uploads."""
@@ -456,7 +502,8 @@ class IntakeService:
             except BundleRefused as e:
                 await self._fail(bid, "refused", str(e))
                 raise
-            await asyncio.to_thread(self.area.drop_staged, bid)
+            if not software:  # a software bundle's files are the updater's to take and remove
+                await asyncio.to_thread(self.area.drop_staged, bid)
             return (await self.get_installed()).get(r.kind, {})
 
     async def _wait_quiet(self, bid: str) -> None:

@@ -1,44 +1,43 @@
-"""Software A/B slots and the supervisor that restarts into the new slot or rolls back.
+"""Software A/B slots: install into the inactive slot, flip ``current``, trial marker, reports.
 
-Layout under ``root`` (``<staging_dir>/software``)::
+Layout under ``root`` (the software partition, ``/opt/appliance`` in the image; written only by the
+privileged updater, :mod:`.updater`)::
 
     slots/a/, slots/b/     two slot directories (a virtualenv each; ``slot.json`` says what it holds)
     current -> slots/a     the active slot: a relative symlink, replaced atomically (rename + fsync)
     trial.json             present while a newly activated slot is on trial: {"new", "old", ...}
-    report.json            the outcome of the last trial, until the intake service journals it
+
+and under ``reports`` (``<staging_dir>/software/reports`` on the data partition) one JSON file per
+trial outcome (``committed``, ``rolled_back``, ``abandoned``, ``failed``), until the intake service
+journals it (:meth:`SoftwareSlots.take_reports`).
 
 Install (:meth:`SoftwareSlots.install`): the inactive slot is rebuilt in ``slots/.new-X``, then
 renamed over ``slots/X`` (fsync), so a slot is whole or absent. Activation
 (:meth:`SoftwareSlots.activate`): write ``trial.json`` durably, then flip ``current``; a cut
-between the two leaves the old slot current and a stale trial that :meth:`Supervisor.boot`
-clears. The :class:`Supervisor` (the process manager around the service: in production the
-``appliance-supervisor`` role is played by this class run from the image's boot script) starts
-the current slot's command with ``NOTIFY_SOCKET`` set; on trial, the slot must send ``READY=1``
-and pass ``health()`` within ``bound_s`` seconds, else ``current`` flips back, the old slot is
-started again and the report says ``rolled_back`` with the reason.
+between the two leaves the old slot current and a stale trial that the updater's boot check
+clears (``abandoned``); a cut after the flip leaves the new slot current with the trial pending,
+which the boot check rolls back (``rolled_back``, "trial interrupted").
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntakeError
 from ..store.files import atomic_write, ensure_dir, fsync_dir
 
-__all__ = ["SlotInstaller", "SoftwareSlots", "Supervisor", "copy_installer", "venv_installer"]
+__all__ = ["SLOTS", "SlotInstaller", "SoftwareSlots", "copy_installer", "venv_installer"]
 
 log = logging.getLogger(__name__)
 SlotInstaller = Callable[[Path, Path], None]
@@ -72,18 +71,21 @@ def venv_installer(staged: Path, slot: Path) -> None:
 class SoftwareSlots:
     """The two slots and the ``current`` link."""
 
-    def __init__(self, root: Path) -> None:
-        """Keep slots under ``root`` (created by :meth:`prepare`)."""
+    def __init__(self, root: Path, reports: Path | None = None) -> None:
+        """Keep slots under ``root`` (created by :meth:`prepare`), reports in ``reports``.
+
+        ``reports`` defaults to ``root/reports``.
+        """
         self.root = root
         self.slots = root / "slots"
         self.link = root / "current"
         self.trial_path = root / "trial.json"
-        self.report_path = root / "report.json"
+        self.reports = reports if reports is not None else root / "reports"
 
     def prepare(self) -> None:
         """Create the folders durably; remove half-built slots left by a cut."""
         ensure_dir(self.slots)
-        for d in self.slots.glob(".new-*"):
+        for d in [*self.slots.glob(".new-*"), *self.slots.glob(".in-*")]:
             shutil.rmtree(d, ignore_errors=True)
 
     def current(self) -> str | None:
@@ -156,123 +158,58 @@ class SoftwareSlots:
             return None
 
     def end_trial(self, report: dict[str, Any]) -> None:
-        """Record the trial's outcome (``report.json``) and remove ``trial.json``, durably."""
-        atomic_write(self.report_path, json.dumps(report, sort_keys=True).encode())
+        """Record the trial's outcome (:meth:`add_report`), then remove ``trial.json``, durably."""
+        self.add_report(report)
         with contextlib.suppress(FileNotFoundError):
             self.trial_path.unlink()
         fsync_dir(self.root)
 
-    def take_report(self) -> dict[str, Any] | None:
-        """The last trial's report, removed once read (the caller journals it); None if none."""
+    def add_report(self, report: dict[str, Any], owner: tuple[int, int] | None = None) -> Path:
+        """Write ``report`` (with ``at``, epoch s) as a new file in :attr:`reports`, durably.
+
+        ``owner`` (uid, gid): chown the file, so the unprivileged service can read and remove it.
+        """
+        ensure_dir(self.reports)
+        report = {"at": time.time(), **report}
+        path = self.reports / f"{time.time_ns():020d}-{report.get('result', 'report')}.json"
+        atomic_write(path, json.dumps(report, sort_keys=True).encode())
+        if owner is not None:
+            os.chown(path, *owner)
+        return path
+
+    def take_reports(self) -> list[dict[str, Any]]:
+        """The trial reports not yet taken, oldest first, each removed once read.
+
+        The caller journals them; unreadable files are removed with a warning.
+        """
+        out: list[dict[str, Any]] = []
         try:
-            data: dict[str, Any] = json.loads(self.report_path.read_text())
+            files = sorted(self.reports.glob("*.json"))
+        except OSError:
+            return out
+        for f in files:
+            try:
+                out.append(json.loads(f.read_text()))
+            except (OSError, ValueError) as e:
+                log.warning("software report %s unreadable: %s", f.name, e)
+            f.unlink(missing_ok=True)
+        if files:
+            fsync_dir(self.reports)
+        return out
+
+    @property
+    def last_path(self) -> Path:
+        """The newest trial report journaled (beside :attr:`reports`; written by the service)."""
+        return self.reports.parent / "last.json"
+
+    def keep_last(self, report: dict[str, Any]) -> None:
+        """Keep ``report`` as the newest outcome (for BITE), durably."""
+        atomic_write(self.last_path, json.dumps(report, sort_keys=True).encode())
+
+    def last_report(self) -> dict[str, Any] | None:
+        """The newest trial outcome journaled, or None."""
+        try:
+            data: dict[str, Any] = json.loads(self.last_path.read_text())
+            return data
         except (OSError, ValueError):
             return None
-        self.report_path.unlink()
-        fsync_dir(self.root)
-        return data
-
-
-class Supervisor:
-    """Run the current slot; on trial, roll back unless it is READY and healthy within the bound.
-
-    ``command(slot_dir)`` is the argv that starts the service of a slot; ``health()`` returns True
-    when the running service answers its health check. Both are called with ``NOTIFY_SOCKET`` set
-    for the child (sd_notify protocol: a datagram ``READY=1``).
-    """
-
-    def __init__(self, slots: SoftwareSlots, command: Callable[[Path], list[str]],
-                 health: Callable[[], Awaitable[bool]], bound_s: float = 60.0,
-                 env: dict[str, str] | None = None) -> None:
-        """Supervise ``slots``; ``bound_s`` is the trial's time limit (s)."""
-        self.slots = slots
-        self.command = command
-        self.health = health
-        self.bound_s = bound_s
-        self.env = env or {}
-        self.proc: asyncio.subprocess.Process | None = None
-        self._sock_dir = Path(tempfile.mkdtemp(prefix="slot-notify."))
-
-    async def boot(self) -> dict[str, Any] | None:
-        """Start the current slot; if it is on trial, judge it (and roll back if needed).
-
-        Returns the trial report, or None when no trial was pending.
-        """
-        trial = self.slots.trial()
-        current = self.slots.current()
-        if trial is not None and trial.get("new") != current:
-            self.slots.end_trial({"result": "abandoned", "new": trial.get("new"),
-                                  "old": trial.get("old"), "reason": "cut before the flip"})
-            trial = None
-        if current is None:
-            raise IntakeError("no software slot is active")
-        ok, reason = await self._start(current)
-        if trial is None:
-            return None
-        if ok:
-            report = {"result": "committed", "new": current, "old": trial.get("old")}
-            self.slots.end_trial(report)
-            return report
-        old = trial.get("old")
-        log.error("software slot %s failed its trial (%s): rolling back to %s", current, reason, old)
-        await self.stop()
-        report = {"result": "rolled_back", "new": current, "old": old, "reason": reason}
-        if old in SLOTS:
-            self.slots.flip(str(old))
-            ok_old, why = await self._start(str(old))
-            report["old_ready"] = ok_old
-            if not ok_old:
-                report["old_reason"] = why
-        self.slots.end_trial(report)
-        return report
-
-    async def switch(self) -> dict[str, Any] | None:
-        """After :meth:`SoftwareSlots.activate`: stop the running slot, then :meth:`boot`."""
-        await self.stop()
-        return await self.boot()
-
-    async def _start(self, slot: str) -> tuple[bool, str]:
-        """Start ``slot``; (True, "") once READY and healthy within the bound, else (False, why)."""
-        path = self._sock_dir / f"notify-{slot}-{time.monotonic_ns()}"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(path))
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.bound_s
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.command(self.slots.slots / slot),
-                env={**os.environ, **self.env, "NOTIFY_SOCKET": str(path)},
-                stdin=subprocess.DEVNULL)
-            ready = False
-            while loop.time() < deadline:
-                if self.proc.returncode is not None:
-                    return False, f"exited with status {self.proc.returncode} before passing"
-                with contextlib.suppress(BlockingIOError):
-                    while True:
-                        if b"READY=1" in sock.recv(4096).split(b"\n"):
-                            ready = True
-                if ready and await self.health():
-                    return True, ""
-                await asyncio.sleep(0.1)
-            return False, ("READY=1 but the health check failed" if ready
-                           else "no READY=1") + f" within {self.bound_s:g} s"
-        finally:
-            sock.close()
-            path.unlink(missing_ok=True)
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Stop the running slot (SIGTERM, then SIGKILL after ``timeout`` s)."""
-        p, self.proc = self.proc, None
-        if p is None or p.returncode is not None:
-            return
-        p.terminate()
-        try:
-            await asyncio.wait_for(p.wait(), timeout)
-        except TimeoutError:
-            p.kill()
-            await p.wait()
-
-    def close(self) -> None:
-        """Remove the notify socket directory."""
-        shutil.rmtree(self._sock_dir, ignore_errors=True)

@@ -1,117 +1,148 @@
-"""Software A/B slots: a new slot that fails its health check is rolled back; the old one serves."""
+"""Software A/B slots: the service only asks, the updater checks what it takes, a cut trial rolls back.
+
+The service writes a request file; the updater re-verifies it; the reports are journaled and queued.
+
+The whole path (install with the real wheels, switch, restart through systemd, trial, rollback,
+power cuts) runs in the image under systemd-nspawn: tests/systemd/test_update.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
+
+import pytest
 
 from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA
 from appliance.intake.service import IntakeService
-from appliance.intake.slots import SoftwareSlots, Supervisor, copy_installer
+from appliance.intake.slots import SoftwareSlots, copy_installer
+from appliance.intake.updater import Systemctl, UpdaterPaths, apply, boot_check
+from appliance.settings import Settings
 
-from .helpers import KEYS, World, make_bundle
-
-#: A fake service: says READY=1 over $NOTIFY_SOCKET, then reports its slot's health in a file.
-SERVICE = """
-import os, socket, sys, time, pathlib
-slot = pathlib.Path(__file__).parent
-pathlib.Path(sys.argv[1]).write_text(slot.name + " " + (slot / "health.txt").read_text())
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
-time.sleep(60)
-"""
+from .helpers import KEYS, World, make_bundle, pub_hex
 
 
-def software_world(tmp: Path) -> tuple[World, SoftwareSlots, list[str]]:
+def software_world(tmp: Path) -> tuple[World, SoftwareSlots, UpdaterPaths]:
     w = World(tmp)
-    slots = SoftwareSlots(tmp / "intake" / "software")
-    restarts: list[str] = []
-    act = SoftwareActivator(slots, copy_installer, w.writer, lambda: restarts.append("restart"),
-                            restart_delay_s=0)
+    paths = UpdaterPaths(tmp / "opt", tmp / "intake")
+    slots = paths.slots()
+    act = SoftwareActivator(paths.request, w.writer,
+                            lambda bid: w.service.records.row(bid).envelope)
     w.service = IntakeService(w.service.cfg, w.service.trust, w.writer, w.reader, lambda: w.mode,
                               w.service.policy, lambda: w.utc, {"software": act},
-                              free_space=lambda p: 1 << 40, slots=slots)
-    return w, slots, restarts
+                              free_space=lambda p: 1 << 40, slots=slots,
+                              update_request=paths.request)
+    return w, slots, paths
 
 
-def test_failed_health_rolls_back_to_the_old_slot(tmp_path: Path) -> None:
-    w, slots, restarts = software_world(tmp_path)
-    health_file = tmp_path / "running"
+def settings_for(tmp: Path) -> Settings:
+    return Settings(data_dir=tmp, intake={"software_root": tmp / "opt", "staging_dir": tmp / "intake",
+                                          "roles": {"software": {"keys": [pub_hex(KEYS[0])]}}})
 
-    async def health() -> bool:
-        try:
-            return health_file.read_text().split()[1] == "ok"
-        except (OSError, IndexError):
-            return False
 
-    sup = Supervisor(slots, lambda slot: [sys.executable, str(slot / "service.py"), str(health_file)],
-                     health, bound_s=3.0)
+class NoSystemd(Systemctl):
+    """The refusals below end before any restart: a call to systemctl is a test failure."""
+
+    def show(self, unit: str) -> dict[str, str]:
+        raise AssertionError("systemctl show called")
+
+    def restart(self, unit: str) -> None:
+        raise AssertionError("systemctl restart called")
+
+
+def test_activation_only_asks_the_updater(tmp_path: Path) -> None:
+    w, _slots, paths = software_world(tmp_path)
 
     async def scenario() -> None:
-        await w.push(make_bundle(tmp_path, 1, {"service.py": SERVICE, "health.txt": "ok"}, KEYS[:1],
-                                 kind="software"))
-        await asyncio.sleep(0.01)  # the restart is scheduled after the durable record
-        assert slots.current() == "a" and restarts == ["restart"]
-        first = await sup.switch()  # the restart into slot a (first install: on trial, passes)
-        assert first is not None and first["result"] == "committed"
-        assert health_file.read_text() == "a ok"
-        await w.service.sync_slots()
-        assert w.service.installed()["software"]["version"] == 1
-        # Version 2 is broken: READY=1 but its health check fails.
-        await w.push(make_bundle(tmp_path, 2, {"service.py": SERVICE, "health.txt": "broken"},
+        await w.push(make_bundle(tmp_path, 2, {"appliance-0.2.0-py3-none-any.whl": "wheel"},
                                  KEYS[:1], kind="software"))
-        assert slots.current() == "b"
-        report = await sup.switch()
-        assert report is not None and report["result"] == "rolled_back", report
-        assert "health check failed" in report["reason"] and report["old_ready"] is True
-        assert slots.current() == "a" and slots.trial() is None
-        assert health_file.read_text() == "a ok"  # the old slot serves again
-        assert sup.proc is not None and sup.proc.returncode is None
-        await w.service.sync_slots()  # as at the next start of the service: journal + record
-        assert w.service.installed()["software"]["version"] == 1
-        await sup.stop()
-
     try:
         asyncio.run(scenario())
+        req = json.loads(paths.request.read_text())
+        assert req["version"] == 2 and req["envelope"]["signatures"]
+        assert (paths.staged(req["bundle_id"]) / "appliance-0.2.0-py3-none-any.whl").exists()
+        assert not (tmp_path / "opt").exists()  # the service never touched the slots
         actions = [r["data"]["action"] for r in w.journal()]
-        assert "software_rolled_back" in actions and "software_committed" in actions
-        assert json.loads((tmp_path / "b-software-2.bundle" / METADATA).read_text())
+        assert actions[-1] == "activated"
     finally:
-        sup.close()
         w.close()
 
 
-def test_slot_that_never_gets_ready_is_rolled_back(tmp_path: Path) -> None:
-    slots = SoftwareSlots(tmp_path / "sw")
-    slots.prepare()
-    for name, script in (("a", "import time, os, socket\ns = socket.socket(socket.AF_UNIX, "
-                          "socket.SOCK_DGRAM)\ns.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
-                          "time.sleep(60)\n"), ("b", "raise SystemExit(3)\n")):
-        src = tmp_path / f"src-{name}"
-        src.mkdir()
-        (src / "service.py").write_text(script)
-        slots.install(src, {"version": 1}, copy_installer) if name == "a" else None
-        if name == "a":
-            slots.flip("a")
-        else:
-            slots.activate(slots.install(src, {"version": 2}, copy_installer))
-
-    async def ok() -> bool:
-        return True
-
-    sup = Supervisor(slots, lambda slot: [sys.executable, str(slot / "service.py")], ok, bound_s=3)
+def test_updater_refuses_a_file_changed_after_staging(tmp_path: Path) -> None:
+    w, slots, paths = software_world(tmp_path)
 
     async def scenario() -> None:
-        report = await sup.boot()
-        assert report is not None and report["result"] == "rolled_back"
-        assert "exited with status 3" in report["reason"]
-        assert slots.current() == "a" and report["old_ready"] is True
-        await sup.stop()
-
+        await w.push(make_bundle(tmp_path, 2, {"appliance-0.2.0-py3-none-any.whl": "wheel"},
+                                 KEYS[:1], kind="software"))
     try:
         asyncio.run(scenario())
+        req = json.loads(paths.request.read_text())
+        # The service's user (or anything with its rights) swaps the wheel after verification.
+        (paths.staged(req["bundle_id"]) / "appliance-0.2.0-py3-none-any.whl").write_text("evil")
+        report = apply(settings_for(tmp_path), paths, NoSystemd(), installer=copy_installer)
+        assert report is not None and report["result"] == "failed"
+        assert "does not match the signed manifest" in report["reason"]
+        assert slots.current() is None and not paths.request.exists()
+        assert not any(slots.slots.glob("*/appliance-0.2.0-py3-none-any.whl"))
+        asyncio.run(w.service.sync_slots())
+        journal = w.journal()
+        assert journal[-1]["data"]["action"] == "software_failed"
+        assert slots.last_report() is not None and slots.last_report()["result"] == "failed"
     finally:
-        sup.close()
+        w.close()
+
+
+@pytest.mark.parametrize("signer", [3, None])
+def test_updater_refuses_a_request_not_signed_by_the_pinned_keys(tmp_path: Path,
+                                                                 signer: int | None) -> None:
+    w, slots, paths = software_world(tmp_path)
+    bundle = make_bundle(tmp_path, 2, {"x.whl": "wheel"}, [KEYS[signer]] if signer else [],
+                         kind="software")
+    env = json.loads((bundle / METADATA).read_text())
+    paths.request.parent.mkdir(parents=True)
+    from appliance.intake.bundle import load_envelope
+    bid = load_envelope(env).bundle_id()
+    paths.request.write_text(json.dumps({"bundle_id": bid, "envelope": env}))
+    try:
+        report = apply(settings_for(tmp_path), paths, NoSystemd(), installer=copy_installer)
+        assert report is not None and report["result"] == "failed"
+        assert ("unknown key" in report["reason"]) if signer else ("below threshold" in report["reason"])
+        assert slots.current() is None
+    finally:
+        w.close()
+
+
+def _two_slots(tmp: Path) -> SoftwareSlots:
+    slots = UpdaterPaths(tmp / "opt", tmp / "intake").slots()
+    slots.prepare()
+    src = tmp / "src"
+    src.mkdir()
+    (src / "bin").mkdir()
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))
+    return slots
+
+
+def test_boot_check_rolls_back_a_trial_cut_by_power_loss(tmp_path: Path) -> None:
+    slots = _two_slots(tmp_path)
+    new = slots.install(tmp_path / "src", {"version": 2}, copy_installer)
+    (slots.slots / ".new-a.half").mkdir()  # a cut during the next install
+    slots.activate(new)  # trial.json, then the flip: the power goes during the trial
+    assert slots.current() == "b"
+    report = boot_check(slots)
+    assert report is not None and report["result"] == "rolled_back"
+    assert "interrupted" in report["reason"]
+    assert slots.current() == "a" and slots.trial() is None
+    assert not list(slots.slots.glob(".new-*"))
+    assert [r["result"] for r in slots.take_reports()] == ["rolled_back"]
+    assert boot_check(slots) is None  # nothing left to settle
+
+
+def test_boot_check_clears_a_trial_cut_before_the_switch(tmp_path: Path) -> None:
+    slots = _two_slots(tmp_path)
+    slots.install(tmp_path / "src", {"version": 2}, copy_installer)
+    slots.trial_path.write_text(json.dumps({"new": "b", "old": "a", "version": 2}))
+    report = boot_check(slots)  # the flip never happened
+    assert report is not None and report["result"] == "abandoned"
+    assert slots.current() == "a" and slots.trial() is None

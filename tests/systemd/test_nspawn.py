@@ -160,6 +160,21 @@ def test_sigkill_is_followed_by_a_restart(box: Container) -> None:
     assert "Main process exited, code=killed, status=9/KILL" in box.journal(UNIT)
 
 
+def test_an_exit_systemd_did_not_ask_for_is_restarted(box: Container) -> None:
+    """Issue 14: the old software activation SIGTERMed its own process, which then exits 0.
+
+    systemd did not ask for that stop, yet ``Restart=on-failure`` ignores a clean exit: the cabin
+    server stayed down until the next power cycle. ``Restart=always`` restarts it (``systemctl
+    stop`` still stops it for good: test_stop_is_clean; exit 78 is still not retried).
+    """
+    before = wait_for("active", lambda: _active(box), 30)
+    box.run("kill", "-TERM", before["MainPID"])  # what the old activator did to itself
+    after = wait_for("a restart after a clean exit", lambda: (st := _active(box)) and
+                     st["MainPID"] != before["MainPID"] and st, 15)
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
+    assert box.http(8080, "/api/v1/flight") is not None
+
+
 def test_a_hung_main_loop_is_caught_by_the_watchdog(box: Container) -> None:
     before = wait_for("active", lambda: _active(box), 30)
     box.run("touch", HANG)

@@ -79,7 +79,7 @@ def test_unit_has_the_promised_settings() -> None:
     text = UNIT.read_text()
     settings = {line.split("=", 1)[0] + "=" + line.split("=", 1)[1]
                 for line in text.splitlines() if "=" in line and not line.startswith("#")}
-    for expected in ("Type=notify", "NotifyAccess=main", "Restart=on-failure",
+    for expected in ("Type=notify", "NotifyAccess=main", "Restart=always",
                      "RestartPreventExitStatus=78", "StateDirectory=appliance",
                      "ConfigurationDirectory=appliance", "ProtectSystem=strict",
                      "NoNewPrivileges=yes", "User=appliance"):
