@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
+# The nspawn tests' rootfs (see the rule below) and what goes into it.
+ROOTFS_STAMP := var/image/rootfs/.built
+IMAGE_SOURCES := $(shell git ls-files appliance firmware-bridge systemd image-build pyproject.toml setup.py 2>/dev/null)
+
 .PHONY: run test lint imports bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
-	test-system
+	test-system test-update
 
 $(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiver/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -69,10 +73,24 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/pytest -m "not system"
 
 ## test-system: the whole-system tests (marked `system`): the sync over a lossy, cut link between
-## network namespaces, CAN across processes in a namespace, systemd under nspawn, the image (skips
-## without `make image`)
-test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
-	$(BIN)/pytest -m system
+## network namespaces, CAN across processes in a namespace, systemd under nspawn, the image and its
+## software updates (the container rootfs is built first when the sources changed: ~2 min)
+test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content $(ROOTFS_STAMP)
+	APPLIANCE_TEST_IMAGE=var/image/rootfs \
+	  $(if $(wildcard var/image/appliance.img),APPLIANCE_TEST_DISK=var/image/appliance.img) \
+	  $(BIN)/pytest -m system
+
+## The image's root filesystem for the nspawn tests (no kernel, no disk image), rebuilt when what goes
+## into it changed; `make image` (the whole image) refreshes it too.
+$(ROOTFS_STAMP): $(BIN)/.installed $(IMAGE_SOURCES)
+	PYTHON=$(BIN)/python KERNEL=0 NO_DISK=1 image-build/build.sh
+	touch $@
+
+## test-update: the software update path in the image under nspawn (v1 -> v2, three bad v3 rolled
+## back, power cuts during install, switch and trial); builds the rootfs first if needed
+test-update: $(BIN)/.installed $(ROOTFS_STAMP)
+	APPLIANCE_TEST_IMAGE=var/image/rootfs $(BIN)/pytest -p no:cacheprovider -rs -s \
+	  tests/systemd/test_update.py
 
 ## bench: benchmarks (never part of `make test`)
 bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
@@ -106,6 +124,7 @@ clean:
 ## needs mmdebstrap e2fsprogs fdisk dosfstools mtools)
 image: $(BIN)/.installed
 	PYTHON=$(BIN)/python image-build/build.sh
+	touch $(ROOTFS_STAMP)
 
 ## test-image: boot var/image/rootfs under systemd-nspawn: appliance up, passenger port answers
 test-image: $(BIN)/.installed

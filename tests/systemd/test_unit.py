@@ -26,6 +26,9 @@ UNIT = SYSTEMD / "appliance.service"
 #: DeviceAllow (the card), IPAddressDeny (the ground link's addresses are not known yet) and
 #: RootDirectory. Lower this constant when the unit gets better; the test fails if it gets worse.
 MAX_EXPOSURE = 1.2
+#: The software updater's units (issue 14): root, writing only the slots and the data partition.
+UPDATER_UNITS = ("appliance-update.path", "appliance-update.service",
+                 "appliance-update-check.service")
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze missing (apt-get install systemd)")
@@ -44,10 +47,13 @@ def image_like_root(tmp_path: Path) -> Path:
         host_units = Path("/lib/systemd/system")
     shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
     shutil.copy(UNIT, root / "usr/lib/systemd/system/appliance.service")
-    exe = root / "opt/appliance/slots/a/bin/appliance"
-    exe.parent.mkdir(parents=True)
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
+    for u in UPDATER_UNITS:
+        shutil.copy(SYSTEMD / u, root / "usr/lib/systemd/system" / u)
+    for exe in (root / "opt/appliance/slots/a/bin/appliance",
+                root / "usr/lib/appliance/updater/bin/appliance"):
+        exe.parent.mkdir(parents=True)
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
     (root / "opt/appliance/current").symlink_to("slots/a")
     return root
 
@@ -56,6 +62,12 @@ def test_verify_passes(image_like_root: Path) -> None:
     res = analyze("verify", f"--root={image_like_root}", "appliance.service")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "appliance.service" not in res.stderr, res.stderr  # no warnings about our unit either
+
+
+def test_updater_units_verify(image_like_root: Path) -> None:
+    res = analyze("verify", f"--root={image_like_root}", *UPDATER_UNITS)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "appliance-update" not in res.stderr, res.stderr
 
 
 def test_verify_catches_a_missing_executable(image_like_root: Path) -> None:
