@@ -11,8 +11,9 @@ and under ``reports`` (``<staging_dir>/software/reports`` on the data partition)
 trial outcome (``committed``, ``rolled_back``, ``abandoned``, ``failed``), until the intake service
 journals it (:meth:`SoftwareSlots.take_reports`).
 
-Install (:meth:`SoftwareSlots.install`): the inactive slot is rebuilt in ``slots/.new-X``, then
-renamed over ``slots/X`` (fsync), so a slot is whole or absent. Activation
+Install (:meth:`SoftwareSlots.install`): the inactive slot ``slots/X`` is rebuilt in place while a
+marker ``slots/.new-X`` exists (a half-built slot is removed at the next start), and only then can
+``current`` point at it. Activation
 (:meth:`SoftwareSlots.activate`): write ``trial.json`` durably, then flip ``current``; a cut
 between the two leaves the old slot current and a stale trial that the updater's boot check
 clears (``abandoned``); a cut after the flip leaves the new slot current with the trial pending,
@@ -28,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,8 +85,16 @@ class SoftwareSlots:
     def prepare(self) -> None:
         """Create the folders durably; remove half-built slots left by a cut."""
         ensure_dir(self.slots)
-        for d in [*self.slots.glob(".new-*"), *self.slots.glob(".in-*")]:
+        for marker in self.slots.glob(".new-*"):
+            name = marker.name.removeprefix(".new-")
+            if name in SLOTS and name != self.current():
+                shutil.rmtree(self.slots / name, ignore_errors=True)
+            if marker.is_dir():
+                shutil.rmtree(marker, ignore_errors=True)
+            marker.unlink(missing_ok=True)
+        for d in self.slots.glob(".in-*"):
             shutil.rmtree(d, ignore_errors=True)
+        fsync_dir(self.slots)
 
     def current(self) -> str | None:
         """The active slot name (``a``/``b``) or None before the first activation."""
@@ -114,23 +122,30 @@ class SoftwareSlots:
     def install(self, staged: Path, info: dict[str, Any], installer: SlotInstaller) -> str:
         """Build the inactive slot from ``staged`` with ``installer``; returns its name.
 
-        The slot directory is replaced only once complete (rename + fsync). Raises IntakeError
-        (or the installer's error) with the old slot untouched.
+        The slot is built in place (a virtualenv's scripts name their interpreter by absolute
+        path, so it cannot be built elsewhere and renamed), between a marker ``slots/.new-X``
+        created before and removed after, durably: :meth:`prepare` removes a slot whose marker a
+        cut left. ``current`` never points at the inactive slot, so the running one is untouched.
+        Raises IntakeError (or the installer's error) with the slot removed.
         """
         slot = self.inactive()
-        work = Path(tempfile.mkdtemp(prefix=f".new-{slot}.", dir=self.slots))
+        final, marker = self.slots / slot, self.slots / f".new-{slot}"
+        marker.touch()
+        fsync_dir(self.slots)
         try:
-            installer(staged, work)
-            atomic_write(work / "slot.json", json.dumps(info, sort_keys=True).encode())
-            fsync_dir(work)
-            final = self.slots / slot
             if final.exists():
                 shutil.rmtree(final)
-            os.replace(work, final)
+            final.mkdir()
+            installer(staged, final)
+            atomic_write(final / "slot.json", json.dumps(info, sort_keys=True).encode())
+            fsync_dir(final)
             fsync_dir(self.slots)
         except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
             raise
+        finally:
+            marker.unlink(missing_ok=True)
+            fsync_dir(self.slots)
         return slot
 
     def flip(self, slot: str) -> None:

@@ -242,9 +242,10 @@ def boot_check(slots: SoftwareSlots, owner: tuple[int, int] | None = None) -> di
 
 
 def _chown_reports(slots: SoftwareSlots, owner: tuple[int, int] | None) -> None:
+    """Give the reports (and their folder) to the service's user, which journals and removes them."""
     if owner is None:
         return
-    for f in slots.reports.glob("*.json"):
+    for f in [slots.reports, *slots.reports.glob("*.json")]:
         with contextlib.suppress(OSError):
             os.chown(f, *owner)
 
@@ -326,6 +327,7 @@ def apply(s: Settings, paths: UpdaterPaths, ctl: Systemctl, *,
             why = f"{e.cmd[0]} failed ({e.returncode}): {(e.stderr or b'')[-400:]!r}"
         report = {"result": "failed", **base, "reason": why}
         slots.add_report(report, owner)
+        _chown_reports(slots, owner)
         _drop_request(paths, req)
         log.error("software update refused: %s", why)
         return report

@@ -127,14 +127,12 @@ def _two_slots(tmp: Path) -> SoftwareSlots:
 def test_boot_check_rolls_back_a_trial_cut_by_power_loss(tmp_path: Path) -> None:
     slots = _two_slots(tmp_path)
     new = slots.install(tmp_path / "src", {"version": 2}, copy_installer)
-    (slots.slots / ".new-a.half").mkdir()  # a cut during the next install
     slots.activate(new)  # trial.json, then the flip: the power goes during the trial
     assert slots.current() == "b"
     report = boot_check(slots)
     assert report is not None and report["result"] == "rolled_back"
     assert "interrupted" in report["reason"]
     assert slots.current() == "a" and slots.trial() is None
-    assert not list(slots.slots.glob(".new-*"))
     assert [r["result"] for r in slots.take_reports()] == ["rolled_back"]
     assert boot_check(slots) is None  # nothing left to settle
 
@@ -146,3 +144,20 @@ def test_boot_check_clears_a_trial_cut_before_the_switch(tmp_path: Path) -> None
     report = boot_check(slots)  # the flip never happened
     assert report is not None and report["result"] == "abandoned"
     assert slots.current() == "a" and slots.trial() is None
+
+
+def test_a_slot_cut_during_its_install_is_removed_and_never_current(tmp_path: Path) -> None:
+    slots = _two_slots(tmp_path)
+
+    def cut(staged: Path, slot: Path) -> None:
+        (slot / "bin").mkdir()
+        raise KeyboardInterrupt  # stands for the power going: nothing after this line runs
+
+    with pytest.raises(KeyboardInterrupt):
+        slots.install(tmp_path / "src", {"version": 2}, cut)
+    # What a real cut leaves: the marker and a partial slot (the except clause never ran).
+    (slots.slots / ".new-b").touch()
+    (slots.slots / "b" / "bin").mkdir(parents=True)
+    assert boot_check(slots) is None
+    assert slots.current() == "a" and (slots.slots / "a").is_dir()
+    assert not (slots.slots / "b").exists() and not list(slots.slots.glob(".new-*"))

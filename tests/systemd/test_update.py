@@ -85,7 +85,7 @@ def build_wheels(tmp: Path, version: str, broken: str | None = None) -> Path:
     image_wheels = Path(ROOTFS).resolve().parent / "wheels"
     for w in image_wheels.glob("*.whl"):
         if not w.name.startswith("appliance-"):
-            os.link(w, out / w.name)
+            shutil.copy(w, out / w.name)
     shutil.rmtree(src)
     return out
 
