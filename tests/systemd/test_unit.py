@@ -70,6 +70,21 @@ def test_updater_units_verify(image_like_root: Path) -> None:
     assert "appliance-update" not in res.stderr, res.stderr
 
 
+def test_boot_has_no_ordering_cycle(image_like_root: Path) -> None:
+    """Enabled as in the image, the boot transaction has no ordering cycle.
+
+    A cycle is not an error for ``verify`` of the units alone: at boot systemd drops a job to break
+    it (the boot check did not run at all when it was ordered after basic.target and before the
+    path unit, which is before paths.target).
+    """
+    res = subprocess.run(["systemctl", f"--root={image_like_root}", "enable", "appliance.service",
+                          *[u for u in UPDATER_UNITS if u != "appliance-update.service"]],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    res = analyze("verify", f"--root={image_like_root}", "multi-user.target")
+    assert "ordering cycle" not in res.stdout + res.stderr, res.stdout + res.stderr
+
+
 def test_verify_catches_a_missing_executable(image_like_root: Path) -> None:
     # The check above means something: without the slot, verify fails.
     (image_like_root / "opt/appliance/current").unlink()
