@@ -300,6 +300,7 @@ def test_power_cut_during_an_update(aircraft: Aircraft, cut: str) -> None:
     report = a.last_report()
     assert report is not None and report.get("version") == version, report
     running = a.slot_package()
+    print(f"\ncut during {cut}: {report['result']} ({report.get('reason', '')}), running {running}")
     st = wait_for("the service answering", a.status, 60)
     assert st["version"] == running  # never a mix: what runs is what the current slot holds
     if report["result"] == "committed":  # the install was taken again after boot and passed
