@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -43,6 +42,7 @@ from .area import StagingArea
 from .bundle import Envelope, Trust, Verified, floor_clock, load_envelope, parse_time, verify
 from .receive import Progress, receive
 from .records import IntakeRecords
+from .reports import pending_request, poll_reports, sync_reports
 from .slots import SoftwareSlots
 from .space import Space, free_bytes, unpacked_bytes
 
@@ -131,12 +131,13 @@ class IntakeService:
     async def start(self) -> None:
         """Create the folders; bring every upload back to a consistent state after a cut."""
         await asyncio.to_thread(self.area.prepare)
-        keep = await asyncio.to_thread(self._pending_request)
+        keep = await asyncio.to_thread(pending_request, self.update_request)
         await asyncio.to_thread(lambda: self.area.recover(self.records.uploads(), keep))
         self._mode_now()
         if self.slots is not None:
             await self.sync_slots(installed=True)
-            task = asyncio.get_running_loop().create_task(self._poll_reports())
+            task = asyncio.get_running_loop().create_task(
+                poll_reports(self.report_poll_s, self.sync_slots))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -148,57 +149,11 @@ class IntakeService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-    def _pending_request(self) -> str | None:
-        """The bundle id of the software update request not yet taken by the updater, or None."""
-        if self.update_request is None:
-            return None
-        try:
-            bid = json.loads(self.update_request.read_text()).get("bundle_id")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return bid if isinstance(bid, str) else None
-
-    async def _poll_reports(self) -> None:
-        while True:
-            await asyncio.sleep(self.report_poll_s)
-            try:
-                await self.sync_slots()
-            except Exception:  # logged, retried at the next poll; the service keeps running
-                log.exception("intake: journaling the updater's reports failed")
-
     async def sync_slots(self, installed: bool = False) -> list[dict[str, Any]]:
-        """Journal the updater's trial reports; returns them.
-
-        With ``installed`` (at start), or after a report, ``intake_installed`` is made to match
-        ``current``.
-        """
-        slots = self.slots
-        if slots is None:
+        """Journal the updater's trial reports; returns them (see :func:`.reports.sync_reports`)."""
+        if self.slots is None:
             return []
-        reports = await asyncio.to_thread(slots.take_reports)
-        if not reports and not installed:
-            return []
-        current = await asyncio.to_thread(slots.current)
-        info = await asyncio.to_thread(slots.info, current)
-
-        def write(conn: Connection) -> None:
-            for report in reports:
-                result = report.get("result")
-                self.records.journal(
-                    conn, f"software_{result}",
-                    f"intake: software update to v{report.get('version')} {result}"
-                    + (f": {report['reason']}" if report.get("reason") else "")
-                    + f" (running slot {current})", report)
-            if info is not None:
-                self.records.install(conn, "software", {
-                    "version": info.get("version", 0), "bundle_id": info.get("bundle_id", ""),
-                    "name": info.get("name", ""), "keyids": info.get("keyids", []),
-                    "installed_at": info.get("installed_at", 0.0), "detail": {"slot": current}})
-        if reports or info is not None:
-            await self.writer.run(write)
-        if reports:
-            await asyncio.to_thread(slots.keep_last, reports[-1])
-        return reports
+        return await sync_reports(self.slots, self.records, self.writer, installed)
 
     def on_event(self, ev: Event) -> None:
         """Chain listener: a ModeChanged pauses (FLIGHT) or resumes (ground) uploads."""
