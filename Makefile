@@ -78,7 +78,7 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content $(ROOTFS_STAMP)
 	APPLIANCE_TEST_IMAGE=var/image/rootfs \
 	  $(if $(wildcard var/image/appliance.img),APPLIANCE_TEST_DISK=var/image/appliance.img) \
-	  $(BIN)/pytest -m system
+	  $(BIN)/pytest -m system --durations=12
 
 ## The image's root filesystem for the nspawn tests (no kernel, no disk image), rebuilt when what goes
 ## into it changed; `make image` (the whole image) refreshes it too.
