@@ -44,6 +44,7 @@ from ...content.feedback import QUESTIONS, Feedback
 from ...errors import StoreError
 from ...modes.policy import PolicyTable
 from .flightinfo import FlightInfo
+from .i18n import PortalLanguages
 
 __all__ = ["CaptiveState", "FeedbackIn", "PortalAssets", "portal_router"]
 
@@ -86,8 +87,12 @@ class PortalAssets:
         self.files: dict[str, tuple[bytes, str, str]] = {}
         root = resources.files(__package__).joinpath("assets")
         for item in root.iterdir():
-            if item.is_file() and not item.name.startswith("."):
+            if item.is_file() and not item.name.startswith(".") and item.name != "index.html":
                 self._add(item.name, item.read_bytes())
+        for item in root.joinpath("i18n").iterdir():
+            if item.name.endswith(".json"):
+                self._add(f"i18n/{item.name}", item.read_bytes())
+        self.languages = PortalLanguages()
         self.vendor: list[str] = []
         if vendor_dir is not None and vendor_dir.is_dir():
             for p in sorted(vendor_dir.iterdir()):
@@ -98,6 +103,17 @@ class PortalAssets:
     def _add(self, name: str, data: bytes) -> None:
         ctype = _TYPES.get(Path(name).suffix, "application/octet-stream")
         self.files[name] = (data, ctype, f'"{hashlib.sha256(data).hexdigest()[:24]}"')
+
+    def page(self, request: Request) -> Response:
+        """``index.html`` in the request's language (cookie ``lang``, else Accept-Language)."""
+        lang = self.languages.negotiate(request.headers.get("accept-language"),
+                                        request.cookies.get("lang"))
+        data, etag = self.languages.index(lang)
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                   "Vary": "Accept-Language, Cookie", "Content-Language": lang}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=_TYPES[".html"], headers=headers)
 
     def response(self, name: str, request: Request) -> Response:
         """The file ``name`` (404 if unknown), 304 on a matching If-None-Match."""
@@ -199,11 +215,15 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
 
     @router.get("/portal/", include_in_schema=False)
     def portal_index(request: Request) -> Response:
-        return assets.response("index.html", request)
+        return assets.page(request)
 
     @router.get("/portal/{name}", include_in_schema=False)
     def portal_file(name: str, request: Request) -> Response:
         return assets.response(name, request)
+
+    @router.get("/portal/i18n/{name}", include_in_schema=False)
+    def portal_catalog(name: str, request: Request) -> Response:
+        return assets.response(f"i18n/{name}", request)
 
     @router.get("/portal/vendor/{name}", include_in_schema=False)
     def portal_vendor(name: str, request: Request) -> Response:

@@ -5,6 +5,46 @@ const S = {catalog: null, etag: null, mediaBase: "", hls: null, flight: null, tr
            land: null, pa: false, resumeAfterPa: [], services: "open"};
 const $ = (id) => document.getElementById(id);
 
+// ---- languages -----------------------------------------------------------------------------
+// The server picks the language (cookie `lang`, else Accept-Language) and fills the page's static
+// strings before it is sent; `I.cat` is the same catalog (/portal/i18n/<lang>.json) for the strings
+// this script writes. The switch stores the choice in the cookie and re-renders in place.
+const I = {lang: document.documentElement.lang || "en", cat: {}};
+function t(key, vars = {}) {
+  const s = I.cat[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_m, k) => String(vars[k] ?? ""));
+}
+function num(v, digits = 0) {
+  return new Intl.NumberFormat(I.lang, {minimumFractionDigits: digits, maximumFractionDigits: digits}).format(v);
+}
+function clock(iso, seconds) {  // an ISO UTC time as the passenger's locale writes a time of day
+  const opts = {hour: "2-digit", minute: "2-digit", timeZone: "UTC"};
+  if (seconds) opts.second = "2-digit";
+  return new Intl.DateTimeFormat(I.lang, opts).format(new Date(iso));
+}
+function applyStatic() {
+  document.documentElement.lang = I.lang;
+  document.documentElement.dir = I.cat._dir || "ltr";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const [attr, data] of [["aria-label", "i18nAriaLabel"], ["title", "i18nTitle"], ["placeholder", "i18nPlaceholder"]])
+    for (const el of document.querySelectorAll(`[data-${attr === "aria-label" ? "i18n-aria-label" : "i18n-" + attr}]`))
+      el.setAttribute(attr, t(el.dataset[data]));
+}
+async function loadLang(lang) {
+  const r = await fetch(`/portal/i18n/${encodeURIComponent(lang)}.json`);
+  if (!r.ok) return;
+  I.cat = await r.json(); I.lang = lang;
+  applyStatic();
+}
+async function switchLang(lang) {
+  document.cookie = `lang=${encodeURIComponent(lang)}; path=/; max-age=31536000; SameSite=Lax`;
+  await loadLang(lang);
+  renderClosed(); renderCatalog(); renderMenu();
+  $("survey").dataset.ready = ""; if (!$("view-feedback").hidden) renderSurvey();
+  if (S.flight) onFlight(S.flight);
+  route();
+}
+
 function newKey() {  // crypto.randomUUID needs a secure context; getRandomValues does not
   const b = new Uint8Array(16); crypto.getRandomValues(b);
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -34,24 +74,29 @@ async function loadCatalog() {
   const doc = await r.json();
   S.catalog = doc; S.etag = r.headers.get("ETag"); S.services = doc.services;
   S.mediaBase = doc.media_port ? `${location.protocol}//${location.hostname}:${doc.media_port}` : "";
-  const closed = $("closed-message");
-  closed.hidden = doc.services !== "closed";
-  closed.textContent = doc.message || "";
-  renderCatalog(); renderMenu();
+  renderClosed(); renderCatalog(); renderMenu();
 }
 
+function renderClosed() {
+  const closed = $("closed-message"), doc = S.catalog || {};
+  closed.hidden = doc.services !== "closed";
+  closed.textContent = doc.services === "closed" ? t("closed.message", {mode: t(`mode.${doc.mode}`)}) : "";
+  $("welcome").hidden = $("welcome").hidden || doc.services === "closed";
+}
+
+const tr = t;  // `t` is shadowed by the title inside card()
 function card(t) {
   const b = document.createElement("button");
   b.className = `card ${t.kind}` + (t.available ? "" : " locked");
   b.dataset.id = t.id;
   const d = t.duration_s;
-  const mins = d ? (d < 60 ? `${Math.round(d)} s · ` : `${Math.round(d / 60)} min · `) : "";
+  const mins = d ? (d < 60 ? tr("catalog.seconds", {n: Math.round(d)}) : tr("catalog.minutes", {n: Math.round(d / 60)})) + " · " : "";
   b.innerHTML = `${t.poster ? `<img alt="" src="${esc(media(t.poster))}">` : ""}
     <div class="t"><div>${esc(t.title)}</div>
     <div class="meta">${mins}${esc(t.rating)} · ${esc(t.languages.join(", "))}</div>
-    ${t.available ? "" : `<span class="badge">${esc(t.message)}</span>`}</div>`;
+    ${t.available ? "" : `<span class="badge">${esc(tr("catalog.locked"))}</span>`}</div>`;
   if (t.available) b.onclick = () => { location.hash = `${t.kind === "video" ? "play" : "read"}/${t.id}`; };
-  else b.title = t.message;
+  else { b.title = tr("catalog.locked"); b.setAttribute("aria-disabled", "true"); }
   return b;
 }
 
@@ -71,9 +116,9 @@ function stopPlayer() {
 
 function play(id) {
   const t = title(id);
-  if (!t || !t.available) { $("play-title").textContent = t ? t.message : "Not available"; return; }
+  if (!t || !t.available) { $("play-title").textContent = tr(t ? "catalog.locked" : "common.not_available"); return; }
   $("play-title").textContent = t.title;
-  $("attribution").textContent = `${t.attribution || ""} Licence: ${t.licence}.`;
+  $("attribution").textContent = `${t.attribution || ""} ${tr("common.licence", {licence: t.licence})}`;
   const v = $("player"), src = media(t.entry);
   stopPlayer();
   if (window.Hls && window.Hls.isSupported()) {
@@ -83,7 +128,7 @@ function play(id) {
   } else if (v.canPlayType("application/vnd.apple.mpegurl")) {
     v.src = src;
   } else {
-    $("play-title").textContent = "This browser cannot play HLS video";
+    $("play-title").textContent = tr("player.no_hls");
     return;
   }
   if (!S.pa) v.play().catch(() => { /* autoplay may need a tap: the controls are there */ });
@@ -92,38 +137,42 @@ function play(id) {
 // ---- reader --------------------------------------------------------------------------------
 async function read(id) {
   const t = title(id);
-  if (!t || !t.available) { $("read-title").textContent = t ? t.message : "Not available"; return; }
+  if (!t || !t.available) { $("read-title").textContent = tr(t ? "catalog.locked" : "common.not_available"); return; }
   $("read-title").textContent = t.title;
-  $("read-attribution").textContent = `${t.attribution || ""} Licence: ${t.licence}.`;
+  $("read-attribution").textContent = `${t.attribution || ""} ${tr("common.licence", {licence: t.licence})}`;
   const frame = $("reader-frame"), toc = $("toc");
   const base = t.entry.slice(0, t.entry.lastIndexOf("/") + 1);
   toc.replaceChildren();
   if (t.toc) {
     const items = await (await fetch(media(t.toc))).json();
-    for (const it of items) {
+    const mark = (a) => { for (const x of toc.querySelectorAll("a")) x.removeAttribute("aria-current");
+                          if (a) a.setAttribute("aria-current", "page"); };
+    for (const it of items) {  // real links into the frame: reachable and followed by keyboard
       const li = document.createElement("li"), a = document.createElement("a");
-      a.textContent = it.title; a.onclick = () => { frame.src = media(base + it.href); };
+      a.textContent = it.title; a.href = media(base + it.href); a.target = "reader-frame";
+      a.onclick = () => mark(a);
       li.append(a); toc.append(li);
     }
     frame.src = media(base + (items[0]?.href || ""));
+    mark(toc.querySelector("a"));
   } else {
     frame.src = media(t.entry);
   }
 }
 
 // ---- flight info ---------------------------------------------------------------------------
-function fmt(v, unit, digits = 0) { return v == null ? "–" : `${Number(v).toFixed(digits)} ${unit}`; }
+function fmt(v, unit, digits = 0) { return v == null ? "–" : t(`unit.${unit}`, {n: num(Number(v), digits)}); }
 
 function onFlight(f) {
   S.flight = f;
   $("fi-number").textContent = f.flight_number || "";
   $("fi-alt").textContent = fmt(f.altitude_ft, "ft");
   $("fi-speed").textContent = fmt(f.ground_speed_kt, "kt");
-  $("fi-pos").textContent = f.latitude == null ? "–" : `${f.latitude.toFixed(3)}°, ${f.longitude.toFixed(3)}°`;
-  $("fi-dist").textContent = fmt(f.distance_nm, "NM");
-  $("fi-eta").textContent = f.eta ? f.eta.slice(11, 16) : "–";
-  $("fi-phase").textContent = `${f.phase} (${f.mode})`;
-  $("fi-utc").textContent = f.utc ? f.utc.slice(11, 19) : "–";
+  $("fi-pos").textContent = f.latitude == null ? "–" : `${num(f.latitude, 3)}°, ${num(f.longitude, 3)}°`;
+  $("fi-dist").textContent = fmt(f.distance_nm, "nm");
+  $("fi-eta").textContent = f.eta ? clock(f.eta, false) : "–";
+  $("fi-phase").textContent = f.phase ? t(`phase.${f.phase}`) : "–";  // never the raw state name
+  $("fi-utc").textContent = f.utc ? clock(f.utc, true) : "–";
   if (f.latitude != null) {
     const last = S.trail[S.trail.length - 1];
     if (!last || last[0] !== f.latitude || last[1] !== f.longitude) S.trail.push([f.latitude, f.longitude]);
@@ -222,44 +271,53 @@ function renderMenu() {
   const box = $("menu-items"); box.replaceChildren();
   for (const it of (S.catalog?.menu || [])) {
     const row = document.createElement("div"); row.className = "menu-row";
-    row.innerHTML = `<span>${esc(it.name)} <span class="small">${it.price.toFixed(2)} ${esc(it.currency)}</span></span>
-      <input type="number" min="0" max="10" value="0" data-sku="${esc(it.sku)}" aria-label="${esc(it.name)}">`;
+    const price = new Intl.NumberFormat(I.lang, {style: "currency", currency: it.currency}).format(it.price);
+    row.innerHTML = `<span>${esc(it.name)} <span class="small">${esc(price)}</span></span>
+      <input type="number" min="0" max="10" value="0" data-sku="${esc(it.sku)}" aria-label="${esc(t("menu.quantity", {item: it.name}))}">`;
     box.append(row);
   }
+}
+
+function detailText(body) {  // FastAPI's detail: a string, or a list of {msg, loc}
+  const d = body?.detail;
+  if (Array.isArray(d)) return d.map((x) => x?.msg || "").filter(Boolean).join("; ");
+  return typeof d === "string" ? d : "";
 }
 
 async function order() {
   const items = Array.from(document.querySelectorAll("#menu-items input"))
     .map((i) => ({sku: i.dataset.sku, qty: Number(i.value)})).filter((i) => i.qty > 0);
   const status = $("order-status");
-  if (!items.length) { status.textContent = "Choose something first."; return; }
+  if (!items.length) { status.textContent = t("menu.choose_first"); return; }
   const body = {idempotency_key: newKey(), seat: $("seat").value.trim().toUpperCase(), items};
   try {
     const r = await postJSON("/api/v1/orders", body);
-    status.textContent = r.ok ? "Thank you — your order is on its way." : `Not sent (${r.status}): ${(await r.json()).detail || ""}`;
-  } catch (e) { status.textContent = "No connection — please try again."; }
+    status.textContent = r.ok ? t("menu.thanks") : t("menu.not_sent", {status: r.status, detail: detailText(await r.json())});
+  } catch (e) { status.textContent = t("common.no_connection"); }
 }
 
 async function renderSurvey() {
   const form = $("survey");
   if (form.dataset.ready) return;
   const {questions} = await (await fetch("/api/v1/survey")).json();
-  form.innerHTML = questions.map((q) => `<div class="q"><span>${esc(q.text)}</span>${[1, 2, 3, 4, 5].map((n) =>
-    `<label><input type="radio" name="${esc(q.id)}" value="${n}"> ${n}</label>`).join("")}</div>`).join("") +
-    `<textarea name="comment" maxlength="1000" placeholder="Anything else?"></textarea><button>Send</button>`;
+  const text = (q) => (I.cat[`survey.${q.id}`] ? t(`survey.${q.id}`) : q.text);
+  form.innerHTML = `<p class="small">${esc(t("feedback.scale"))}</p>` + questions.map((q) =>
+    `<fieldset class="q"><legend>${esc(text(q))}</legend>${[1, 2, 3, 4, 5].map((n) =>
+    `<label><input type="radio" name="${esc(q.id)}" value="${n}" aria-label="${esc(t("feedback.score", {n}))}"> ${n}</label>`).join("")}</fieldset>`).join("") +
+    `<label><span class="small">${esc(t("feedback.comment"))}</span><textarea name="comment" maxlength="1000"></textarea></label><button>${esc(t("feedback.send"))}</button>`;
   form.dataset.ready = "1";
   form.onsubmit = async (ev) => {
     ev.preventDefault();
     const fd = new FormData(form), answers = {};
     for (const q of questions) if (fd.get(q.id)) answers[q.id] = Number(fd.get(q.id));
     const status = $("feedback-status");
-    if (!Object.keys(answers).length) { status.textContent = "Pick at least one score."; return; }
+    if (!Object.keys(answers).length) { status.textContent = t("feedback.pick_one"); return; }
     form.dataset.key ||= newKey();
     try {
       const r = await postJSON("/api/v1/feedback", {idempotency_key: form.dataset.key, answers,
                                                      comment: String(fd.get("comment") || "")});
-      status.textContent = r.ok ? "Thank you for your feedback." : `Not sent (${r.status}).`;
-    } catch (e) { status.textContent = "No connection — please try again."; }
+      status.textContent = r.ok ? t("feedback.thanks") : t("feedback.not_sent", {status: r.status});
+    } catch (e) { status.textContent = t("common.no_connection"); }
   };
 }
 
@@ -279,14 +337,16 @@ function route() {
 async function captive() {
   try {
     const r = await fetch("/api/captive");
-    if ((await r.json()).captive) $("welcome").hidden = false;
+    if ((await r.json()).captive && S.catalog?.services !== "closed") $("welcome").hidden = false;
   } catch (e) { /* not captive-aware: nothing to show */ }
   $("start").onclick = async () => { await fetch("/api/v1/portal/accept", {method: "POST"}); $("welcome").hidden = true; };
 }
 
 async function main() {
   $("order").onclick = order;
+  $("lang").onchange = (e) => switchLang(e.target.value);
   window.addEventListener("hashchange", route);
+  await loadLang(I.lang);
   await Promise.all([loadCatalog(), loadLand(), captive()]);
   connectEvents();
   route();
