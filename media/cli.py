@@ -22,6 +22,7 @@ from appliance.errors import PackageError
 
 from .book import package_book
 from .manifest_writer import write_manifest
+from .tracks import TrackKind, parse_track
 from .video import VideoError, package_video
 
 __all__ = ["main"]
@@ -45,9 +46,14 @@ def _package(args: argparse.Namespace) -> int:
             "description": args.description, "not_before": args.not_before,
             "not_after": args.not_after, "flight_only": args.flight_only}
         if kind == "video":
+            kinds: tuple[tuple[TrackKind, list[str] | None], ...] = (
+                ("audio", args.audio), ("description", args.audio_description),
+                ("subtitles", args.subtitles), ("captions", args.captions))
+            tracks = [parse_track(kind, spec) for kind, specs in kinds for spec in specs or ()]
             entry, poster, info = package_video(src, work, segment_s=args.segment_seconds,
                                                 renditions=args.renditions,
-                                                segment_type=args.segment_type)
+                                                segment_type=args.segment_type, tracks=tracks,
+                                                audio_language=(args.lang or ["en"])[0])
             fields |= {"entry": entry, "poster": poster, "duration_s": round(info.duration_s, 3)}
         else:
             entry, poster, _ = package_book(src, work, title=args.title, author=args.author,
@@ -96,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--segment-seconds", type=int, default=4)
     p.add_argument("--renditions", type=int, default=2)
     p.add_argument("--segment-type", choices=["mpegts", "fmp4"], default="mpegts")
+    p.add_argument("--audio", action="append", metavar="LANG=FILE[#N]",
+                   help="another soundtrack (repeatable): audio stream N (default 0) of FILE; "
+                        "the source's own soundtrack is in the first --lang")
+    p.add_argument("--audio-description", action="append", metavar="LANG=FILE[#N]",
+                   help="an audio description track (narration of what is on screen)")
+    p.add_argument("--subtitles", action="append", metavar="LANG=FILE",
+                   help="subtitles (repeatable), WebVTT or SubRip")
+    p.add_argument("--captions", action="append", metavar="LANG=FILE",
+                   help="closed captions with sound descriptions (repeatable), WebVTT or SubRip")
     p.add_argument("--author", default="")
     p.add_argument("--chapter-regex", default=r"^(CHAPTER|Chapter|BOOK|Book)\b")
     p.add_argument("--force", action="store_true")

@@ -68,6 +68,8 @@ def test_every_id_the_page_and_script_use_is_in_the_catalog(langs: PortalLanguag
     # ids built from data: every value has its string
     built = {f"phase.{p}" for p in Phase} | {f"mode.{m}" for m in Mode}
     built |= {f"survey.{q}" for q in QUESTIONS}
+    built |= {f"player.size_{k}" for k in ("small", "medium", "large", "xlarge")}
+    built |= {f"player.bg_{k}" for k in ("dark", "none")}
     assert sorted(built - set(en)) == []
     assert "`phase.${f.phase}`" in APP_JS and "`mode.${doc.mode}`" in APP_JS
 

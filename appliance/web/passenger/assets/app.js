@@ -39,10 +39,10 @@ async function loadLang(lang) {
 async function switchLang(lang) {
   document.cookie = `lang=${encodeURIComponent(lang)}; path=/; max-age=31536000; SameSite=Lax`;
   await loadLang(lang);
-  renderClosed(); renderCatalog(); renderMenu();
+  renderClosed(); renderCatalog(); renderMenu(); renderPlayerOptions();
   $("survey").dataset.ready = ""; if (!$("view-feedback").hidden) renderSurvey();
   if (S.flight) onFlight(S.flight);
-  route();
+  if ($("view-play").hidden) route();  // a film keeps playing: only its menus change language
 }
 
 function newKey() {  // crypto.randomUUID needs a secure context; getRandomValues does not
@@ -109,9 +109,81 @@ function renderCatalog() {
 function title(id) { return (S.catalog?.titles || []).find((t) => t.id === id); }
 
 // ---- player --------------------------------------------------------------------------------
+// Subtitles/captions and audio come from the master's renditions (hls.js subtitleTracks and
+// audioTracks, or the browser's own tracks with native HLS). The passenger's choices (track
+// language and kind, caption size and background) are kept on the phone, and so is the position
+// of each title ("continue watching").
+const CUE_SIZES = {small: 0.75, medium: 1, large: 1.4, xlarge: 1.9};
+const CUE_BGS = {dark: "rgba(0,0,0,.8)", none: "transparent"};
+function prefs() { try { return JSON.parse(localStorage.getItem("player.prefs") || "{}"); } catch (e) { return {}; } }
+function savePrefs(p) { try { localStorage.setItem("player.prefs", JSON.stringify({...prefs(), ...p})); } catch (e) { /* private mode */ } }
+function trackKey(tk) {  // language + kind: "fr", "en/cc", "en/ad"
+  const ch = (tk.characteristics || tk.attrs?.CHARACTERISTICS || "");
+  return `${tk.lang || ""}${ch.includes("transcribes-spoken-dialog") ? "/cc" : ch.includes("describes-video") ? "/ad" : ""}`;
+}
+function option(value, text, selected) {
+  const o = document.createElement("option"); o.value = value; o.textContent = text; o.selected = selected; return o;
+}
+function applyCueStyle() {
+  const p = prefs(), v = $("player");
+  const px = Math.max(12, Math.round((v.clientHeight || 360) * 0.055 * (CUE_SIZES[p.cueSize] || 1)));
+  v.style.setProperty("--cue-px", `${px}px`);
+  v.style.setProperty("--cue-bg", CUE_BGS[p.cueBg] || CUE_BGS.dark);
+  v.dataset.cueSize = p.cueSize || "medium";
+}
+function renderPlayerOptions() {
+  const p = prefs(), size = $("cue-size"), bg = $("cue-bg");
+  size.replaceChildren(...Object.keys(CUE_SIZES).map((k) => option(k, t(`player.size_${k}`), k === (p.cueSize || "medium"))));
+  bg.replaceChildren(...Object.keys(CUE_BGS).map((k) => option(k, t(`player.bg_${k}`), k === (p.cueBg || "dark"))));
+  const subs = $("sub-select"), auds = $("audio-select");
+  const st = S.hls ? S.hls.subtitleTracks : Array.from($("player").textTracks).map((x) => ({name: x.label, lang: x.language, characteristics: x.kind === "captions" ? "transcribes-spoken-dialog" : ""}));
+  const at = S.hls ? S.hls.audioTracks : [];
+  const curSub = S.hls ? S.hls.subtitleTrack : -1, curAud = S.hls ? S.hls.audioTrack : 0;
+  subs.replaceChildren(option("-1", t("player.off"), curSub < 0), ...st.map((x, i) => option(String(i), x.name, i === curSub)));
+  auds.replaceChildren(...at.map((x, i) => option(String(i), x.name, i === curAud)));
+  subs.disabled = !st.length; auds.disabled = at.length < 2;
+}
+function choosePreferred() {  // the remembered choice, else the portal's language for subtitles off
+  if (!S.hls) return;
+  const p = prefs();
+  const ai = S.hls.audioTracks.findIndex((x) => trackKey(x) === p.audio);
+  if (ai >= 0 && ai !== S.hls.audioTrack) S.hls.audioTrack = ai;
+  const si = p.subtitles ? S.hls.subtitleTracks.findIndex((x) => trackKey(x) === p.subtitles) : -1;
+  S.hls.subtitleDisplay = si >= 0;
+  S.hls.subtitleTrack = si;
+  renderPlayerOptions();
+}
+function clockTime(s) {
+  const m = Math.floor(s / 60), sec = Math.floor(s % 60);
+  return `${m}:${String(sec).padStart(2, "0")}`;
+}
+function savedPosition(id) { return Number(localStorage.getItem(`pos.${id}`) || 0); }
+function keepPosition(id) {
+  const v = $("player");
+  let last = 0;
+  v.ontimeupdate = () => {
+    const now = Date.now();
+    if (now - last < 2000) return;
+    last = now;
+    try { localStorage.setItem(`pos.${id}`, String(v.ended ? 0 : v.currentTime)); } catch (e) { /* full */ }
+  };
+  v.onpause = () => { try { localStorage.setItem(`pos.${id}`, String(v.ended ? 0 : v.currentTime)); } catch (e) { /* full */ } };
+}
+function offerResume(id, duration) {
+  const pos = savedPosition(id), box = $("resume");
+  box.hidden = !(pos > 1 && (!duration || pos < duration - 1));
+  if (box.hidden) return false;
+  $("resume-go").textContent = t("player.resume", {time: clockTime(pos)});
+  $("resume-go").onclick = () => { const v = $("player"); v.currentTime = pos; v.play().catch(() => {}); box.hidden = true; };
+  $("resume-start").onclick = () => { const v = $("player"); v.currentTime = 0; v.play().catch(() => {}); box.hidden = true; };
+  return true;
+}
+
 function stopPlayer() {
   if (S.hls) { S.hls.destroy(); S.hls = null; }
-  const v = $("player"); v.pause(); v.removeAttribute("src"); v.load();
+  const v = $("player"); v.pause(); v.ontimeupdate = null; v.onpause = null;
+  v.removeAttribute("src"); v.load();
+  $("resume").hidden = true;
 }
 
 function play(id) {
@@ -122,16 +194,41 @@ function play(id) {
   const v = $("player"), src = media(t.entry);
   stopPlayer();
   if (window.Hls && window.Hls.isSupported()) {
-    S.hls = new window.Hls({maxBufferLength: 30, startLevel: -1});
+    S.hls = new window.Hls({maxBufferLength: 30, startLevel: -1, renderTextTracksNatively: true});
     S.hls.loadSource(src); S.hls.attachMedia(v);
     S.hls.on(window.Hls.Events.ERROR, (_e, d) => { if (d.fatal) console.error("hls", d.type, d.details); });
+    S.hls.on(window.Hls.Events.MANIFEST_PARSED, choosePreferred);
+    S.hls.on(window.Hls.Events.SUBTITLE_TRACKS_UPDATED, choosePreferred);
+    S.hls.on(window.Hls.Events.AUDIO_TRACKS_UPDATED, choosePreferred);
+    v.addEventListener("loadedmetadata", choosePreferred, {once: true});  // hls.js resets it on attach
+    S.hls.on(window.Hls.Events.AUDIO_TRACK_SWITCHED, renderPlayerOptions);
+    S.hls.on(window.Hls.Events.SUBTITLE_TRACK_SWITCH, renderPlayerOptions);
   } else if (v.canPlayType("application/vnd.apple.mpegurl")) {
     v.src = src;
   } else {
     $("play-title").textContent = tr("player.no_hls");
     return;
   }
+  renderPlayerOptions(); applyCueStyle(); keepPosition(id);
+  if (offerResume(id, t.duration_s)) return;  // the passenger chooses: continue or start over
   if (!S.pa) v.play().catch(() => { /* autoplay may need a tap: the controls are there */ });
+}
+
+function playerControls() {
+  $("sub-select").onchange = (e) => {
+    const i = Number(e.target.value);
+    if (S.hls) { S.hls.subtitleDisplay = i >= 0; S.hls.subtitleTrack = i; }
+    else Array.from($("player").textTracks).forEach((x, j) => { x.mode = j === i ? "showing" : "disabled"; });
+    const tk = S.hls && i >= 0 ? S.hls.subtitleTracks[i] : null;
+    savePrefs({subtitles: tk ? trackKey(tk) : ""});
+  };
+  $("audio-select").onchange = (e) => {
+    const i = Number(e.target.value);
+    if (S.hls) { S.hls.audioTrack = i; savePrefs({audio: trackKey(S.hls.audioTracks[i])}); }
+  };
+  $("cue-size").onchange = (e) => { savePrefs({cueSize: e.target.value}); applyCueStyle(); };
+  $("cue-bg").onchange = (e) => { savePrefs({cueBg: e.target.value}); applyCueStyle(); };
+  new ResizeObserver(applyCueStyle).observe($("player"));
 }
 
 // ---- reader --------------------------------------------------------------------------------
@@ -344,6 +441,7 @@ async function captive() {
 
 async function main() {
   $("order").onclick = order;
+  playerControls();
   $("lang").onchange = (e) => switchLang(e.target.value);
   window.addEventListener("hashchange", route);
   await loadLang(I.lang);
