@@ -194,3 +194,39 @@ def test_a_spoofed_jump_in_the_real_flight(flight_path: Path) -> None:
     # the flight info holds the last good position, says so, and never shows the jumped one
     assert views and all(v["validity"] == "implausible" and v["held"] for v in views)
     assert all(abs(v["latitude"] - traj.value("latitude", start)) < 0.05 for v in views)
+
+
+def test_bad_positions_show_on_bite_and_metrics(tmp_path: Path) -> None:
+    """The counter is visible: BITE's ``position`` goes amber while recent, /metrics counts."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from appliance.avionics.chain import AvionicsChain
+    from appliance.daemon.bite import POSITION_AMBER_S, Bite
+    from appliance.store.recovery import RecoveryReport
+    from appliance.store.writer import WriterStats
+    from appliance.web.admin.metrics import ApplianceCollector
+
+    chain = AvionicsChain(LabelTable.default())
+    bite = Bite(chain, tmp_path, RecoveryReport("green", "journal ok", 0.0), WriterStats())
+    lat, lon = 45.0, 1.0
+    params = []
+    for i in range(20):
+        t = 100.0 + i * 0.25
+        lat, lon = move(lat, lon, 450.0, 90.0, 0.25)
+        jump = 1.0 if i == 10 else 0.0
+        params += [_pos("latitude", lat + jump, t), _pos("longitude", lon, t)]
+    assert bite.assess()["position"]["state"] == "green"  # nothing seen yet
+    chain.feed(params)
+    pos = bite.assess()["position"]
+    assert pos["bad_positions"] == 1 and pos["by_rule"] == {"speed": 1}
+    assert pos["state"] == "amber" and "implausible position" in pos["reason"], pos
+    lat, lon = move(lat, lon, 450.0, 90.0, POSITION_AMBER_S + 1)
+    t = 105.0 + POSITION_AMBER_S + 1
+    chain.feed([_pos("latitude", lat, t), _pos("longitude", lon, t)])
+    pos = bite.assess()["position"]
+    assert pos["state"] == "green" and pos["bad_positions"] == 1, pos
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ApplianceCollector(chain, WriterStats(), None, tmp_path))
+    text = generate_latest(registry).decode()
+    assert 'appliance_implausible_positions_total{rule="speed"} 1.0' in text
+    assert 'appliance_implausible_positions_total{rule="track"} 0.0' in text

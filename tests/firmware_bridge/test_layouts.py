@@ -252,3 +252,18 @@ def test_replay_cli_refuses_with_the_reason(tmp_path: Path, capsys: pytest.Captu
     assert main(["replay", str(path)]) == 2
     err = capsys.readouterr().err
     assert "found a JSON object with keys 'foo', 'bar'" in err and "expected" in err
+
+
+@pytest.mark.parametrize("name", ["columns.json.gz", "trace_full_393322.json", "fr24.json",
+                                  "flight.csv", "flight.parquet"])
+def test_the_card_simulator_plays_every_layout(name: str, vectors: list[dict[str, Any]],
+                                               tmp_path: Path) -> None:
+    from firmware_bridge import cli
+    from firmware_bridge.frame import FrameDecoder, FrameType
+
+    out = tmp_path / "stream.bin"
+    assert cli.main(["dump", str(write(tmp_path, name, vectors)), "-o", str(out),
+                     "--start", "07:30:00", "--end", "07:30:04"]) == 0
+    frames = FrameDecoder().feed(out.read_bytes())
+    assert sum(f.type == FrameType.HEARTBEAT for f in frames) == 5
+    assert sum(f.type == FrameType.A429_WORD for f in frames) > 300
