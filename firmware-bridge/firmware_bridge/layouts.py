@@ -49,6 +49,8 @@ EXPECTED = ("rs1090 JSONL frames, a JSON list of records, pandas JSON (records, 
             "or CSV/Parquet with a timestamp column")
 
 Rows = list[dict[str, Any]]
+#: Timestamps at or after this (2100-01-01) are not times of a recorded flight.
+MAX_EPOCH_S = 4102444800.0
 
 
 class LayoutError(ValueError):
@@ -74,11 +76,12 @@ def _epoch(v: Any) -> float | None:
     if isinstance(v, (int, float)):
         if not math.isfinite(v):
             return None
-        return float(v) / 1000.0 if v > 1e11 else float(v)
+        t = float(v) / 1000.0 if v > 1e11 else float(v)
+        return t if 0.0 <= t < MAX_EPOCH_S else None
     if isinstance(v, dt.datetime):  # pandas Timestamp is a datetime
         if v.tzinfo is None:
             v = v.replace(tzinfo=dt.UTC)
-        return float(v.timestamp())
+        return _epoch(float(v.timestamp()))
     if isinstance(v, str):
         text = v.strip()
         try:
@@ -151,8 +154,9 @@ def _read_json_orient(text: str, orient: str) -> Rows:
     pd = _pandas()
     try:
         df = pd.read_json(io.StringIO(text), orient=orient)
-    except ValueError as e:
-        raise LayoutError(f"pandas JSON ({orient} orient) that pandas cannot read: {e}") from e
+    except Exception as e:  # pandas raises ValueError, TypeError, KeyError... on odd shapes
+        raise LayoutError(f"pandas JSON ({orient} orient) that pandas cannot read: "
+                          f"{type(e).__name__}: {e}") from e
     return _frame_rows(df)
 
 
@@ -300,7 +304,7 @@ def read_rows(raw: bytes) -> tuple[str, Rows]:
         pd = _pandas()
         try:
             df = pd.read_csv(io.StringIO(text))
-        except (ValueError, pd.errors.ParserError) as e:
-            raise LayoutError(f"a CSV file pandas cannot read: {e}") from e
+        except Exception as e:  # ParserError, ValueError, UnicodeError...
+            raise LayoutError(f"a CSV file pandas cannot read: {type(e).__name__}: {e}") from e
         return "CSV", _frame_rows(df)
     raise LayoutError(f"found {_found_text(text)}; expected {EXPECTED}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .layouts import LayoutError, read_rows
+from .layouts import MAX_EPOCH_S, LayoutError, read_rows
 
 __all__ = [
     "DEFAULT_FLIGHT",
@@ -158,7 +158,7 @@ def _load_rs1090(rows: Iterable[Any], name: str) -> Trajectory:
 
     # rows that are not objects with a numeric timestamp carry nothing usable
     rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("timestamp"), (int, float))
-            and not isinstance(r.get("timestamp"), bool)]
+            and not isinstance(r.get("timestamp"), bool) and 0 <= r["timestamp"] < MAX_EPOCH_S]
     rows.sort(key=lambda r: r.get("timestamp", 0.0))
     for r in rows:
         t = r.get("timestamp")

@@ -267,3 +267,23 @@ def test_the_card_simulator_plays_every_layout(name: str, vectors: list[dict[str
     frames = FrameDecoder().feed(out.read_bytes())
     assert sum(f.type == FrameType.HEARTBEAT for f in frames) == 5
     assert sum(f.type == FrameType.A429_WORD for f in frames) > 300
+
+
+ODD = [
+    {"columns": 5, "data": 3}, {"schema": {}, "data": 1}, {"schema": {"fields": 3}, "data": [1]},
+    {"timestamp": {"0": [1]}}, {"columns": ["timestamp"], "data": [[1, 2]]},
+    {"timestamp": {"0": 1e300}, "altitude": {"0": 3}},
+    {"icao": "x", "timestamp": -5, "trace": [[1, "a", None, "ground", None, None, "f"]]},
+    {"result": {"response": {"data": {"flight": {"track": 7}}}}},
+]
+
+
+@pytest.mark.parametrize("doc", ODD)
+def test_odd_shapes_are_refused_not_crashed(doc: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RecordingError):
+        load(path)
+    path.write_text('{"timestamp": 1e300, "frame": "8D00", "altitude": 1}\n{"timestamp": 2}\n')
+    with pytest.raises(RecordingError):  # a time no flight has: refused, not an overflow later
+        load(path)
