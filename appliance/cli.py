@@ -120,9 +120,10 @@ def cmd_replay_summary(args: argparse.Namespace) -> int:
     try:
         if target.is_dir():
             rows, wall = summarise_folder(target, args.fault, args.seed, workers)
+            workers = max(1, min(workers, len(rows)))  # no more processes than recordings
         else:
             t0 = time.perf_counter()
-            rows, wall, workers = [summarise(target, args.fault, args.seed, target.name)], 0.0, 1
+            rows, workers = [summarise(target, args.fault, args.seed, target.name)], 1
             wall = time.perf_counter() - t0
     except OSError as e:
         print(f"appliance replay: {e}", file=sys.stderr)
