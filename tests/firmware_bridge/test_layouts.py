@@ -188,7 +188,7 @@ def jsonl_modes(flight_path: Path) -> list[tuple[str | None, str, float]]:
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("name", LAYOUTS)
+@pytest.mark.parametrize("name", list(WRITERS))  # gzip is undone first: the .gz twins read the same
 def test_every_layout_replays_as_the_jsonl(name: str, vectors: list[dict[str, Any]],
                                            jsonl_modes: list[tuple[str | None, str, float]],
                                            tmp_path: Path) -> None:
