@@ -4,6 +4,8 @@
 - ``appliance migrate [--config FILE]``: bring the journal database to the newest schema
 - ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json]``: run a recorded flight
   through the avionics chain and print the transitions (UTC, from -> to, evidence)
+- ``appliance replay DIR --summary [--json] [--workers N]``: every recording under DIR, one per
+  worker process: a table of file, duration, transitions, phases, bad positions, replay speed
 - ``appliance status [--config FILE]``: ask the running service's admin API for its status
 - ``appliance hash-password``: an argon2 hash for an ``admin_users`` entry (password on stdin)
 - ``appliance demo [--speed N]``: the built-in simulator on the real recorded flight (``make run``)
@@ -109,8 +111,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay_summary(args: argparse.Namespace) -> int:
+    """Replay every recording under a folder on every core; print the table (or JSON)."""
+    from .avionics.fleet import as_json, format_table, summarise, summarise_folder
+
+    target: Path = args.recording
+    workers = args.workers or os.cpu_count() or 1
+    try:
+        if target.is_dir():
+            rows, wall = summarise_folder(target, args.fault, args.seed, workers)
+            workers = max(1, min(workers, len(rows)))  # no more processes than recordings
+        else:
+            t0 = time.perf_counter()
+            rows, workers = [summarise(target, args.fault, args.seed, target.name)], 1
+            wall = time.perf_counter() - t0
+    except OSError as e:
+        print(f"appliance replay: {e}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"appliance replay: no recording under {target} (*.jsonl, *.json, *.csv, *.parquet, "
+              f"each possibly .gz)", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(as_json(rows, wall, workers)))
+    else:
+        print(format_table(rows, wall, workers), end="")
+    return 2 if any(r.error for r in rows) else 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a recording; print transitions and a summary line."""
+    if args.summary:
+        return cmd_replay_summary(args)
+    if args.recording.is_dir():
+        print(f"appliance replay: {args.recording} is a folder: add --summary to replay every "
+              f"recording in it", file=sys.stderr)
+        return 2
     from firmware_bridge.recording import RecordingError, load
     from firmware_bridge.simulator import Faults, FaultSpecError, generate
 
@@ -268,7 +304,14 @@ def main(argv: list[str] | None = None) -> int:
                         "dropout=NAMES@TIME/S, ncd=NAMES@TIME/S")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--all", action="store_true", help="also print phase changes")
-    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per event (with --summary: one JSON document)")
+    p.add_argument("--summary", action="store_true",
+                   help="RECORDING may be a folder: replay every recording under it in parallel "
+                        "worker processes; print file, duration, transitions, phases, "
+                        "bad-position count, replay speed")
+    p.add_argument("--workers", type=int, default=0,
+                   help="with --summary: worker processes (default: every core)")
     p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("hash-password", help="argon2 hash of a password, for admin_users")
     p.set_defaults(fn=cmd_hash_password)

@@ -33,6 +33,7 @@ from .cardtime import CARD_RESET_S
 from .clock import UtcClock
 from .decode import CardDecoder
 from .params import Parameter, ParameterStore
+from .position import POSITION_NAMES, PositionGuard
 
 __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain"]
 
@@ -70,6 +71,8 @@ class AvionicsChain:
         self._next_eval: float | None = None
         self._last_t = 0.0
         self._alt_hist: collections.deque[tuple[float, float]] = collections.deque()
+        #: Position plausibility: implausible latitude/longitude words are stored as such.
+        self.position = PositionGuard()
 
     def subscribe(self, target: Callable[[Event], None]) -> Unsubscribe:
         """Call ``target`` with every change (isolated); returns the function that unsubscribes."""
@@ -116,6 +119,8 @@ class AvionicsChain:
                 store.restart_time(p.t)
                 self._next_eval = None
             self._last_t = p.t
+            if p.name in POSITION_NAMES:
+                p = self.position.filter(p, store)
             store.put(p)
             if p.name in ("utc_time", "utc_date"):
                 clock.observe(p)

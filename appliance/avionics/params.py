@@ -31,6 +31,7 @@ class Validity(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     FAULT = "fault"  #: the card flagged the input (open circuit)
     STALE = "stale"
+    IMPLAUSIBLE = "implausible"  #: a value the aircraft cannot have (see avionics.position)
 
 
 @dataclass(frozen=True, slots=True)

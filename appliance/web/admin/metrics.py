@@ -71,6 +71,12 @@ class ApplianceCollector(Collector):
         for bus in (self.chain.events, self.chain.ticks):
             failed.add_metric([bus.name], bus.errors)
         yield failed
+        bad_pos = CounterMetricFamily("appliance_implausible_positions",
+                                      "Positions flagged implausible (held back from map and track)",
+                                      labels=["rule"])
+        for rule in ("speed", "track"):
+            bad_pos.add_metric([rule], self.chain.position.by_rule.get(rule, 0))
+        yield bad_pos
         mode = GaugeMetricFamily("appliance_mode", "Current mode (1 for the current one)",
                                  labels=["mode"])
         for m in Mode:
