@@ -36,14 +36,15 @@ $(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 | $(BIN)
 	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0"
 $(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.installed
 	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
-var/vendor/hls.min.js:
-	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3
+var/vendor/epub.min.js:
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
 	mkdir -p var/vendor
 	cp var/npm/node_modules/hls.js/dist/hls.min.js var/npm/node_modules/world-atlas/countries-50m.json var/vendor/
+	cp var/npm/node_modules/epubjs/dist/epub.min.js var/npm/node_modules/jszip/dist/jszip.min.js var/vendor/
 ## axe-core: the accessibility rules the portal's tests run in Chromium (npm, never shipped)
 var/npm/node_modules/axe-core/axe.min.js:
-	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3
-content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json var/vendor/hls.min.js var/npm/node_modules/axe-core/axe.min.js
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
+content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json var/vendor/epub.min.js var/npm/node_modules/axe-core/axe.min.js
 
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
 ## with the real content installed; the portal is http://127.0.0.1:8080/

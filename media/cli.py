@@ -20,7 +20,8 @@ from typing import Any
 from appliance.content.validate import check_package
 from appliance.errors import PackageError
 
-from .book import package_book
+from .book import cover_svg, package_book
+from .epub import package_epub
 from .manifest_writer import write_manifest
 from .tracks import TrackKind, parse_track
 from .video import VideoError, package_video
@@ -30,7 +31,7 @@ __all__ = ["main"]
 
 def _package(args: argparse.Namespace) -> int:
     src: Path = args.src
-    kind = args.kind or ("book" if src.suffix.lower() in (".txt", ".text") else "video")
+    kind = args.kind or ("book" if src.suffix.lower() in (".txt", ".text", ".epub") else "video")
     out: Path = args.out
     if out.exists() and any(out.iterdir()):
         if not args.force:
@@ -55,6 +56,14 @@ def _package(args: argparse.Namespace) -> int:
                                                 segment_type=args.segment_type, tracks=tracks,
                                                 audio_language=(args.lang or ["en"])[0])
             fields |= {"entry": entry, "poster": poster, "duration_s": round(info.duration_s, 3)}
+        elif src.suffix.lower() == ".epub":
+            entry, book = package_epub(src, work, title=args.title,
+                                       language=(args.lang or [""])[0], author=args.author,
+                                       progress=lambda m: print(f"media: {m}", flush=True))
+            (work / "cover.svg").write_text(cover_svg(args.title, args.author or book.creator),
+                                            encoding="utf-8")
+            fields |= {"entry": entry, "poster": "cover.svg",
+                       "languages": args.lang or [book.language or "en"]}
         else:
             entry, poster, _ = package_book(src, work, title=args.title, author=args.author,
                                             language=(args.lang or ["en"])[0],
@@ -62,7 +71,7 @@ def _package(args: argparse.Namespace) -> int:
             fields |= {"entry": entry, "poster": poster}
         manifest = write_manifest(work, fields)
         work.rename(out)
-    except (VideoError, PackageError, OSError, ValueError) as e:
+    except (VideoError, PackageError, OSError, ValueError) as e:  # EpubError is a ValueError
         shutil.rmtree(work, ignore_errors=True)
         print(f"media: {e}", file=sys.stderr)
         return 1

@@ -70,6 +70,7 @@ def test_every_id_the_page_and_script_use_is_in_the_catalog(langs: PortalLanguag
     built |= {f"survey.{q}" for q in QUESTIONS}
     built |= {f"player.size_{k}" for k in ("small", "medium", "large", "xlarge")}
     built |= {f"player.bg_{k}" for k in ("dark", "none")}
+    built |= {f"reader.theme_{k}" for k in ("light", "sepia", "dark")}
     assert sorted(built - set(en)) == []
     assert "`phase.${f.phase}`" in APP_JS and "`mode.${doc.mode}`" in APP_JS
 

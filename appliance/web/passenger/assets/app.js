@@ -39,7 +39,7 @@ async function loadLang(lang) {
 async function switchLang(lang) {
   document.cookie = `lang=${encodeURIComponent(lang)}; path=/; max-age=31536000; SameSite=Lax`;
   await loadLang(lang);
-  renderClosed(); renderCatalog(); renderMenu(); renderPlayerOptions();
+  renderClosed(); renderCatalog(); renderMenu(); renderPlayerOptions(); renderReaderOptions();
   $("survey").dataset.ready = ""; if (!$("view-feedback").hidden) renderSurvey();
   if (S.flight) onFlight(S.flight);
   if ($("view-play").hidden) route();  // a film keeps playing: only its menus change language
@@ -232,11 +232,91 @@ function playerControls() {
 }
 
 // ---- reader --------------------------------------------------------------------------------
+// A book is HTML pages (plain-text sources: the chapters in an iframe) or an EPUB 3, read with
+// epub.js (bundled from npm, loaded only when a book is opened). The EPUB reader keeps the
+// passenger's place (a CFI per title), text size and theme on the phone, lists the chapters as
+// real links, marks the current one, and turns pages with buttons, arrow keys or a swipe.
+const EPUB_SIZES = [80, 100, 120, 150, 200];
+const EPUB_THEMES = {light: {body: {background: "#fdfaf3", color: "#222"}},
+                     sepia: {body: {background: "#f4ecd8", color: "#3b2f1e"}},
+                     dark: {body: {background: "#121212", color: "#e6e6e6"}}};
+function loadScript(src) {
+  return new Promise((ok, fail) => {
+    const s = document.createElement("script"); s.src = src; s.onload = ok; s.onerror = fail;
+    document.head.append(s);
+  });
+}
+function readerPrefs() { try { return JSON.parse(localStorage.getItem("reader.prefs") || "{}"); } catch (e) { return {}; } }
+function saveReaderPrefs(p) { try { localStorage.setItem("reader.prefs", JSON.stringify({...readerPrefs(), ...p})); } catch (e) { /* private */ } }
+function renderReaderOptions() {
+  const p = readerPrefs();
+  $("epub-size").replaceChildren(...EPUB_SIZES.map((n) => option(String(n), `${num(n)} %`, n === (p.size || 100))));
+  $("epub-theme").replaceChildren(...Object.keys(EPUB_THEMES).map((k) => option(k, t(`reader.theme_${k}`), k === (p.theme || "light"))));
+}
+function closeEpub() {
+  if (S.book) { S.book.destroy(); S.book = null; S.rendition = null; }
+  $("epub-view").replaceChildren();
+}
+async function readEpub(t) {
+  $("reader-frame").hidden = true; $("epub-box").hidden = false;
+  if (!window.ePub) {
+    await loadScript("/portal/vendor/jszip.min.js");
+    await loadScript("/portal/vendor/epub.min.js");
+  }
+  closeEpub();
+  const p = readerPrefs(), toc = $("toc");
+  const book = window.ePub(media(t.entry), {openAs: "epub"});
+  const rendition = book.renderTo("epub-view", {width: "100%", height: "100%", spread: "none"});
+  S.book = book; S.rendition = rendition;
+  for (const [k, v] of Object.entries(EPUB_THEMES)) rendition.themes.register(k, v);
+  rendition.themes.select(p.theme || "light");
+  rendition.themes.fontSize(`${p.size || 100}%`);
+  renderReaderOptions();
+  const nav = await book.loaded.navigation;
+  const links = [];
+  toc.replaceChildren();
+  const add = (items, depth) => { for (const it of items) {
+    const li = document.createElement("li"), a = document.createElement("a");
+    a.textContent = it.label.trim(); a.href = `#read/${t.id}`; a.dataset.href = it.href;
+    a.style.paddingInlineStart = `${depth}em`;
+    a.onclick = (e) => { e.preventDefault(); rendition.display(it.href); };
+    li.append(a); toc.append(li); links.push(a);
+    if (depth < 1 && it.subitems?.length) add(it.subitems, depth + 1);
+  } };
+  add(nav.toc, 0);
+  rendition.on("relocated", (loc) => {
+    try { localStorage.setItem(`epub.${t.id}`, loc.start.cfi); } catch (e) { /* full */ }
+    const file = loc.start.href.split("#")[0];
+    const current = links.find((a) => a.dataset.href === loc.start.href)
+      || links.find((a) => a.dataset.href.split("#")[0] === file) || null;
+    for (const a of links) if (a === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    S.readerAt = loc.start.cfi;
+  });
+  rendition.on("keyup", readerKeys);
+  await rendition.display(localStorage.getItem(`epub.${t.id}`) || undefined);
+  window.readerReady = t.id;
+}
+function readerKeys(e) {
+  if (!S.rendition) return;
+  const rtl = document.documentElement.dir === "rtl";
+  if (e.key === "ArrowRight") rtl ? S.rendition.prev() : S.rendition.next();
+  if (e.key === "ArrowLeft") rtl ? S.rendition.next() : S.rendition.prev();
+}
+function readerControls() {
+  $("epub-prev").onclick = () => S.rendition?.prev();
+  $("epub-next").onclick = () => S.rendition?.next();
+  $("epub-size").onchange = (e) => { saveReaderPrefs({size: Number(e.target.value)}); S.rendition?.themes.fontSize(`${e.target.value}%`); };
+  $("epub-theme").onchange = (e) => { saveReaderPrefs({theme: e.target.value}); S.rendition?.themes.select(e.target.value); };
+  $("epub-view").addEventListener("keyup", readerKeys);
+}
+
 async function read(id) {
   const t = title(id);
   if (!t || !t.available) { $("read-title").textContent = tr(t ? "catalog.locked" : "common.not_available"); return; }
   $("read-title").textContent = t.title;
   $("read-attribution").textContent = `${t.attribution || ""} ${tr("common.licence", {licence: t.licence})}`;
+  if (t.entry.endsWith(".epub")) return readEpub(t);
+  $("reader-frame").hidden = false; $("epub-box").hidden = true; closeEpub();
   const frame = $("reader-frame"), toc = $("toc");
   const base = t.entry.slice(0, t.entry.lastIndexOf("/") + 1);
   toc.replaceChildren();
@@ -425,6 +505,7 @@ function route() {
   for (const sec of document.querySelectorAll(".view")) sec.hidden = sec.id !== `view-${name}`;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === `nav-${name}`);
   if (name !== "play") stopPlayer();
+  if (name !== "read") closeEpub();
   if (name === "play") play(id);
   if (name === "read") read(id);
   if (name === "flight") drawMap();
@@ -441,7 +522,7 @@ async function captive() {
 
 async function main() {
   $("order").onclick = order;
-  playerControls();
+  playerControls(); readerControls();
   $("lang").onchange = (e) => switchLang(e.target.value);
   window.addEventListener("hashchange", route);
   await loadLang(I.lang);
