@@ -66,6 +66,7 @@ def hangar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
 
 
 def _bundle(tmp: Path, key: Path | None, version: int = 1) -> Path:
+    """A signed bundle file made with the CLI (build, then sign)."""
     src = make_book(tmp / f"src{version}", f"book-{version}", f"text {version}")
     out = tmp / f"books-v{version}.bundle"
     r = run("hangar", "build", "--kind", "content", "--name", "books", "--version", str(version),
@@ -75,6 +76,20 @@ def _bundle(tmp: Path, key: Path | None, version: int = 1) -> Path:
         r = run("hangar", "sign", str(out), "--key", str(key))
         assert r.returncode == 0, r.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def signed(hangar: tuple[Service, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A signed bundle file for the push failures (made in-process: the push is under test)."""
+    from appliance.intake.bundlefile import pack
+    from appliance.intake.hangar import build_bundle, sign_bundle
+
+    tmp = tmp_path_factory.mktemp("signed")
+    src = make_book(tmp / "src", "book-9", "text 9")
+    build_bundle("content", "books", 9, [src], tmp / "dir")
+    pack(tmp / "dir", tmp / "books-v9.bundle")
+    sign_bundle(tmp / "books-v9.bundle", [hangar[1]])
+    return tmp / "books-v9.bundle"
 
 
 # --- hangar: build, sign, push -----------------------------------------------------------------
@@ -115,9 +130,9 @@ def test_build_with_zero_expiry_days_is_one_line(tmp_path: Path) -> None:
 
 
 def test_push_with_a_wrong_token_names_the_token(hangar: tuple[Service, Path],
-                                                 tmp_path: Path) -> None:
-    svc, key = hangar
-    r = run("hangar", "push", str(_bundle(tmp_path, key, 2)), "--url",
+                                                 signed: Path) -> None:
+    svc, _ = hangar
+    r = run("hangar", "push", str(signed), "--url",
             f"http://127.0.0.1:{svc.admin_port}", "--token", "not-the-token")
     assert r.returncode == 1
     line = one_line(r)
@@ -126,20 +141,20 @@ def test_push_with_a_wrong_token_names_the_token(hangar: tuple[Service, Path],
 
 
 @pytest.mark.parametrize("token", ["", None])
-def test_push_without_a_token_stops_at_once(hangar: tuple[Service, Path], tmp_path: Path,
+def test_push_without_a_token_stops_at_once(hangar: tuple[Service, Path], signed: Path,
                                             token: str | None) -> None:
-    svc, key = hangar
+    svc, _ = hangar
     args = ["--token", token] if token is not None else []
-    r = run("hangar", "push", str(_bundle(tmp_path, key, 3)), "--url",
+    r = run("hangar", "push", str(signed), "--url",
             f"http://127.0.0.1:{svc.admin_port}", *args)
     assert r.returncode == 2
     assert one_line(r).startswith("appliance hangar push: no token: pass --token or set "
                                   "APPLIANCE_ADMIN_TOKEN")
 
 
-def test_push_to_a_port_where_nothing_listens_stops_at_once(tmp_path: Path) -> None:
+def test_push_to_a_port_where_nothing_listens_stops_at_once(signed: Path) -> None:
     port = free_port()
-    r = run("hangar", "push", str(_bundle(tmp_path, None)), "--url", f"http://127.0.0.1:{port}",
+    r = run("hangar", "push", str(signed), "--url", f"http://127.0.0.1:{port}",
             "--token", TOKEN)
     assert r.returncode == 1
     line = one_line(r)
@@ -147,9 +162,9 @@ def test_push_to_a_port_where_nothing_listens_stops_at_once(tmp_path: Path) -> N
     assert "admin port" in line
 
 
-def test_push_to_the_passenger_port_says_so(hangar: tuple[Service, Path], tmp_path: Path) -> None:
-    svc, key = hangar
-    r = run("hangar", "push", str(_bundle(tmp_path, key, 4)), "--url",
+def test_push_to_the_passenger_port_says_so(hangar: tuple[Service, Path], signed: Path) -> None:
+    svc, _ = hangar
+    r = run("hangar", "push", str(signed), "--url",
             f"http://127.0.0.1:{svc.passenger_port}", "--token", TOKEN)
     assert r.returncode == 1
     line = one_line(r)
