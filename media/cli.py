@@ -14,6 +14,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,7 +71,11 @@ def check_fields(fields: dict[str, Any]) -> str | None:
 
 @contextmanager
 def progress_display(label: str) -> Iterator[Callable[[float, float], None]]:
-    """A ``progress(done_s, total_s)`` callback: a rich bar on a terminal, else a line per 10 %."""
+    """A ``progress(done_s, total_s)`` callback: a rich bar on a terminal, else lines.
+
+    Without a terminal (logs, CI): one line per 10 % of the source encoded, and at least one every
+    15 s while it moves.
+    """
     if sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
@@ -80,12 +85,14 @@ def progress_display(label: str) -> Iterator[Callable[[float, float], None]]:
             task = bar.add_task(label, total=None)
             yield lambda done, total: bar.update(task, completed=done, total=total)
         return
-    last = [-1]
+    last = [-1.0, 0.0]  # percentage and monotonic time of the last line
 
     def lines(done: float, total: float) -> None:
         pct = int(100 * done / total) if total > 0 else 100
-        if pct // 10 > last[0] // 10 or (pct == 100 and last[0] < 100):
-            last[0] = pct
+        now = time.monotonic()
+        if (pct // 10 > last[0] // 10 or (pct == 100 and last[0] < 100)
+                or (pct > last[0] and now - last[1] >= 15)):
+            last[:] = [pct, now]
             print(f"media: {label} {pct}% ({done:.1f} s of {total:.1f} s)", file=sys.stderr,
                   flush=True)
     yield lines

@@ -1,18 +1,14 @@
-"""``appliance hangar``: the hangar station's tool — build, sign and push bundles, see what is installed.
+"""The hangar station's library: build, sign and push bundles (the commands are in .hangar_cli).
 
-Commands (each has ``--help``)::
-
-    appliance hangar keygen KEY                      new Ed25519 key: KEY (private, PEM) and KEY.pub (hex)
-    appliance hangar build --kind content|software --name N --version V SRC... -o OUT.bundle
-    appliance hangar sign OUT.bundle --key KEY [--key KEY2 ...]
-    appliance hangar push OUT.bundle --url http://AIRCRAFT:8081 --token T [--no-activate]
-    appliance hangar status --url ... --token T
-
-``build`` takes content package directories (each becomes a top-level directory of the bundle)
-or, for software, wheel files or a prebuilt slot directory. ``push`` resumes after any interruption
-(link drop, appliance power cut, take-off): it asks the aircraft for the stored offset and sends
-only the rest, with a progress bar; it exits 0 once the bundle is active (or staged with
-``--no-activate``), 2 when the aircraft refused it (the reason is printed), 1 on other failures.
+- ``build_bundle(kind, name, version, sources, out_dir)``: an unsigned bundle directory
+  (``metadata.json`` + ``payload.tar.zst``); ``bundlefile.pack`` makes it the one file that
+  ``appliance hangar build -o OUT.bundle`` writes.
+- ``sign_bundle(bundle, key_files)``: adds signatures (bundle file or directory).
+- ``push(bundle, url, token)``: uploads resumably, stages and activates. It retries only what
+  retrying can fix (a lost link after the aircraft answered once, a dropped stalled body, a busy or
+  restarting aircraft, a pause in FLIGHT) and fails at once, with one line, on everything else
+  (no token, a refused token, nothing listening at ``url``, the passenger port): PushError.
+- ``answer_error``/``check_target``: that classification, shared with ``hangar status``.
 """
 
 from __future__ import annotations
