@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a recorded flight through the avionics chain and print "
                                    "the transitions (UTC, from -> to, evidence).")
     p.add_argument("recording", type=Path,
-                   help="raw Mode-S JSONL, or a JSON/JSON.gz list of samples")
+                   help="a recording (raw Mode-S JSONL, JSON, CSV, Parquet, ...; see README), "
+                        "or with --summary a folder of them")
     p.add_argument("--speed", type=float, default=0.0, help="pace to N x real time (0: flat out)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="as card-sim: garbage=RATE, parity=RATE, wow-glitch=TIME, "
