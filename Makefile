@@ -47,11 +47,14 @@ var/npm/node_modules/axe-core/axe.min.js:
 content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json var/vendor/epub.min.js var/npm/node_modules/axe-core/axe.min.js
 
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
-## with the real content installed; the portal is http://127.0.0.1:8080/
+## with the real content installed; the portal is http://127.0.0.1:8080/, media on 8082 (the
+## environment overrides: APPLIANCE_CONTENT__MEDIA_PORT=N make run; APPLIANCE_PASSENGER__PORT ...)
 run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/appliance content install $(CONTENT)/big-buck-bunny
 	$(BIN)/appliance content install $(CONTENT)/genesis-kjv
-	APPLIANCE_CONTENT__MEDIA_PORT=8082 APPLIANCE_CONTENT__ORIGIN=LFPG APPLIANCE_CONTENT__DESTINATION=LFBO \
+	APPLIANCE_CONTENT__MEDIA_PORT=$${APPLIANCE_CONTENT__MEDIA_PORT:-8082} \
+	  APPLIANCE_CONTENT__ORIGIN=$${APPLIANCE_CONTENT__ORIGIN:-LFPG} \
+	  APPLIANCE_CONTENT__DESTINATION=$${APPLIANCE_CONTENT__DESTINATION:-LFBO} \
 	  $(BIN)/appliance demo --speed $(SPEED)
 
 ## lint: ruff, mypy (strict on appliance) and the import contracts (lint-imports)

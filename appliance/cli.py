@@ -25,6 +25,7 @@ import logging
 import logging.handlers
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -184,17 +186,43 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_hint(config: str | None) -> str:
+    """Where the token and the address come from, for a failed ``status``."""
+    if config or os.environ.get("APPLIANCE_CONFIG"):
+        return f"the token is admin_token in {config or os.environ['APPLIANCE_CONFIG']}"
+    demo = " (make run's is var/appliance.toml)" if Path("var/appliance.toml").exists() else ""
+    return (f"give the service's config with --config FILE{demo}, or set APPLIANCE_ADMIN_TOKEN "
+            "(and APPLIANCE_ADMIN__PORT if it is not 8081)")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the running service's status (admin API, with the configured token)."""
+    """Print the running service's status (admin API, with the configured token).
+
+    One line on stderr and exit 1 when it cannot: no token or a wrong one (401, with where the
+    token comes from), nothing listening (the address it tried), any other HTTP error.
+    """
     settings = _settings(args.config)
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     url = f"http://{settings.admin.host}:{settings.admin.port}/admin/v1/status"
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             print(json.dumps(json.load(resp), indent=2))
-    except (urllib.error.URLError, OSError) as e:
-        print(f"appliance status: {url}: {e}", file=sys.stderr)
+    except urllib.error.HTTPError as e:
+        if e.code == 401:
+            why = "no admin token configured" if not token else "the admin token was refused"
+            msg = f"{url}: {why} (HTTP 401): {_status_hint(args.config)}"
+        elif e.code == 404:
+            msg = f"{url}: HTTP 404: this is not the service's admin port ({_status_hint(args.config)})"
+        else:
+            msg = f"{url}: HTTP {e.code} {e.reason}"
+        print(f"appliance status: {msg}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        print(f"appliance status: cannot reach {url} ({reason}): is the service running? "
+              f"{_status_hint(args.config)}", file=sys.stderr)
         return 1
     return 0
 
@@ -216,6 +244,28 @@ def _private(path: Path) -> None:
         if mode & 0o077:
             path.chmod(0o600)
             print(f"appliance demo: {path} was {oct(mode)}, now 0o600", file=sys.stderr)
+
+
+def _ports_in_use(settings: Any) -> str | None:
+    """Why the service could not bind its ports (one line naming the setting), or None.
+
+    Checked before anything is printed or started; the service binds with SO_REUSEADDR too.
+    """
+    wanted = [("passenger", settings.passenger.host, settings.passenger.port, "PASSENGER__PORT"),
+              ("admin", settings.admin.host, settings.admin.port, "ADMIN__PORT")]
+    c = settings.content
+    if c.enabled and c.media_port:
+        wanted.append(("media", c.media_host or settings.passenger.host, c.media_port,
+                       "CONTENT__MEDIA_PORT"))
+    for name, host, port, var in wanted:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                return (f"cannot use the {name} port {host}:{port} ({e.strerror}): another "
+                        f"`make run`? Stop it, or choose another port with APPLIANCE_{var}=N")
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -245,15 +295,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The simulator's card clock runs at --speed card seconds per host second.
         settings = settings.model_copy(update={"serial": settings.serial.model_copy(
             update={"max_card_time_rate": args.speed})})
+    busy = _ports_in_use(settings)
+    if busy:
+        print(f"appliance demo: {busy}", file=sys.stderr)
+        return 1
     _logging(settings.log_level, settings.data_dir / "logs")
     flight = args.recording or fetch_default_flight(var / "cache")
     sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "play", str(flight),
                             "--link", settings.serial.port, "--speed", str(args.speed), "--loop"])
     who = (f"maint, password in {login}" if login.exists()
            else f"see admin_users in {cfg}")
+    c = settings.content
+    media = ("" if not c.enabled or c.media_port is None else
+             f"\n  Media server:   http://{c.media_host or settings.passenger.host}:"
+             f"{c.media_port or '(a free port; the catalog names it)'}/")
     print(f"""
   Card simulator: {flight} at x{args.speed:g} on {settings.serial.port} (pid {sim.pid})
-  Portal:         http://{settings.passenger.host}:{settings.passenger.port}/
+  Portal:         http://{settings.passenger.host}:{settings.passenger.port}/{media}
   Passenger API:  http://{settings.passenger.host}:{settings.passenger.port}/api/v1/flight
   Dashboard:      http://{settings.admin.host}:{settings.admin.port}/  (login: {who})
   Admin API:      http://{settings.admin.host}:{settings.admin.port}/admin/v1/status
@@ -287,22 +345,37 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (78 for invalid configuration)."""
-    ap = argparse.ArgumentParser(prog="appliance", description=__doc__,
+def plain(doc: str | None) -> str:
+    """A docstring as --help shows it: without reST markup (``code`` becomes code)."""
+    return (doc or "").replace("``", "").replace(":class:", "").replace(":mod:", "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``appliance`` command line: every command and option, each with its help text."""
+    ap = argparse.ArgumentParser(prog="appliance", description=plain(__doc__),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("run", cmd_run), ("migrate", cmd_migrate), ("status", cmd_status)):
-        p = sub.add_parser(name)
-        p.add_argument("--config", help="TOML config file (default: $APPLIANCE_CONFIG)")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    config_help = ("the service's TOML config file (default: $APPLIANCE_CONFIG, else the built-in "
+                   "defaults); APPLIANCE_* variables override it, nested with __")
+    for name, fn, text in (
+            ("run", cmd_run, "run the service until SIGTERM (exit 78 on invalid configuration)"),
+            ("migrate", cmd_migrate, "bring the journal database to the newest schema (backup first)"),
+            ("status", cmd_status, "the running service's status, from its admin API (needs the "
+                                   "admin token: --config or $APPLIANCE_ADMIN_TOKEN)")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", help=config_help)
         p.set_defaults(fn=fn)
-    p = sub.add_parser("replay", help="run a recorded flight through the chain")
-    p.add_argument("recording", type=Path)
+    p = sub.add_parser("replay", help="run a recorded flight through the avionics chain",
+                       description="Run a recorded flight through the avionics chain and print "
+                                   "the transitions (UTC, from -> to, evidence).")
+    p.add_argument("recording", type=Path,
+                   help="a recording (raw Mode-S JSONL, JSON, CSV, Parquet, ...; see README), "
+                        "or with --summary a folder of them")
     p.add_argument("--speed", type=float, default=0.0, help="pace to N x real time (0: flat out)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="as card-sim: garbage=RATE, parity=RATE, wow-glitch=TIME, "
                         "dropout=NAMES@TIME/S, ncd=NAMES@TIME/S")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the random faults (default 1)")
     p.add_argument("--all", action="store_true", help="also print phase changes")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per event (with --summary: one JSON document)")
@@ -313,11 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0,
                    help="with --summary: worker processes (default: every core)")
     p.set_defaults(fn=cmd_replay)
-    p = sub.add_parser("hash-password", help="argon2 hash of a password, for admin_users")
+    p = sub.add_parser("hash-password", help="argon2 hash of a password, for admin_users",
+                       description="Read a password (twice, without echo; or one line on stdin) "
+                                   "and print its argon2 hash for an admin_users entry.")
     p.set_defaults(fn=cmd_hash_password)
-    p = sub.add_parser("demo", help="simulator + service on the real flight")
-    p.add_argument("--speed", type=float, default=60.0)
-    p.add_argument("--recording", type=Path)
+    p = sub.add_parser("demo", help="simulator + service on the real recorded flight (make run)",
+                       description="The card simulator plays the recorded flight onto var/card; "
+                                   "the service runs on it with var/appliance.toml.")
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="card simulator speed, x real time (default 60)")
+    p.add_argument("--recording", type=Path,
+                   help="the flight to play (default: the AFR34ZG recording, fetched to var/cache)")
     p.set_defaults(fn=cmd_demo)
     from .content.cli import add_parser as add_content_parser
 
@@ -325,7 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     from .intake.hangar import add_parser as add_hangar_parser
 
     add_hangar_parser(sub)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (78 for invalid configuration)."""
+    args = build_parser().parse_args(argv)
     with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file (tests)
         faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS) still leaves a traceback on stderr
     try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -77,9 +78,35 @@ def _ladder(src_height: int, renditions: int) -> list[tuple[int, int]]:
     return sorted(picked[:renditions], reverse=True)
 
 
+def run_with_progress(cmd: list[str], duration_s: float,
+                      progress: Callable[[float, float], None] | None) -> None:
+    """Run ffmpeg ``cmd`` with ``-progress`` on its stdout, calling ``progress(done_s, total_s)``.
+
+    ``done_s`` is ffmpeg's ``out_time`` (seconds of the source encoded so far), reported about
+    twice a second and once more (= ``total_s``) at the end. Raises VideoError with the end of
+    ffmpeg's error output if it fails.
+    """
+    full = [cmd[0], "-progress", "pipe:1", "-stats_period", "0.5", "-nostats", *cmd[1:]]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=err, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            key, _, value = line.strip().partition("=")
+            if progress is not None and key == "out_time_us" and value.isdigit():
+                progress(min(int(value) / 1e6, duration_s), duration_s)
+        code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            raise VideoError(f"ffmpeg failed: {err.read().decode(errors='replace').strip()[-2000:]}")
+    if progress is not None:
+        progress(duration_s, duration_s)
+
+
 def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int = 2,
                   segment_type: Literal["mpegts", "fmp4"] = "mpegts", tracks: Sequence[Track] = (),
-                  audio_language: str = "en") -> tuple[str, str, Probe]:
+                  audio_language: str = "en",
+                  progress: Callable[[float, float], None] | None = None,
+                  ) -> tuple[str, str, Probe]:
     """Cut ``src`` into an HLS ladder under ``out/hls`` and a poster ``out/poster.jpg``.
 
     With ``tracks`` (more audio languages, an audio description, subtitles, captions: see
@@ -87,7 +114,8 @@ def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int =
     (language ``audio_language``) first, is an AUDIO rendition; without, the source's audio is
     muxed into each variant. Returns (entry playlist path, poster path, source probe), paths
     relative to ``out``. Raises VideoError if ffmpeg fails; ``segment_s`` must be 4..6 (the
-    appliance's players expect it).
+    appliance's players expect it). ``progress(done_s, total_s)``: seconds of the source encoded
+    so far by the ladder's ffmpeg run, from its ``-progress`` output (see :func:`run_with_progress`).
     """
     if not 4 <= segment_s <= 6:
         raise VideoError("segment_s must be between 4 and 6 seconds")
@@ -124,7 +152,7 @@ def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int =
     cmd.append(str(hls / "v%v" / "index.m3u8"))
     for i in range(n):
         (hls / f"v{i}").mkdir(exist_ok=True)
-    _run(cmd)
+    run_with_progress(cmd, info.duration_s, progress)
     if tracks:
         own = [Track("audio", audio_language, None)] if info.audio else []
         every = [*own, *tracks]

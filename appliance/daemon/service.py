@@ -64,6 +64,7 @@ from ..store.writer import Writer
 from ..sync import SyncService
 from ..web import admin, passenger
 from ..web.admin.auth import AdminAuth, Role
+from ..web.admin.content import make_router as content_inventory
 from ..web.admin.dashboard import dashboard_html
 from ..web.admin.metrics import ApplianceCollector, make_metrics
 from ..web.admin.sync import sync_router
@@ -333,7 +334,8 @@ class Daemon:
             metrics=make_metrics(collector, self.reader),
             dashboard_html=dashboard_html(),
             routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router,
-                     intake_router],
+                     intake_router,
+                     *([content_inventory(self.content.store)] if self.content.store else [])],
             unaudited=(("PUT", "/admin/v1/intake/uploads/"),))
         await self._serve_web(stack, "admin", web_config(admin.create_app(deps), s.admin.host,
                                                          s.admin.port, s.edge.admin,

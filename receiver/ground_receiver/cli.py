@@ -4,6 +4,10 @@
 - ``ground-receiver init-db [--config FILE] [--database-url URL]``: create missing tables
 - ``ground-receiver hash-token TOKEN``: the ``sha256:<hex>`` form for the ``[aircraft]`` table
 
+Without ``database_url`` (config, ``GROUND_RECEIVER_DATABASE_URL`` or ``--database-url``) the
+database is SQLite in the XDG state directory, ``$XDG_STATE_HOME/ground-receiver/ground.db``
+(``~/.local/state/ground-receiver/ground.db``), never the current directory.
+
 Exit status 78 on invalid configuration, 1 when the database cannot be reached at start.
 """
 
@@ -14,14 +18,22 @@ import logging
 import sys
 
 from .errors import ConfigError
-from .settings import ReceiverSettings, hash_token, load_settings
+from .settings import ReceiverSettings, hash_token, load_settings, sqlite_path
 
 EX_CONFIG = 78
 
 
 def _settings(args: argparse.Namespace) -> ReceiverSettings:
-    return load_settings(args.config, host=getattr(args, "host", None),
-                         port=getattr(args, "port", None), database_url=args.database_url)
+    s = load_settings(args.config, host=getattr(args, "host", None),
+                      port=getattr(args, "port", None), database_url=args.database_url)
+    path = sqlite_path(s.database_url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create the database directory {path.parent}: "
+                              f"{e.strerror}") from e
+    return s
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -42,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OperationalError as e:
         print(f"ground-receiver: database {engine.url!r}: {e.orig}", file=sys.stderr)
         return 1
+    logging.getLogger(__name__).info("database %s", engine.url.render_as_string(hide_password=True))
     if not s.aircraft:
         logging.getLogger(__name__).warning("no [aircraft] tokens configured: every batch gets 401")
     app = create_app(s, BatchStore(engine, s.reorder_wait_s))
@@ -68,21 +81,24 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="ground-receiver", description=__doc__,
+    ap = argparse.ArgumentParser(prog="ground-receiver", description=(__doc__ or "").replace("``", ""),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
+    db_help = ("SQLAlchemy URL (default: SQLite in $XDG_STATE_HOME/ground-receiver/ground.db, "
+               "i.e. ~/.local/state/ground-receiver/ground.db)")
+    cfg_help = "TOML file (default: $GROUND_RECEIVER_CONFIG; see receiver/README.md)"
     p = sub.add_parser("serve", help="run the HTTP receiver")
-    p.add_argument("--config", help="TOML file (default: $GROUND_RECEIVER_CONFIG)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--database-url")
+    p.add_argument("--config", help=cfg_help)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8443)")
+    p.add_argument("--database-url", help=db_help)
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("init-db", help="create missing tables")
-    p.add_argument("--config")
-    p.add_argument("--database-url")
+    p.add_argument("--config", help=cfg_help)
+    p.add_argument("--database-url", help=db_help)
     p.set_defaults(fn=cmd_init_db)
     p = sub.add_parser("hash-token", help="print sha256:<hex> of a token")
-    p.add_argument("token")
+    p.add_argument("token", help="an aircraft's bearer token (at least 16 characters)")
     p.set_defaults(fn=cmd_hash_token)
     args = ap.parse_args(argv)
     try:

@@ -24,7 +24,25 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import ConfigError
 
-__all__ = ["ReceiverSettings", "hash_token", "load_settings"]
+__all__ = ["ReceiverSettings", "default_database_url", "hash_token", "load_settings", "sqlite_path"]
+
+
+def default_database_url() -> str:
+    """SQLite in the XDG state directory: ``$XDG_STATE_HOME/ground-receiver/ground.db``.
+
+    ``XDG_STATE_HOME`` defaults to ``~/.local/state`` (XDG Base Directory spec); never the current
+    directory. The directory is created when the receiver opens the database.
+    """
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    state = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    return f"sqlite:///{state / 'ground-receiver' / 'ground.db'}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other databases or in-memory SQLite)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def hash_token(token: str) -> str:
@@ -38,8 +56,9 @@ class ReceiverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GROUND_RECEIVER_", env_nested_delimiter="__",
                                       extra="forbid", frozen=True)
 
-    #: SQLAlchemy URL: ``sqlite:///ground.db`` or ``postgresql+psycopg://user:pw@host/db``.
-    database_url: str = "sqlite:///ground.db"
+    #: SQLAlchemy URL: ``sqlite:////var/lib/ground/ground.db`` or
+    #: ``postgresql+psycopg://user:pw@host/db``; default :func:`default_database_url` (XDG state).
+    database_url: str = Field(default_factory=default_database_url)
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
     #: aircraft id -> ``sha256:<hex>`` of its token, or the plain token.
