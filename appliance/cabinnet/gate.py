@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -84,9 +84,10 @@ def fold(rows: Iterable[Mapping[str, Any]]) -> dict[str, Client]:
 class Nft:
     """``nft -f -`` runs, batched: commands sent while one runs go together in the next one."""
 
-    def __init__(self, program: str = "nft") -> None:
-        """Run ``program``."""
-        self.program = program
+    def __init__(self, program: str | Sequence[str] = "nft") -> None:
+        """Run ``program`` (a path, or an argv to which ``-f -`` is added)."""
+        self.argv = [program] if isinstance(program, str) else list(program)
+        self.program = self.argv[0]
         self.runs = 0
         self.errors = 0
         self.last_error = ""
@@ -98,7 +99,7 @@ class Nft:
         self.runs += 1
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.program, "-f", "-", stdin=asyncio.subprocess.PIPE,
+                *self.argv, "-f", "-", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         except OSError as e:
             self.errors += 1
