@@ -6,7 +6,11 @@
 - ``held``: DNS only, on ``held_dns_port``: every name is the portal's address. The gate redirects
   held phones' DNS here (so a phone that has not accepted finds the portal whatever it asks).
 
-Both always answer ``dns.msftncsi.com`` with Microsoft's NCSI address (Windows checks it by DNS).
+Both always answer ``dns.msftncsi.com`` with Microsoft's NCSI address (Windows checks it by DNS),
+and never give an IPv6 address (``--filter-AAAA``: the cabin is IPv4; an AAAA query for the
+names above is refused, A answers). DHCP offers without pinging the address first (``--no-ping``: dnsmasq's
+ping waits about 3 s per new phone, serially; every phone on the cabin takes DHCP, and the gate
+opens by MAC and address, so a phone squatting an address gains nothing).
 :class:`Supervised` runs one instance in the foreground and restarts it (after ``restart_s``) when
 it exits; its exits are counted and its last stderr line kept for BITE.
 """
@@ -31,14 +35,14 @@ NCSI_ADDRESS = "131.107.255.255"
 def _common(s: CabinNetSettings) -> list[str]:
     return ["--keep-in-foreground", "--conf-file=/dev/null", "--no-hosts", "--pid-file=",
             f"--interface={s.passenger_if}", "--bind-interfaces", "--log-facility=-",
-            f"--address=/dns.msftncsi.com/{NCSI_ADDRESS}"]
+            f"--address=/dns.msftncsi.com/{NCSI_ADDRESS}", "--filter-AAAA"]
 
 
 def main_args(s: CabinNetSettings, lease_file: Path) -> list[str]:
     """The DHCP + DNS instance's command line."""
     a = s.address
     args = [s.dnsmasq, *_common(s), f"--dhcp-range={s.dhcp_range[0]},{s.dhcp_range[1]},{s.lease_s}",
-            f"--dhcp-leasefile={lease_file}", "--dhcp-authoritative", "--quiet-dhcp",
+            f"--dhcp-leasefile={lease_file}", "--dhcp-authoritative", "--quiet-dhcp", "--no-ping",
             f"--dhcp-option=option:router,{a}", f"--dhcp-option=option:dns-server,{a}",
             f"--address=/{s.portal_name}/{a}"]
     if s.captive_api_url:

@@ -2,7 +2,7 @@
 
 ``CabinLab(tag)``, addresses only inside the namespaces it creates (k from the tag and the PID):
 
-- ``cnS<tag>`` the server: bridge ``pax0`` 10.150.k.1/24 (the access points' bridge: every phone's
+- ``cnS<tag>`` the server: bridge ``pax0`` 10.k.0.1/16 (the access points' bridge: every phone's
   veth is a port of it), ``mnt0`` 10.151.k.1/24 (maintenance), ``up0`` 10.152.k.1/24 (uplink),
   IPv4 forwarding on;
 - ``cnM<tag>`` the maintenance laptop: ``m0`` 10.151.k.2;
@@ -68,11 +68,12 @@ class CabinLab:
     """The namespaces of the module docstring."""
 
     def __init__(self, tag: str, workdir: Path) -> None:
-        self.k = zlib.crc32(f"{tag}:{os.getpid()}".encode()) % 200 + 20
+        self.k = zlib.crc32(f"{tag}:{os.getpid()}".encode()) % 130 + 20
         self.tag = tag
         self.workdir = workdir
         self.server, self.maint, self.world = f"cnS{tag}", f"cnM{tag}", f"cnW{tag}"
-        self.pax_addr = f"10.150.{self.k}.1"
+        self.pax_addr = f"10.{self.k}.0.1"  # in 10.k.0.0/16 (room for a surge of phones)
+        self.pax_net = f"10.{self.k}.0.0/16"
         self.mnt_addr, self.maint_addr = f"10.151.{self.k}.1", f"10.151.{self.k}.2"
         self.up_addr, self.world_addr = f"10.152.{self.k}.1", f"10.152.{self.k}.2"
         self.phones: dict[int, str] = {}
@@ -88,7 +89,7 @@ class CabinLab:
             run("ip", "-n", ns, "link", "set", "lo", "up")
         s = self.server
         run("ip", "-n", s, "link", "add", "pax0", "type", "bridge", "stp_state", "0")
-        run("ip", "-n", s, "addr", "add", f"{self.pax_addr}/24", "dev", "pax0")
+        run("ip", "-n", s, "addr", "add", f"{self.pax_addr}/16", "dev", "pax0")
         run("ip", "-n", s, "link", "set", "pax0", "up")
         for dev, peer, ns, here, there in (("mnt0", "m0", self.maint, self.mnt_addr, self.maint_addr),
                                            ("up0", "w0", self.world, self.up_addr, self.world_addr)):
@@ -97,7 +98,7 @@ class CabinLab:
             run("ip", "-n", ns, "addr", "add", f"{there}/24", "dev", peer)
             run("ip", "-n", s, "link", "set", dev, "up")
             run("ip", "-n", ns, "link", "set", peer, "up")
-        run("ip", "-n", self.world, "route", "add", f"10.150.{self.k}.0/24", "via", self.up_addr)
+        run("ip", "-n", self.world, "route", "add", self.pax_net, "via", self.up_addr)
         run("ip", "netns", "exec", s, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.check(self.server, self.maint_addr, "mnt0")
         self.check(self.maint, self.mnt_addr, "m0")

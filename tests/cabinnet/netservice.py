@@ -60,11 +60,14 @@ def make_ca(d: Path, name: str, ip: str) -> tuple[Path, Path, Path]:
 class NetService:
     """``appliance run`` in the lab's server namespace with the cabin network on."""
 
-    def __init__(self, lab: CabinLab, workdir: Path, extra: str = "") -> None:
+    def __init__(self, lab: CabinLab, workdir: Path, extra: str = "", content_extra: str = "",
+                 top_extra: str = "") -> None:
         self.lab, self.workdir = lab, workdir
         self.data = workdir / "data"
         self.ca, self.cert, self.key = make_ca(workdir, "portal.cabin", lab.pax_addr)
         self.extra = extra
+        self.content_extra = content_extra
+        self.top_extra = top_extra  # whole tables, after [cabinnet]
         self.proc: subprocess.Popen[bytes] | None = None
         self.card: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "service.log"
@@ -89,18 +92,20 @@ card_time_slack_s = 2.0
 [content]
 media_port = {MEDIA}
 vendor_dir = "{REPO / 'var' / 'vendor'}"
+{self.content_extra}
 [cabinnet]
 enabled = true
 passenger_if = "pax0"
 maintenance_if = "mnt0"
-passenger_address = "{lab.pax_addr}/24"
-dhcp_range = ["10.150.{lab.k}.10", "10.150.{lab.k}.250"]
+passenger_address = "{lab.pax_addr}/16"
+dhcp_range = ["10.{lab.k}.0.10", "10.{lab.k}.3.250"]
 lease_s = 600
 tls_cert = "{self.cert}"
 tls_key = "{self.key}"
 https_port = {HTTPS}
 poll_s = 0.2
 {self.extra}
+{self.top_extra}
 """)
         return cfg
 
