@@ -151,7 +151,8 @@ class CabinNet:
                                       f"gate {g['gate']}")
         return {"state": state, "reason": reason, "leases": len(live), **g,
                 "clients": [{"mac": c.mac, "ip": c.ip, "state": c.state,
-                             "lease_until": c.lease_until, "open_until": c.open_until}
+                             "lease_until": None if c.lease_until == float("inf") else c.lease_until,
+                             "open_until": c.open_until}
                             for c in list(self.gate.clients.values())[:500]],
                 "dnsmasq": {d.name: d.status() for d in self.dns},
                 "bad_lease_lines": self.bad_lease_lines, "poll_errors": self.poll_errors}
