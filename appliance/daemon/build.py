@@ -117,7 +117,9 @@ def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Wr
                            captive or CaptiveState(cs.captive_accept_s), assets,
                            RateLimiter(cs.api_requests_per_s, cs.api_burst),
                            streams_per_client=cs.event_streams_per_client,
-                           portal_url=cs.portal_url, redirect_url=redirect, venue_info_url=venue)
+                           portal_url=cs.portal_url, redirect_url=redirect, venue_info_url=venue,
+                           captive_api_url=settings.cabinnet.captive_api_url
+                           if settings.cabinnet.enabled else None)
     service = ContentService(store, catalog, usage, media, poll_s=cs.catalog_poll_s)
     return PassengerContent([router], [("/media", MediaASGI(files))], service, info)
 

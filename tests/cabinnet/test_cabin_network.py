@@ -163,6 +163,9 @@ def test_4_captive_api_over_https_with_the_test_ca(
                             "seconds-remaining", "bytes-remaining"}
     assert docs[1]["captive"] is False and 0 < docs[1]["seconds-remaining"] <= 12 * 3600
     assert docs[2]["captive"] is True and "seconds-remaining" not in docs[2]
+    # Over plain HTTP the API is not served (RFC 8908): a 308 to the HTTPS URL.
+    res = lab.curl(2, "http://portal.cabin/api/captive")
+    assert res.stdout.rpartition("\n")[2].startswith(f"308 {url} "), res.stdout
     # Without the CA the certificate does not validate; the portal over HTTPS validates too.
     assert lab.curl(2, url).returncode == 60
     res = lab.curl(2, f"https://portal.cabin:{HTTPS}/portal/", "--cacert", str(svc.ca))

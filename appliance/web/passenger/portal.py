@@ -142,12 +142,14 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
                   feedback: Feedback, captive: Captive, assets: PortalAssets,
                   limiter: RateLimiter, streams_per_client: int = 4, portal_url: str = "/portal/",
                   heartbeat_s: float = 15.0, redirect_url: str | None = None,
-                  venue_info_url: str | None = None) -> APIRouter:
+                  venue_info_url: str | None = None, captive_api_url: str | None = None,
+                  ) -> APIRouter:
     """Build the portal's routes (see the module docstring).
 
     ``redirect_url``: where a captive probe is sent (default ``portal_url``; the cabin network
     gives the portal's full URL by name); ``venue_info_url``: the RFC 8908 ``venue-info-url``
-    (default the portal's flight view).
+    (default the portal's flight view); ``captive_api_url``: the API's HTTPS URL (RFC 8908 allows
+    no plain HTTP: a request over HTTP is redirected there, 308).
     """
     to_portal = redirect_url or portal_url
 
@@ -198,6 +200,9 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
     @router.get("/api/captive")
     def captive_api(request: Request) -> Response:
         """RFC 8908: whether this client is still captive and where the portal is."""
+        if captive_api_url and request.url.scheme != "https":
+            return RedirectResponse(captive_api_url, status.HTTP_308_PERMANENT_REDIRECT,
+                                    headers=NO_STORE)
         left = captive.remaining(_client(request))
         base = str(request.base_url).rstrip("/")
         doc: dict[str, Any] = {"captive": left <= 0,
