@@ -128,10 +128,12 @@ def test_cabin_network_a_phone_gets_the_portal(tmp_path: Path) -> None:
     lab.pax_addr = "10.40.0.1"  # the image's [cabinnet] default, set by its networkd
     data = tmp_path / "data"
     data.mkdir()
-    box = Container(root, f"appliance-cabin-{tmp_path.name[-6:]}", tmp_path / "console.log",
+    box = Container(root, f"appliance-cabin-{os.getpid()}", tmp_path / "console.log",
                     volatile="state", bind=[(data, "/var/lib/appliance")])
     box.cmd.remove("--private-network")
-    box.cmd.insert(1, f"--network-namespace-path=/run/netns/{lab.server}")
+    # Its network is the lab's server namespace; nspawn keeps CAP_NET_ADMIN only for a private
+    # network, which this is (a namespace the test made), so it is granted explicitly.
+    box.cmd[1:1] = [f"--network-namespace-path=/run/netns/{lab.server}", "--capability=CAP_NET_ADMIN"]
     try:
         lab.setup()
         # The image's networkd gives pax0 and mnt0 their addresses: the lab's go.
