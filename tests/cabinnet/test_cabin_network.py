@@ -16,6 +16,8 @@ phones in their own namespaces (see :mod:`tests.cabinnet.lab`). In order, on one
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -231,6 +233,20 @@ def test_1b_chromium_in_a_phone_opens_the_portal_by_name_and_accepts(
     assert code == 200 and "Success" in body
     OPENED_BY_CHROMIUM[0] = 1
     assert shot.stat().st_size > 1000
+
+
+def test_1c_a_dead_dnsmasq_is_restarted_and_the_service_stays_up(
+        net: tuple[CabinLab, NetService, WorldServer]) -> None:
+    lab, svc, _ = net
+    before = svc.network()["dnsmasq"]["main"]
+    os.kill(before["pid"], signal.SIGKILL)
+    _wait(lambda: svc.network()["dnsmasq"]["main"]["exits"] == before["exits"] + 1
+          and svc.network()["dnsmasq"]["main"]["running"], "dnsmasq restarted")
+    st = svc.network()
+    assert st["state"] == "green" and st["dnsmasq"]["main"]["pid"] != before["pid"], st
+    ip2 = next(c["ip"] for c in st["clients"] if c["mac"] == lab.mac(2))
+    assert lab.dhcp(2)["ip"] == ip2  # DHCP answers again, the same address (the lease file kept)
+    assert probe(lab, 2, ANDROID)[:2] == (302, PORTAL)
 
 
 def test_2_restart_and_reboot_keep_open_open_and_held_held(

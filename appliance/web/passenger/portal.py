@@ -8,7 +8,9 @@
   ``/redirect``, Firefox ``/canonical.html`` and ``/success.txt``: until the client accepted the
   portal, a 302 to the portal (the phone then opens it by itself); afterwards the answer each
   operating system expects for "online";
-- ``GET /api/captive``: RFC 8908 Captive Portal API (``application/captive+json``);
+- ``GET /api/captive``: RFC 8908 Captive Portal API (``application/captive+json``; over plain HTTP
+  a 308 to its HTTPS URL when one is configured); ``GET /api/v1/portal/state``: the same document
+  for the portal page (same origin);
 - ``POST /api/v1/portal/accept``: the passenger tapped "Start"; probes answer "online" from then on
   (with the cabin network on, the gate opens for the phone: 409 with the reason if it cannot);
 - ``GET /`` and ``/portal/...``: the portal page, its script and style, the npm-built vendor files;
@@ -197,12 +199,7 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
     def favicon() -> Response:
         return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
-    @router.get("/api/captive")
-    def captive_api(request: Request) -> Response:
-        """RFC 8908: whether this client is still captive and where the portal is."""
-        if captive_api_url and request.url.scheme != "https":
-            return RedirectResponse(captive_api_url, status.HTTP_308_PERMANENT_REDIRECT,
-                                    headers=NO_STORE)
+    def captive_doc(request: Request) -> dict[str, Any]:
         left = captive.remaining(_client(request))
         base = str(request.base_url).rstrip("/")
         doc: dict[str, Any] = {"captive": left <= 0,
@@ -212,7 +209,21 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
         if left > 0:
             doc["seconds-remaining"] = int(left)
             doc["can-extend-session"] = True
-        return Response(json.dumps(doc), media_type="application/captive+json",
+        return doc
+
+    @router.get("/api/captive")
+    def captive_api(request: Request) -> Response:
+        """RFC 8908: whether this client is still captive and where the portal is."""
+        if captive_api_url and request.url.scheme != "https":
+            return RedirectResponse(captive_api_url, status.HTTP_308_PERMANENT_REDIRECT,
+                                    headers=NO_STORE)
+        return Response(json.dumps(captive_doc(request)), media_type="application/captive+json",
+                        headers={"Cache-Control": "private, no-store"})
+
+    @router.get("/api/v1/portal/state")
+    def portal_state(request: Request) -> Response:
+        """The same document for the portal page itself (same origin, HTTP or HTTPS)."""
+        return Response(json.dumps(captive_doc(request)), media_type="application/json",
                         headers={"Cache-Control": "private, no-store"})
 
     @router.post("/api/v1/portal/accept")
