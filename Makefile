@@ -81,7 +81,8 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/pytest -m system
 
-## bench: benchmarks (never part of `make test`)
+## bench: benchmarks (never part of `make test`); bench_cabinnet: 300 phones join the cabin network
+## within 60 s (namespaces, root), p99 per step beside the same load on loopback
 bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_codec.py
 	$(BIN)/python tests/bench/bench_pipeline.py
@@ -89,6 +90,7 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_durable.py
 	$(BIN)/python tests/bench/bench_sync.py
 	$(BIN)/python tests/bench/bench_media.py
+	$(BIN)/python tests/bench/bench_cabinnet.py
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses
 ## unsynced writes; fails if anything acknowledged is lost (about 2.2 s a cut; needs root, /dev/fuse)

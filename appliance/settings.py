@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .netsettings import CabinNetSettings
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
            "EdgeSettings", "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
@@ -442,6 +443,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     content: ContentSettings = ContentSettings()
     cabin_network: CabinNetworkSettings = CabinNetworkSettings()
+    cabinnet: CabinNetSettings = CabinNetSettings()  #: DHCP, DNS, the gate (appliance.netsettings)
     intake: IntakeSettings = IntakeSettings()
     edge: EdgeSettings = EdgeSettings()
     #: Test-only switch for the power-cut harness; FULL is the only setting that keeps the promise.

@@ -71,6 +71,7 @@ from ..web.admin.sync import sync_router
 from ..web.passenger.traffic import PassengerTraffic
 from .bite import Bite, content_bite, orders_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
+from .cabinnet import build_cabinnet, cabinnet_collectors, start_cabinnet
 from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, warm_imports, web_config
 
 __all__ = ["TICK_S", "Daemon", "watchdog_period"]
@@ -291,8 +292,10 @@ class Daemon:
     async def _start_passenger(self, stack: contextlib.AsyncExitStack) -> None:
         """Passenger content (store, catalog, media server, flight info) and the passenger port."""
         s = self.settings
+        self.cabinnet = build_cabinnet(s, self.chain, self.writer, self.reader, self.policy)
         self.content = build_passenger_content(s, self.chain, self.writer, self.reader,
-                                               self.policy)
+                                               self.policy,
+                                               self.cabinnet.gate if self.cabinnet else None)
         for part in (self.content.service, self.content.flight_info):
             if part is not None:
                 await part.start()
@@ -304,6 +307,11 @@ class Daemon:
                                    order_limits=self.order_limits)
         await self._serve_web(stack, "passenger", web_config(app, s.passenger.host, s.passenger.port,
                                                              s.edge.passenger))
+        if self.cabinnet is not None:  # the captive API over HTTPS, the gate, DHCP and DNS
+            media = self.content.service.media if self.content.service else None
+            await start_cabinnet(self.cabinnet, s, app, self.chain, self.bite,
+                                 media.port if media else None,
+                                 functools.partial(self._serve_web, stack), stack)
 
     async def _start_admin(self, stack: contextlib.AsyncExitStack) -> None:
         """The subsystems behind the admin port (cabin network, intake) and the admin port."""
@@ -331,7 +339,7 @@ class Daemon:
             profile=self.profile.view,
             export=lambda since, until: export_logs(self.journal, s.data_dir / "logs",
                                                     s.aircraft_id, since, until),
-            metrics=make_metrics(collector, self.reader),
+            metrics=make_metrics(collector, self.reader, *cabinnet_collectors(self.cabinnet)),
             dashboard_html=dashboard_html(),
             routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router,
                      intake_router,

@@ -120,10 +120,16 @@ class ApplianceCollector(Collector):
         yield GaugeMetricFamily("appliance_disk_free_bytes", "Data partition free", value=du.free)
 
 
-def make_metrics(collector: ApplianceCollector, reader: Engine) -> Callable[[], Awaitable[bytes]]:
-    """An async function producing the exposition text (outbox depth read in a worker thread)."""
+def make_metrics(collector: ApplianceCollector, reader: Engine,
+                 *extra: Collector) -> Callable[[], Awaitable[bytes]]:
+    """An async function producing the exposition text (outbox depth read in a worker thread).
+
+    ``extra``: more collectors (the cabin network's gate).
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    for c in extra:
+        registry.register(c)
 
     async def metrics() -> bytes:
         collector.depth = await run_in_threadpool(outbox_depth, reader)

@@ -514,7 +514,7 @@ function route() {
 
 async function captive() {
   try {
-    const r = await fetch("/api/captive");
+    const r = await fetch("/api/v1/portal/state");  // same origin (the RFC 8908 API may be HTTPS only)
     if ((await r.json()).captive && S.catalog?.services !== "closed") $("welcome").hidden = false;
   } catch (e) { /* not captive-aware: nothing to show */ }
   $("start").onclick = async () => { await fetch("/api/v1/portal/accept", {method: "POST"}); $("welcome").hidden = true; };
