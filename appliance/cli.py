@@ -255,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (78 for invalid configuration)."""
     ap = argparse.ArgumentParser(prog="appliance", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .running import version_line
+
+    ap.add_argument("--version", action="version", version=version_line(),
+                    help="print the running version and software slot, then exit")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name, fn in (("run", cmd_run), ("migrate", cmd_migrate), ("status", cmd_status)):
         p = sub.add_parser(name)

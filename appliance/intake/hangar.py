@@ -4,6 +4,7 @@ Commands (each has ``--help``)::
 
     appliance hangar keygen KEY                      new Ed25519 key: KEY (private, PEM) and KEY.pub (hex)
     appliance hangar build --kind content|software --name N --version V SRC... -o OUT.bundle
+    appliance hangar keyset --version V --content PUB... --software PUB... --keys PUB... -o OUT.bundle
     appliance hangar sign OUT.bundle --key KEY [--key KEY2 ...]
     appliance hangar push OUT.bundle --url http://AIRCRAFT:8081 --token T [--no-activate]
     appliance hangar status --url ... --token T
@@ -74,8 +75,12 @@ def _collect(kind: str, sources: list[Path]) -> tuple[Path, dict[str, Path]]:
 
 
 def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: Path,
-                 expires_days: float = 30.0, issued: float | None = None) -> Envelope:
-    """Write ``out/metadata.json`` (unsigned) and ``out/payload.tar.zst``; returns the envelope."""
+                 expires_days: float = 30.0, issued: float | None = None,
+                 keys: dict[str, Any] | None = None) -> Envelope:
+    """Write ``out/metadata.json`` (unsigned) and ``out/payload.tar.zst``; returns the envelope.
+
+    ``keys``: the new key set of a ``keys`` bundle (see :mod:`.hangar_keys`), signed with it.
+    """
     _, files = _collect(kind, sources)
     out.mkdir(parents=True, exist_ok=True)
     stage = out / ".src"
@@ -101,6 +106,8 @@ def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: P
                     "compression": "zstd"},
         "files": {rel: {"length": p.stat().st_size, "hashes": {"sha256": _sha256(p)}}
                   for rel, p in sorted(files.items())}}
+    if keys is not None:
+        signed["keys"] = keys
     env = Envelope(signed=signed, signatures=[])
     env.meta()  # validate now, at the hangar
     (out / METADATA).write_bytes(env.to_json())
@@ -335,6 +342,8 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--timeout-s", type=float, default=30.0,
                    help="bound on each request (s); above the aircraft's intake idle timeout (10 s)")
     u.set_defaults(fn=_cmd_push)
+    from .hangar_keys import add_keyset_parser
+    add_keyset_parser(hs)
     t = hs.add_parser("status", help="what the aircraft has installed, and whether intake is open")
     t.add_argument("--url", required=True)
     t.add_argument("--token", default=os.environ.get("APPLIANCE_ADMIN_TOKEN"))
