@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
 
+import pytest
+
+from appliance.errors import IntakeError
 from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA
 from appliance.intake.service import IntakeService
@@ -115,3 +119,34 @@ def test_slot_that_never_gets_ready_is_rolled_back(tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         sup.close()
+
+
+def test_half_built_slot_is_removed_and_a_slot_on_trial_is_kept(tmp_path: Path) -> None:
+    """A cut while slot X is built leaves its marker: the next prepare removes X, never current."""
+    slots = SoftwareSlots(tmp_path / "sw")
+    slots.prepare()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "service.py").write_text("pass\n")
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))  # slot a, current, committed
+
+    def cut(staged: Path, slot: Path) -> None:
+        copy_installer(staged, slot)
+        raise KeyboardInterrupt  # stands for the cut: BaseException, nothing after it runs
+
+    with contextlib.suppress(KeyboardInterrupt):
+        slots.install(src, {"version": 2}, cut)
+    # The installer's own failure path cleaned up; now leave what a real cut leaves.
+    assert not (slots.slots / "b").exists() and not list(slots.slots.glob(".building-*"))
+    (slots.slots / "b").mkdir()
+    (slots.slots / "b" / "half.py").write_text("")
+    (slots.slots / ".building-b").write_text("{}")
+    (slots.slots / ".building-a").write_text("{}")  # a stale marker can never remove current
+    slots.prepare()
+    assert not (slots.slots / "b").exists() and (slots.slots / "a" / "service.py").exists()
+    assert not list(slots.slots.glob(".building-*")) and slots.current() == "a"
+
+    slots.activate(slots.install(src, {"version": 2}, copy_installer))  # b on trial
+    with pytest.raises(IntakeError, match="software slot b is on trial"):
+        slots.install(src, {"version": 3}, copy_installer)  # would overwrite a, the rollback slot
+    assert (slots.slots / "a" / "slot.json").exists()

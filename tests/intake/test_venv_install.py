@@ -27,6 +27,7 @@ import pytest
 from packaging.version import Version
 
 from appliance import __version__
+from appliance.errors import IntakeError
 from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA, load_envelope, sign
 from appliance.intake.hangar import build_bundle
@@ -144,3 +145,20 @@ def test_software_bundle_installs_its_real_wheels_offline(tmp_path: Path) -> Non
     print(f"\nwheels built + bundled in {t_built - t0:.1f} s ({len(ours) + len(deps)} wheels, "
           f"payload {env.meta().payload.length / 1e6:.1f} MB); pushed, verified, installed into "
           f"slot a in {t_installed - t_built:.1f} s; total {time.monotonic() - t0:.1f} s")
+
+
+@pytest.mark.timeout(300)
+def test_bundle_missing_a_dependency_fails_at_install_naming_it(tmp_path: Path) -> None:
+    """Pip resolves from the bundle alone: no index, no pip configuration, no wheel elsewhere."""
+    if not (WHEELHOUSE / ".done").exists():
+        pytest.fail("no var/wheelhouse: run `make wheelhouse` (make test-system does it first)")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for w in WHEELHOUSE.glob("*.whl"):
+        if not w.name.startswith(("fastapi-", "starlette-")):
+            shutil.copy2(w, staged / w.name)
+    slots = SoftwareSlots(tmp_path / "sw")
+    slots.prepare()
+    with pytest.raises(IntakeError, match=r"installing the software bundle failed \(pip.*fastapi"):
+        slots.install(staged, {"version": 9}, venv_installer)
+    assert not (slots.slots / "a").exists() and not list(slots.slots.glob(".building-*"))
