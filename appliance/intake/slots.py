@@ -155,10 +155,11 @@ class SoftwareSlots:
         ``slots/.building-X`` and the marker's removal, after every file of the slot and its
         ``slot.json`` are fsynced: a cut in between leaves the marker, and :meth:`prepare` removes
         the half-built slot, so a slot without a marker is whole. Refused (IntakeError) while a slot
-        is on trial: the inactive slot is then the one a rollback returns to. Raises IntakeError
+        is on trial (``trial.json`` names the current slot): the inactive slot is then the one a
+        rollback returns to. Raises IntakeError
         (or the installer's error) with the running slot untouched and the inactive one removed.
         """
-        if (trial := self.trial()) is not None:
+        if (trial := self.trial()) is not None and trial.get("new") == self.current():
             raise IntakeError(f"software slot {trial.get('new')} is on trial; install again once "
                               "it is committed or rolled back")
         slot = self.inactive()
