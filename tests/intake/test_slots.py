@@ -150,3 +150,38 @@ def test_half_built_slot_is_removed_and_a_slot_on_trial_is_kept(tmp_path: Path) 
     with pytest.raises(IntakeError, match="software slot b is on trial"):
         slots.install(src, {"version": 3}, copy_installer)  # would overwrite a, the rollback slot
     assert (slots.slots / "a" / "slot.json").exists()
+
+
+def test_cut_between_the_flip_and_the_commit_is_settled_at_start(tmp_path: Path) -> None:
+    """The slot switched but the activation's commit was lost: the next start settles it."""
+    w, slots, _ = software_world(tmp_path)
+
+    class CutWriter:
+        async def run(self, fn: object) -> None:
+            raise KeyboardInterrupt  # the power went after the flip, before the commit
+
+    async def scenario() -> None:
+        await w.push(make_bundle(tmp_path, 1, {"service.py": "pass\n"}, KEYS[:1], kind="software"))
+        slots.end_trial({"result": "committed", "new": "a", "old": None})
+        b2 = make_bundle(tmp_path, 2, {"service.py": "pass\n"}, KEYS[:1], kind="software")
+        act = w.service.activators["software"]
+        assert isinstance(act, SoftwareActivator)
+        act.writer = CutWriter()  # type: ignore[assignment]
+        with contextlib.suppress(KeyboardInterrupt):
+            await w.push(b2)
+        bid = next(u["id"] for u in w.service.list_uploads() if u["version"] == 2)
+        assert slots.current() == "b" and w.service.status(bid)["state"] == "staged"
+        assert w.service.installed()["software"]["version"] == 1
+        await w.service.sync_slots()  # as IntakeService.start does after the cut
+        assert w.service.installed()["software"]["version"] == 2
+        assert w.service.status(bid)["state"] == "active"
+        installed = await w.service.activate(bid)  # the hangar's retry: answered, not refused
+        assert installed["version"] == 2
+
+    try:
+        asyncio.run(scenario())
+        rows = [r for r in w.journal() if r["data"]["action"] == "activated"]
+        assert [r["data"]["version"] for r in rows] == [1, 2]
+        assert "found active after a cut" in rows[-1]["summary"]
+    finally:
+        w.close()
