@@ -9,8 +9,8 @@ threshold 2) is built with ``appliance hangar keyset`` and signed with ``hangar 
 - signed by the old threshold but not the new one: refused (the new keys must prove they are held);
 - signed by both thresholds: active; a content bundle signed only by the retired key 0 is then
   refused as *retired key*, one signed by N0 accepted;
-- after a restart of the process the rotated set is still in force, and another key set of the
-  same version (a replay) is refused.
+- after a restart of the process the rotated set is still in force; another key set of the same
+  version (a replay) is refused, and once key set v2 is in force a v1 (a rollback) too.
 
 The threshold rule itself is a property (hypothesis) of :func:`appliance.intake.bundle.verify`.
 """
@@ -125,10 +125,15 @@ def test_rotation_through_the_real_intake_survives_restart(tmp_path: Path) -> No
                 "retired key")
         # Another key set of version 1 (validly signed by the keys now in force): a replay.
         refused(keyset_cli(tmp_path, 1, [NEW[1], NEW[2]], "d"), url, "replay")
+        # Key set v2, then v1 again (validly signed): a rollback, refused.
+        assert push(keyset_cli(tmp_path, 2, [NEW[1], NEW[2]], "e"), url, TOKEN, retry_s=0.05,
+                    give_up_s=30).status["state"] == "active"
+        refused(keyset_cli(tmp_path, 1, [NEW[1], NEW[2]], "f"), url,
+                "rollback: version 1 is not above the installed keys version 2")
         assert push(make_bundle(tmp_path, 2, {"guide": "new key v2"}, [NEW[0]], tag="new"), url,
                     TOKEN, retry_s=0.05, give_up_s=30).status["state"] == "active"
         installed = probe(url)["installed"]
-        assert installed["content"]["version"] == 2 and installed["keys"]["version"] == 1
+        assert installed["content"]["version"] == 2 and installed["keys"]["version"] == 2
     finally:
         proc.kill()
     # Each refusal and the rotation are journaled (and queued for the ground), with the reasons.
@@ -137,8 +142,9 @@ def test_rotation_through_the_real_intake_survives_restart(tmp_path: Path) -> No
             "SELECT data FROM journal WHERE kind = 'intake' ORDER BY id")]
         queued = db.execute("SELECT count(*) FROM outbox WHERE stream = 'intake'").fetchone()[0]
     reasons = [r["reason"] for r in rows if r["action"] == "refused"]
-    assert len(reasons) == 5 and sum("retired key" in r for r in reasons) == 2, reasons
-    assert [r["kind"] for r in rows if r["action"] == "activated"] == ["keys", "content", "content"]
+    assert len(reasons) == 6 and sum("retired key" in r for r in reasons) == 2, reasons
+    assert [r["kind"] for r in rows if r["action"] == "activated"] == ["keys", "content", "keys",
+                                                                       "content"]
     assert queued >= len(rows)
 
 
