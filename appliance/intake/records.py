@@ -137,17 +137,6 @@ class IntakeRecords:
         conn.execute(update(intake_upload).where(intake_upload.c.id == bid).values(**values))
 
     @staticmethod
-    def settle_active(conn: Connection, bid: str, now: float) -> bool:
-        """Mark the staged upload ``bid`` ``active`` (its slot switched, a cut hid the commit).
-
-        True if a row changed (the caller journals the activation then).
-        """
-        res = conn.execute(update(intake_upload).where(
-            intake_upload.c.id == bid, intake_upload.c.state.in_(("complete", "staged")))
-            .values(state="active", updated=now))
-        return bool(res.rowcount)
-
-    @staticmethod
     def install(conn: Connection, kind: str, row: Mapping[str, Any]) -> None:
         """Make ``row`` (``version, bundle_id, name, keyids, installed_at, detail``) ``kind``'s."""
         conn.execute(sqlite_insert(intake_installed).values(kind=kind, **row)

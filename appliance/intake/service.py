@@ -141,10 +141,6 @@ class IntakeService:
                     "version": info["version"], "bundle_id": info["bundle_id"],
                     "name": info["name"], "keyids": info["keyids"],
                     "installed_at": info["installed_at"], "detail": {"slot": current}})
-                if self.records.settle_active(conn, info["bundle_id"], time.time()):
-                    self.records.journal(conn, "activated", f"intake: software v{info['version']} "
-                                         "found active after a cut", {**info, "slot": current,
-                                                                      "kind": "software"})
         if report is not None or info is not None:
             await self.writer.run(write)
         return report

@@ -1,8 +1,6 @@
 """Hangar intake alone, as a process to cut: ``python -m tests.intake.intake_proc CFG``.
 
-CFG (JSON): ``{"data": dir, "token": str, "roles": {kind: {keys, threshold}}, "chunk_bytes": n,
-"restart": bool, "software_root": dir}`` (``restart`` false: a software activation does not
-SIGTERM the process; ``software_root``: the software slots there instead of under ``data``).
+CFG (JSON): ``{"data": dir, "token": str, "roles": {kind: {keys, threshold}}, "chunk_bytes": n}``.
 Like the daemon it recovers and migrates the journal in ``data``, prepares the content store,
 builds the intake service with the real wiring (:func:`appliance.daemon.build.build_intake`),
 starts it (its file recovery), serves the intake router under ``/admin/v1`` on a free loopback
@@ -28,7 +26,6 @@ from appliance.avionics.chain import AvionicsChain
 from appliance.content.store import ContentStore
 from appliance.content.tables import content
 from appliance.daemon.build import build_intake
-from appliance.intake.slots import SoftwareSlots
 from appliance.modes.policy import Mode
 from appliance.settings import AdminAuthSettings, Settings
 from appliance.store.engine import make_engine
@@ -55,12 +52,7 @@ async def main(cfg: dict[str, Any]) -> int:
                         intake={"roles": cfg["roles"], "chunk_bytes": cfg["chunk_bytes"],
                                 "free_margin_bytes": 0, "quiet": "none"})
     auth = AdminAuth([], cfg["token"], AdminAuthSettings())
-    # "restart": false -> a software activation does not stop this process (no supervisor here).
-    restart = None if cfg.get("restart", True) else (lambda: None)
-    router, service = build_intake(settings, chain, writer, reader, store, auth, restart=restart)
-    if cfg.get("software_root"):  # the slots apart from the data dir (PowerFS has no symlinks)
-        service.slots = SoftwareSlots(Path(cfg["software_root"]))
-        service.activators["software"].slots = service.slots  # type: ignore[attr-defined]
+    router, service = build_intake(settings, chain, writer, reader, store, auth)
     chain.subscribe(service.on_event)
     await service.start()
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from appliance.intake.service import IntakeService
 from appliance.intake.slots import SoftwareSlots, Supervisor, copy_installer
 
 from .helpers import KEYS, World, make_bundle
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: A fake service: says READY=1 over $NOTIFY_SOCKET, then reports its slot's health in a file.
 SERVICE = """
@@ -121,67 +124,46 @@ def test_slot_that_never_gets_ready_is_rolled_back(tmp_path: Path) -> None:
         sup.close()
 
 
-def test_half_built_slot_is_removed_and_a_slot_on_trial_is_kept(tmp_path: Path) -> None:
-    """A cut while slot X is built leaves its marker: the next prepare removes X, never current."""
+
+#: Builds slot b with an installer that copies the files, then the power goes (SIGKILL).
+CUT_INSTALL = """
+import os, signal, sys
+from pathlib import Path
+from appliance.intake.slots import SoftwareSlots, copy_installer
+def cut(staged, slot):
+    copy_installer(staged, slot)
+    os.kill(os.getpid(), signal.SIGKILL)
+SoftwareSlots(Path(sys.argv[1])).install(Path(sys.argv[2]), {"version": 2}, cut)
+"""
+
+
+def test_slot_half_built_at_a_cut_is_removed_never_the_current_one(tmp_path: Path) -> None:
     slots = SoftwareSlots(tmp_path / "sw")
     slots.prepare()
     src = tmp_path / "src"
     src.mkdir()
     (src / "service.py").write_text("pass\n")
-    slots.flip(slots.install(src, {"version": 1}, copy_installer))  # slot a, current, committed
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))  # slot a, current
+    proc = subprocess.run([sys.executable, "-c", CUT_INSTALL, str(slots.root), str(src)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (slots.slots / "b" / "service.py").exists()  # what the cut left: b, not finished
+    slots.prepare()  # the next start
+    assert not (slots.slots / "b").exists(), "a half-built slot survived the start"
+    assert slots.info("a") == {"version": 1} and (slots.slots / "a" / "service.py").exists()
+    assert slots.current() == "a" and not [p for p in slots.slots.iterdir() if p.name[0] == "."]
+    slots.flip(slots.install(src, {"version": 2}, copy_installer))  # and b builds again
+    assert slots.info("b") == {"version": 2}
 
-    def cut(staged: Path, slot: Path) -> None:
-        copy_installer(staged, slot)
-        raise KeyboardInterrupt  # stands for the cut: BaseException, nothing after it runs
 
-    with contextlib.suppress(KeyboardInterrupt):
-        slots.install(src, {"version": 2}, cut)
-    # The installer's own failure path cleaned up; now leave what a real cut leaves.
-    assert not (slots.slots / "b").exists() and not list(slots.slots.glob(".building-*"))
-    (slots.slots / "b").mkdir()
-    (slots.slots / "b" / "half.py").write_text("")
-    (slots.slots / ".building-b").write_text("{}")
-    (slots.slots / ".building-a").write_text("{}")  # a stale marker can never remove current
+def test_no_install_over_the_rollback_slot_during_a_trial(tmp_path: Path) -> None:
+    slots = SoftwareSlots(tmp_path / "sw")
     slots.prepare()
-    assert not (slots.slots / "b").exists() and (slots.slots / "a" / "service.py").exists()
-    assert not list(slots.slots.glob(".building-*")) and slots.current() == "a"
-
-    slots.activate(slots.install(src, {"version": 2}, copy_installer))  # b on trial
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "service.py").write_text("pass\n")
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))
+    slots.activate(slots.install(src, {"version": 2}, copy_installer))  # b on trial, a: rollback
     with pytest.raises(IntakeError, match="software slot b is on trial"):
-        slots.install(src, {"version": 3}, copy_installer)  # would overwrite a, the rollback slot
-    assert (slots.slots / "a" / "slot.json").exists()
-
-
-def test_cut_between_the_flip_and_the_commit_is_settled_at_start(tmp_path: Path) -> None:
-    """The slot switched but the activation's commit was lost: the next start settles it."""
-    w, slots, _ = software_world(tmp_path)
-
-    class CutWriter:
-        async def run(self, fn: object) -> None:
-            raise KeyboardInterrupt  # the power went after the flip, before the commit
-
-    async def scenario() -> None:
-        await w.push(make_bundle(tmp_path, 1, {"service.py": "pass\n"}, KEYS[:1], kind="software"))
-        slots.end_trial({"result": "committed", "new": "a", "old": None})
-        b2 = make_bundle(tmp_path, 2, {"service.py": "pass\n"}, KEYS[:1], kind="software")
-        act = w.service.activators["software"]
-        assert isinstance(act, SoftwareActivator)
-        act.writer = CutWriter()  # type: ignore[assignment]
-        with contextlib.suppress(KeyboardInterrupt):
-            await w.push(b2)
-        bid = next(u["id"] for u in w.service.list_uploads() if u["version"] == 2)
-        assert slots.current() == "b" and w.service.status(bid)["state"] == "staged"
-        assert w.service.installed()["software"]["version"] == 1
-        await w.service.sync_slots()  # as IntakeService.start does after the cut
-        assert w.service.installed()["software"]["version"] == 2
-        assert w.service.status(bid)["state"] == "active"
-        installed = await w.service.activate(bid)  # the hangar's retry: answered, not refused
-        assert installed["version"] == 2
-
-    try:
-        asyncio.run(scenario())
-        rows = [r for r in w.journal() if r["data"]["action"] == "activated"]
-        assert [r["data"]["version"] for r in rows] == [1, 2]
-        assert "found active after a cut" in rows[-1]["summary"]
-    finally:
-        w.close()
+        slots.install(src, {"version": 3}, copy_installer)  # would overwrite a
+    assert slots.info("a") == {"version": 1}

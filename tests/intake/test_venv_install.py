@@ -3,9 +3,11 @@
 This tree is built into wheels with a bumped version (a copy of the sources; no network, no build
 isolation); with every third-party wheel from ``var/wheelhouse`` (``make wheelhouse``, pinned to
 the development venv) they make a software bundle, signed, pushed through the intake service
-(signatures and threshold at ``begin``, every file's hash at ``finalize``) and activated with the
-daemon's installer, :func:`~appliance.intake.slots.venv_installer` (a virtualenv, then ``pip
-install --no-index`` from the bundle's wheels only). The slot's own ``bin/appliance --version``
+(signatures and threshold at ``begin``, every file's hash at ``finalize``) and installed from the
+staging area into a slot as the software activation does, with
+:meth:`~appliance.intake.slots.SoftwareSlots.install` and the real installer,
+:func:`~appliance.intake.slots.venv_installer` (a virtualenv, then ``pip install --no-index`` from
+the bundle's wheels only). The slot's own ``bin/appliance --version``
 then names the bumped version and the slot, and the slot's service, started from the slot,
 answers ``GET /admin/v1/status`` with them. Marked ``system`` (about a minute: the venv and ~45
 wheels); ``make test-system`` builds the wheelhouse first.
@@ -28,7 +30,6 @@ from packaging.version import Version
 
 from appliance import __version__
 from appliance.errors import IntakeError
-from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA, load_envelope, sign
 from appliance.intake.hangar import build_bundle
 from appliance.intake.service import IntakeService
@@ -97,22 +98,26 @@ def test_software_bundle_installs_its_real_wheels_offline(tmp_path: Path) -> Non
 
     (tmp_path / "aircraft").mkdir()
     w = World(tmp_path / "aircraft")
-    slots = SoftwareSlots(w.tmp / "intake" / "software")
-    restarts: list[str] = []
-    act = SoftwareActivator(slots, venv_installer, w.writer, lambda: restarts.append("restart"),
-                            restart_delay_s=0)
     w.service = IntakeService(w.service.cfg, w.service.trust, w.writer, w.reader, lambda: w.mode,
-                              w.service.policy, lambda: w.utc, {"software": act},
-                              free_space=lambda p: 1 << 40, slots=slots)
+                              w.service.policy, lambda: w.utc, {}, free_space=lambda p: 1 << 40)
     try:
-        st = asyncio.run(w.push(out))
-        assert st["state"] == "active", st
+        st = asyncio.run(w.push(out, activate=False))  # verified and staged
+        assert st["state"] == "staged", st
     finally:
         w.close()
+    staged = w.service.area.staged(st["id"])
+    # What the software activation (the privileged updater) does with a staged bundle.
+    slots = SoftwareSlots(tmp_path / "software")
+    slots.prepare()
+    info = {"version": 2, "bundle_id": st["id"], "name": "appliance", "keyids": st["keyids"],
+            "installed_at": time.time()}
+    name = slots.install(staged, info, venv_installer)
+    slots.flip(name)
     t_installed = time.monotonic()
-    assert slots.current() == "a" and slots.trial() is not None and restarts == ["restart"]
+    assert name == "a" and slots.current() == "a"
     slot = slots.slots / "a"
-    assert (slot / "slot.json").exists() and not list(slots.slots.glob(".new-*"))
+    assert (slot / "slot.json").exists() and not [p for p in slots.slots.iterdir()
+                                                 if p.name.startswith(".")]
 
     got = subprocess.run([str(slot / "bin" / "appliance"), "--version"], cwd=tmp_path,
                          env=clean_env(), capture_output=True, text=True, timeout=60)
@@ -143,8 +148,8 @@ def test_software_bundle_installs_its_real_wheels_offline(tmp_path: Path) -> Non
         proc.wait(30)
         log.close()
     print(f"\nwheels built + bundled in {t_built - t0:.1f} s ({len(ours) + len(deps)} wheels, "
-          f"payload {env.meta().payload.length / 1e6:.1f} MB); pushed, verified, installed into "
-          f"slot a in {t_installed - t_built:.1f} s; total {time.monotonic() - t0:.1f} s")
+          f"payload {env.meta().payload.length / 1e6:.1f} MB); pushed, verified, staged, "
+          f"installed into slot a in {t_installed - t_built:.1f} s; total {time.monotonic() - t0:.1f} s")
 
 
 @pytest.mark.timeout(300)
