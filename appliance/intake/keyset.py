@@ -23,7 +23,7 @@ from ..errors import BundleRefused
 from ..store.writer import Writer
 from .bundle import Trust, Verified
 
-__all__ = ["KEYS_FILE", "keys_activator", "roles_of", "trust_from_row"]
+__all__ = ["KEYS_FILE", "keys_activator", "read_trust", "roles_of", "trust_from_row"]
 
 #: The payload file of a ``keys`` bundle: the new key set as JSON, for people.
 KEYS_FILE = "keys.json"
@@ -43,6 +43,33 @@ def trust_from_row(row: Mapping[str, Any] | None, configured: Trust) -> Trust:
     detail = row["detail"]
     roles = {k: (list(r["keys"]), int(r["threshold"])) for k, r in detail["roles"].items()}
     return Trust.from_hex(roles, int(row["version"]), detail.get("retired", ()))
+
+
+def read_trust(journal: Path, configured: Trust) -> Trust:
+    """The trust in force read from the journal database file ``journal`` (blocking).
+
+    For a process apart from the service (the privileged updater re-verifying a bundle): the
+    installed ``keys`` row, else ``configured``. ``configured`` also when the database or its
+    intake tables do not exist yet. Raises ValueError on a malformed stored key.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
+
+    from ..store.engine import make_engine
+    from .tables import intake_installed
+
+    if not journal.exists():
+        return configured
+    engine = make_engine(journal, readonly=True)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(intake_installed)
+                               .where(intake_installed.c.kind == "keys")).mappings().first()
+    except OperationalError:  # no intake tables yet (a journal not migrated)
+        return configured
+    finally:
+        engine.dispose()
+    return trust_from_row(None if row is None else dict(row), configured)
 
 
 def keys_activator(writer: Writer, in_force: Callable[[], Trust]) -> Callable[..., Any]:

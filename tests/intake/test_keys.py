@@ -36,6 +36,7 @@ from appliance.errors import BundleRefused
 from appliance.intake.bundle import METADATA, Trust, keyid, load_envelope, sign, verify
 from appliance.intake.hangar import PushError, main, push
 from appliance.intake.hangar_keys import build_keyset_bundle
+from appliance.intake.keyset import read_trust
 
 from .helpers import KEYS, make_bundle, pub_hex
 from .test_powercut import Proc
@@ -146,6 +147,12 @@ def test_rotation_through_the_real_intake_survives_restart(tmp_path: Path) -> No
     assert [r["kind"] for r in rows if r["action"] == "activated"] == ["keys", "content", "keys",
                                                                        "content"]
     assert queued >= len(rows)
+    # A process apart from the service (the privileged updater) reads the same trust in force.
+    configured = Trust.from_hex({k: (r["keys"], r["threshold"]) for k, r in CONFIG_ROLES.items()})
+    t = read_trust(data / "journal.db", configured)
+    assert t.version == 2 and keyid(KEYS[0].public_key()) in t.retired
+    assert set(t.roles["content"][0]) == {keyid(NEW[0].public_key())}
+    assert read_trust(tmp_path / "none.db", configured) is configured
 
 
 def test_rotation_to_an_older_version_is_refused_after_a_newer_one(tmp_path: Path) -> None:
