@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
-.PHONY: run test lint imports bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
+.PHONY: run test lint imports wheelhouse bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
 	test-system
 
 $(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiver/pyproject.toml
@@ -57,6 +57,20 @@ run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	  APPLIANCE_CONTENT__DESTINATION=$${APPLIANCE_CONTENT__DESTINATION:-LFBO} \
 	  $(BIN)/appliance demo --speed $(SPEED)
 
+## wheelhouse: every third-party wheel the appliance needs (pinned to the dev venv: pip freeze), from
+## the package index, for the offline software-bundle test (tests/intake/test_venv_install.py)
+WHEELHOUSE := var/wheelhouse
+$(WHEELHOUSE)/.done: pyproject.toml setup.py firmware-bridge/pyproject.toml | $(BIN)/.installed
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip freeze --exclude-editable --disable-pip-version-check > $(WHEELHOUSE)/constraints.txt
+	src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	  tar --exclude=./.venv --exclude=./var --exclude=./.git --exclude='*.egg-info' --exclude=./build \
+	    --exclude='.*_cache' --exclude=./.hypothesis -cf - . | tar -C "$$src" -xf - && \
+	  $(BIN)/pip wheel --quiet --disable-pip-version-check -c $(WHEELHOUSE)/constraints.txt \
+	    -w $(WHEELHOUSE) "$$src/firmware-bridge" "$$src"
+	touch $@
+wheelhouse: $(WHEELHOUSE)/.done
+
 ## lint: ruff, mypy (strict on appliance) and the import contracts (lint-imports)
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -78,7 +92,7 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 ## test-system: the whole-system tests (marked `system`): the sync over a lossy, cut link between
 ## network namespaces, CAN across processes in a namespace, systemd under nspawn, the image (skips
 ## without `make image`)
-test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content $(WHEELHOUSE)/.done
 	$(BIN)/pytest -m system
 
 ## bench: benchmarks (never part of `make test`); bench_cabinnet: 300 phones join the cabin network

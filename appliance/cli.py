@@ -354,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``appliance`` command line: every command and option, each with its help text."""
     ap = argparse.ArgumentParser(prog="appliance", description=plain(__doc__),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .running import version_line
+
+    ap.add_argument("--version", action="version", version=version_line(),
+                    help="print the running version and software slot, then exit")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     config_help = ("the service's TOML config file (default: $APPLIANCE_CONFIG, else the built-in "
                    "defaults); APPLIANCE_* variables override it, nested with __")

@@ -286,8 +286,11 @@ class IntakeRole(_Section):
 class IntakeSettings(_Section):
     """Hangar intake of signed bundles (appliance.intake).
 
-    ``roles``: per bundle kind (``content``, ``software``) the pinned keys and how many of them
-    must sign. ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
+    ``roles``: per bundle kind (``content``, ``software``, ``keys``) the pinned keys and how many
+    of them must sign: the initial key set. A ``keys`` bundle signed by the ``keys`` role's
+    threshold replaces the whole set (key rotation, ``appliance hangar keyset``); from then on the
+    rotated set, kept in the journal database, is in force and these are no longer read.
+    ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
     bundles and the software slots; it must be on the same filesystem as ``<data_dir>/content``.
     ``max_bundle_bytes`` caps a payload; ``chunk_bytes`` is the chunk size the push client is told
     to use; ``free_margin_bytes`` is kept free after a bundle's worst-case footprint.
@@ -305,7 +308,7 @@ class IntakeSettings(_Section):
     """
 
     enabled: bool = True
-    roles: dict[Literal["content", "software"], IntakeRole] = {}
+    roles: dict[Literal["content", "software", "keys"], IntakeRole] = {}
     staging_dir: Path | None = None
     max_bundle_bytes: int = Field(8 << 30, gt=0)
     chunk_bytes: int = Field(1 << 20, ge=4096)

@@ -34,6 +34,7 @@ from ..content.store import ContentStore
 from ..content.usage import UsageJournal
 from ..intake.activators import SoftwareActivator
 from ..intake.bundle import Trust, Verified
+from ..intake.keyset import keys_activator
 from ..intake.service import Activator, IntakeConfig, IntakeService
 from ..intake.slots import SoftwareSlots, venv_installer
 from ..modes.policy import PolicyTable
@@ -165,6 +166,8 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
     activators: dict[str, Activator] = {"software": soft}
     if content_store is not None:
         activators["content"] = content_activator(content_store)
+    service: IntakeService
+    activators["keys"] = keys_activator(writer, lambda: service.trust_in_force())
     service = IntakeService(
         IntakeConfig(root, settings.aircraft_id, cfg.max_bundle_bytes, cfg.chunk_bytes,
                      cfg.free_margin_bytes, cfg.quiet_wait_s,

@@ -53,6 +53,7 @@ from ..modes.airground import AirGroundConfig
 from ..modes.events import Event, ModeChanged, TimeSource
 from ..modes.policy import Mode, PolicyTable
 from ..notify import notify
+from ..running import running
 from ..settings import Settings
 from ..store.engine import make_engine
 from ..store.export import export_logs
@@ -442,6 +443,7 @@ class Daemon:
         w = self.writer.stats
         return {
             "version": __version__,
+            "software": running(),
             "aircraft_id": self.settings.aircraft_id,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "mode": str(c.mode),

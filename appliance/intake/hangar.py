@@ -70,8 +70,12 @@ def _collect(kind: str, sources: list[Path]) -> tuple[Path, dict[str, Path]]:
 
 
 def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: Path,
-                 expires_days: float = 30.0, issued: float | None = None) -> Envelope:
-    """Write ``out/metadata.json`` (unsigned) and ``out/payload.tar.zst``; returns the envelope."""
+                 expires_days: float = 30.0, issued: float | None = None,
+                 keys: dict[str, Any] | None = None) -> Envelope:
+    """Write ``out/metadata.json`` (unsigned) and ``out/payload.tar.zst``; returns the envelope.
+
+    ``keys``: the new key set of a ``keys`` bundle (see :mod:`.hangar_keys`), signed with it.
+    """
     _, files = _collect(kind, sources)
     out.mkdir(parents=True, exist_ok=True)
     stage = out / ".src"
@@ -97,6 +101,8 @@ def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: P
                     "compression": "zstd"},
         "files": {rel: {"length": p.stat().st_size, "hashes": {"sha256": _sha256(p)}}
                   for rel, p in sorted(files.items())}}
+    if keys is not None:
+        signed["keys"] = keys
     env = Envelope(signed=signed, signatures=[])
     env.meta()  # validate now, at the hangar
     (out / METADATA).write_bytes(env.to_json())

@@ -234,6 +234,9 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--timeout-s", type=float, default=30.0,
                    help="bound on each request (s); above the aircraft's intake idle timeout (10 s)")
     u.set_defaults(fn=_run(_cmd_push, "push"))
+    from .hangar_keys import add_keyset_parser
+
+    add_keyset_parser(hs)
     t = hs.add_parser("status", help="what the aircraft has installed, and whether intake is open")
     t.add_argument("--url", required=True,
                    help="the aircraft's admin URL, http://HOST:PORT (admin port, 8081 by default)")
