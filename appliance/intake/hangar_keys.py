@@ -90,10 +90,19 @@ def _cmd_keyset(a: argparse.Namespace) -> int:
     return 0
 
 
+KEYSET_HELP = """Build a key rotation bundle: a new set of pinned keys.
+
+The new set pins, for each kind (content, software, keys), public keys and how many of them must
+sign. The bundle must be signed by the threshold of the keys role now in force AND by the
+threshold of the new set's keys role (as TUF rotates its root). Once active, a bundle signed
+only by a retired key is refused; the version of the set only goes up.
+"""
+
+
 def add_keyset_parser(hs: Any) -> None:
     """Add ``keyset`` to the ``hangar`` subcommands."""
     k = hs.add_parser("keyset", help="build a key rotation bundle (a new set of pinned keys)",
-                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                      description=KEYSET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("--version", type=int, required=True,
                    help="key set version; must be above the aircraft's (0 = configured keys)")
     for kind in KINDS:
