@@ -32,8 +32,21 @@ $(CONTENT_SRC)/genesis.txt:
 	mkdir -p $(CONTENT_SRC)
 	bible -f Gen1:1-50:26 | sed -E 's/^Ge([0-9]+):1 /\nChapter \1\n\n1 /; s/^Ge[0-9]+:([0-9]+) /\1 /' > $@.tmp
 	mv $@.tmp $@
-$(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 | $(BIN)/.installed
-	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0"
+## the film's second soundtrack (French narration) and audio description (English), spoken by
+## espeak-ng over the soundtrack; subtitles and closed captions from media/demo/ (issue 19)
+DEMO := media/demo
+$(CONTENT_SRC)/bbb-%.m4a: $(CONTENT_SRC)/bigbuckbunny.mp4 $(DEMO)/bbb.%.txt
+	espeak-ng -v $(firstword $(subst ., ,$*)) -s 150 -w $@.voice.wav -f $(DEMO)/bbb.$*.txt
+	ffmpeg -v error -y -i $< -i $@.voice.wav -filter_complex "[0:a]volume=0.35[a];[a][1:a]amix=inputs=2:duration=first:normalize=0" -vn -ac 2 -c:a aac $@.tmp.m4a
+	mv $@.tmp.m4a $@ && rm -f $@.voice.wav
+$(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 $(CONTENT_SRC)/bbb-fr.say.m4a $(CONTENT_SRC)/bbb-en.ad.m4a $(wildcard $(DEMO)/bbb.*.vtt) | $(BIN)/.installed
+	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0" \
+	  --lang en --audio fr=$(CONTENT_SRC)/bbb-fr.say.m4a --audio-description en=$(CONTENT_SRC)/bbb-en.ad.m4a \
+	  --subtitles en=$(DEMO)/bbb.en.vtt --subtitles fr=$(DEMO)/bbb.fr.vtt --captions en=$(DEMO)/bbb.en.cc.vtt
+## a real publisher's EPUB (Debian's live-manual-epub, GPL-3+), normalised to EPUB 3 and checked
+LIVE_MANUAL := /usr/share/doc/live-manual/epub/live-manual.en.epub
+$(CONTENT)/live-manual-en/package.json: | $(BIN)/.installed
+	$(BIN)/media package $(LIVE_MANUAL) --out $(CONTENT)/live-manual-en --force --id live-manual-en --title "Live Systems Manual" --lang en --licence GPL-3.0-or-later --attribution "Live Systems Project, Debian package live-manual-epub"
 $(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.installed
 	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
 var/vendor/epub.min.js:
@@ -44,7 +57,7 @@ var/vendor/epub.min.js:
 ## axe-core: the accessibility rules the portal's tests run in Chromium (npm, never shipped)
 var/npm/node_modules/axe-core/axe.min.js:
 	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
-content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json var/vendor/epub.min.js var/npm/node_modules/axe-core/axe.min.js
+content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/epub.min.js var/npm/node_modules/axe-core/axe.min.js
 
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
 ## with the real content installed; the portal is http://127.0.0.1:8080/, media on 8082 (the
@@ -52,6 +65,7 @@ content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.j
 run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/appliance content install $(CONTENT)/big-buck-bunny
 	$(BIN)/appliance content install $(CONTENT)/genesis-kjv
+	$(BIN)/appliance content install $(CONTENT)/live-manual-en
 	APPLIANCE_CONTENT__MEDIA_PORT=$${APPLIANCE_CONTENT__MEDIA_PORT:-8082} \
 	  APPLIANCE_CONTENT__ORIGIN=$${APPLIANCE_CONTENT__ORIGIN:-LFPG} \
 	  APPLIANCE_CONTENT__DESTINATION=$${APPLIANCE_CONTENT__DESTINATION:-LFBO} \

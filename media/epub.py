@@ -219,6 +219,7 @@ def package_epub(src: Path, out: Path, *, title: str = "", language: str = "",
     if shutil.which("pandoc") is None:
         raise EpubError("pandoc is not installed (Debian: apt-get install pandoc)")
     info = read_epub(src)
+    src, out = src.resolve(), out.resolve()  # pandoc runs in a work folder
     book = out / "book"
     book.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
