@@ -109,7 +109,11 @@ class SyncSettings(_Section):
 
     enabled: bool = False
     receiver_url: str = "http://127.0.0.1:8443"
+    #: Legacy static bearer token, used only when ``signing_key_file`` is not set.
     token: SecretStr | None = None
+    #: The aircraft's Ed25519 private key (PEM): every request to the ground is signed with it
+    #: (``python -m appliance.sync.identity keygen FILE`` makes one and prints the public key).
+    signing_key_file: Path | None = None
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})

@@ -28,6 +28,7 @@ import httpx
 
 from .batch import Batch
 from .errors import BatchTooLarge, ReceiverRejected, ReceiverUnavailable
+from .identity import AircraftKey
 
 __all__ = ["GAP", "BatchAnswer", "ReceiverClient", "StreamRefusal"]
 
@@ -69,12 +70,15 @@ class ReceiverClient:
     """Talks to one receiver URL over one link.
 
     ``bind_device``: an interface name to pin the sockets to (SO_BINDTODEVICE; needs
-    CAP_NET_RAW), or None to let the routing table choose. Timeouts in seconds.
+    CAP_NET_RAW), or None to let the routing table choose. Timeouts in seconds. ``key``: the
+    aircraft's key: every request is signed (:mod:`.identity`); without it the legacy bearer
+    ``token`` is sent.
     """
 
     def __init__(self, base_url: str, token: str, *, connect_timeout_s: float = 5.0,
                  request_timeout_s: float = 30.0, bind_device: str | None = None,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None,
+                 key: AircraftKey | None = None) -> None:
         """Create the connection pool (nothing is sent before the first request)."""
         opts: list[tuple[int, int, bytes]] = []
         if bind_device:
@@ -82,8 +86,11 @@ class ReceiverClient:
         transport = httpx.AsyncHTTPTransport(retries=0, socket_options=opts)
         timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(transport=transport, timeout=timeout, headers={
-            "Authorization": f"Bearer {token}", "User-Agent": "cabin-server-sync/1"})
+        headers = {"User-Agent": "cabin-server-sync/1"}
+        if key is None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers)
+        self.key = key
         self.on_bytes = on_bytes
         self.wire_bytes = 0
 
@@ -91,11 +98,14 @@ class ReceiverClient:
         """Close the connections."""
         await self._client.aclose()
 
-    async def _request(self, method: str, path: str, body_size: int = 0, **kw: Any,
+    async def _request(self, method: str, path: str, payload: bytes = b"", **kw: Any,
                        ) -> dict[str, Any]:
+        if self.key is not None:
+            full = httpx.URL(self.base_url + path).path
+            kw["headers"] = {**kw.get("headers", {}), **self.key.headers(method, full, payload)}
         req = self._client.build_request(method, self.base_url + path, **kw)
         size = len(method) + len(str(req.url.raw_path)) + 11 + _headers_size(req.headers)
-        size += body_size
+        size += len(payload)
         try:
             try:
                 resp = await self._client.send(req)
@@ -150,7 +160,7 @@ class ReceiverClient:
             if on_sent is not None:
                 on_sent()
 
-        body = await self._request("POST", "/v1/batches", len(batch.body), content=chunks(),
+        body = await self._request("POST", "/v1/batches", batch.body, content=chunks(),
                                    headers={"Content-Type": "application/json",
                                             "Content-Encoding": "zstd",
                                             "Content-Length": str(len(batch.body)),

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..modes.policy import Mode, PolicyTable
 from ..settings import SyncSettings
 from ..store.outbox import STREAM_PRIORITY
@@ -57,6 +58,7 @@ from .batch import Batch
 from .client import ReceiverClient
 from .errors import BatchTooLarge, ReceiverRejected, ReceiverUnavailable
 from .events import LinkChanged, SyncEvent
+from .identity import AircraftKey
 from .link import SYSFS_NET, LinkState
 from .link_budget import budget_writer, load_budgets, mode_changed
 from .pipeline import REQUEST_OVERHEAD, InFlight, OverBudget, Pipeline, log_failure, retrying
@@ -90,6 +92,13 @@ class Uplink:
         self.budgets = {n: FlightHourBudget(ls.bytes_per_flight_hour)
                         for n, ls in settings.links.items() if ls.bytes_per_flight_hour}
         self.clients: dict[str, ReceiverClient] = {}
+        #: The aircraft's signing key (``signing_key_file``); None: the legacy bearer token.
+        self.key: AircraftKey | None = None
+        if settings.signing_key_file is not None:
+            try:
+                self.key = AircraftKey.load(aircraft_id, settings.signing_key_file)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"sync.signing_key_file: {e}") from e
         self.book = StreamBook(self.emit, clock)
         self.wake = asyncio.Event()
         self.state = UplinkState.STARTING
@@ -118,7 +127,8 @@ class Uplink:
                 ls.receiver_url or self.s.receiver_url, token,
                 connect_timeout_s=self.s.connect_timeout_s,
                 request_timeout_s=self.s.request_timeout_s, bind_device=device,
-                on_bytes=(lambda n: budget.charge(n, self.clock())) if budget else None)
+                on_bytes=(lambda n: budget.charge(n, self.clock())) if budget else None,
+                key=self.key)
         return c
 
     async def _drop_client(self, name: str) -> None:

@@ -3,6 +3,15 @@
 - ``ground-receiver serve [--config FILE] [--host H] [--port P] [--database-url URL]``
 - ``ground-receiver init-db [--config FILE] [--database-url URL]``: create missing tables
 - ``ground-receiver hash-token TOKEN``: the ``sha256:<hex>`` form for the ``[aircraft]`` table
+  (legacy static tokens)
+- ``ground-receiver aircraft register AIRCRAFT PUBKEY``: register an aircraft's Ed25519 public
+  key (PEM file, or base64 of the raw 32 bytes, given as a path or as the text itself)
+- ``ground-receiver aircraft rotate AIRCRAFT PUBKEY [--grace-s S]``: register a new key; the
+  others expire after the grace (default 86400 s)
+- ``ground-receiver aircraft revoke AIRCRAFT [--key-id K]``: revoke one key, or all of them
+- ``ground-receiver aircraft list [AIRCRAFT]``: the keys and their state
+
+The ``aircraft`` commands take ``--config``/``--database-url`` like ``serve``.
 
 Exit status 78 on invalid configuration, 1 when the database cannot be reached at start.
 """
@@ -66,6 +75,52 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_text(arg: str) -> str:
+    """The key given on the command line: a file's content, or the argument itself."""
+    from pathlib import Path
+
+    p = Path(arg)
+    try:
+        if len(arg) < 4096 and p.is_file():
+            return p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read public key {arg}: {e}") from e
+    return arg
+
+
+def cmd_aircraft(args: argparse.Namespace) -> int:
+    """Register, rotate, revoke or list aircraft keys."""
+    from .db import init_db, make_engine
+    from .identity import KeyRing
+
+    s = _settings(args)
+    engine = make_engine(s.database_url)
+    init_db(engine)
+    ring = KeyRing(engine)
+    try:
+        if args.action == "register":
+            kid = ring.register(args.aircraft, _key_text(args.public_key))
+            print(f"{args.aircraft}: key {kid} registered")
+        elif args.action == "rotate":
+            kid = ring.rotate(args.aircraft, _key_text(args.public_key), args.grace_s)
+            print(f"{args.aircraft}: key {kid} registered; older keys expire in {args.grace_s:g} s")
+        elif args.action == "revoke":
+            n = ring.revoke(args.aircraft, args.key_id)
+            if n == 0:
+                print(f"{args.aircraft}: no live key {args.key_id or ''} to revoke", file=sys.stderr)
+                return 1
+            print(f"{args.aircraft}: {n} key(s) revoked")
+        else:
+            for k in ring.keys(args.aircraft):
+                print(f"{k.aircraft}\t{k.key_id}\t{k.state}\t{k.public_key}")
+    except ValueError as e:
+        print(f"ground-receiver: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="ground-receiver", description=__doc__,
@@ -84,6 +139,23 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("hash-token", help="print sha256:<hex> of a token")
     p.add_argument("token")
     p.set_defaults(fn=cmd_hash_token)
+    p = sub.add_parser("aircraft", help="aircraft keys: register, rotate, revoke, list")
+    p.add_argument("--config")
+    p.add_argument("--database-url")
+    acts = p.add_subparsers(dest="action", required=True)
+    a = acts.add_parser("register", help="register an aircraft's public key")
+    a.add_argument("aircraft")
+    a.add_argument("public_key", help="PEM file, or base64 of the raw 32 bytes")
+    a = acts.add_parser("rotate", help="register a new key; older keys expire after the grace")
+    a.add_argument("aircraft")
+    a.add_argument("public_key")
+    a.add_argument("--grace-s", type=float, default=86400.0)
+    a = acts.add_parser("revoke", help="revoke a key (or all keys) of an aircraft now")
+    a.add_argument("aircraft")
+    a.add_argument("--key-id")
+    a = acts.add_parser("list", help="the keys and their state")
+    a.add_argument("aircraft", nargs="?")
+    p.set_defaults(fn=cmd_aircraft)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -11,6 +11,7 @@ Tables (all keyed by aircraft):
 - ``gaps``: ranges the aircraft declared dropped (its disk budget), with counts.
 - ``batches``: every batch id taken, its content hash and the answer given (idempotent replay).
 - ``conflicts``: a known key sent again with *different* content (kept, never applied).
+- ``aircraft_keys``: each aircraft's Ed25519 public keys (``ground_receiver.identity``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["aircraft_state", "batches", "conflicts", "gaps", "init_db", "make_engine", "metadata",
-           "records", "watermarks"]
+__all__ = ["aircraft_keys", "aircraft_state", "batches", "conflicts", "gaps", "init_db",
+           "make_engine", "metadata", "records", "watermarks"]
 
 metadata = MetaData()
 _Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrement needs INTEGER
@@ -112,6 +113,16 @@ conflicts = Table(
     Column("sha256_sent", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("received", Float, nullable=False),
+)
+
+aircraft_keys = Table(
+    "aircraft_keys", metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("aircraft", String(64), nullable=False, index=True),
+    Column("public_key", String(64), nullable=False),  # base64 of the raw 32 bytes
+    Column("created", Float, nullable=False),
+    Column("expires", Float),  # set by a rotation: the end of the grace
+    Column("revoked", Float),
 )
 
 

@@ -42,7 +42,8 @@ class ReceiverSettings(BaseSettings):
     database_url: str = "sqlite:///ground.db"
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
-    #: aircraft id -> ``sha256:<hex>`` of its token, or the plain token.
+    #: Legacy, kept for aircraft not yet given a key pair: aircraft id -> ``sha256:<hex>`` of
+    #: its token, or the plain token. Aircraft with keys sign instead (``aircraft_keys`` table).
     aircraft: dict[str, str] = Field(default_factory=dict)
     #: A request body (compressed) larger than this is refused (413) before it is read whole.
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
@@ -54,6 +55,9 @@ class ReceiverSettings(BaseSettings):
     reorder_wait_s: float = Field(5.0, ge=0)
     #: SQLite only: FULL keeps the promise that an acknowledged batch survives a power cut.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: A signed request's X-Timestamp may be this far from the ground clock (s). Wide: an
+    #: aircraft clock may be off before its time source is set, and batches are idempotent.
+    signature_max_skew_s: float = Field(86400.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("aircraft")
