@@ -114,6 +114,9 @@ class SyncSettings(_Section):
     #: The aircraft's Ed25519 private key (PEM): every request to the ground is signed with it
     #: (``python -m appliance.sync.identity keygen FILE`` makes one and prints the public key).
     signing_key_file: Path | None = None
+    #: The ground's public key (base64 of the raw Ed25519 key) that signs downlink documents
+    #: (fleet configuration, crew notices); None: every document is refused.
+    ground_public_key: str | None = None
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})

@@ -17,9 +17,11 @@ passed to ``on_bytes`` (the link budget).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any, TypedDict
@@ -83,7 +85,7 @@ class ReceiverClient:
         opts: list[tuple[int, int, bytes]] = []
         if bind_device:
             opts.append((socket.SOL_SOCKET, socket.SO_BINDTODEVICE, bind_device.encode()))
-        transport = httpx.AsyncHTTPTransport(retries=0, socket_options=opts)
+        transport = httpx.AsyncHTTPTransport(retries=0, socket_options=opts, verify=_tls())
         timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.base_url = base_url.rstrip("/")
         headers = {"User-Agent": "cabin-server-sync/1"}
@@ -91,6 +93,8 @@ class ReceiverClient:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers)
         self.key = key
+        #: The ``downlink`` documents of the last watermarks answer (``appliance.sync.downlink``).
+        self.last_downlink: list[Any] = []
         self.on_bytes = on_bytes
         self.wire_bytes = 0
 
@@ -140,10 +144,20 @@ class ReceiverClient:
         Raises ReceiverUnavailable or ReceiverRejected.
         """
         body = await self._request("GET", "/v1/watermarks")
+        docs = body.get("downlink")
+        self.last_downlink = docs if isinstance(docs, list) else []
         try:
             return _watermarks(body["watermarks"])
         except (KeyError, AttributeError, TypeError, ValueError) as e:
             raise ReceiverUnavailable(f"watermarks answer malformed: {body!r:.200}") from e
+
+    async def ack(self, body: bytes) -> None:
+        """``POST /v1/downlink/ack`` with this JSON body (a downlink acknowledgement).
+
+        Raises ReceiverUnavailable or ReceiverRejected.
+        """
+        await self._request("POST", "/v1/downlink/ack", body, content=body,
+                            headers={"Content-Type": "application/json"})
 
     async def post(self, batch: Batch, on_sent: Callable[[], None] | None = None,
                    ) -> BatchAnswer:
@@ -174,6 +188,12 @@ class ReceiverClient:
                                resumed=False)
         except (AttributeError, TypeError, ValueError) as e:
             raise ReceiverUnavailable(f"batch answer malformed: {body!r:.200}") from e
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: loading the CA store takes ~0.1 s of blocked loop."""
+    return ssl.create_default_context()
 
 
 def _field(body: Any, key: str, default: Any) -> str:

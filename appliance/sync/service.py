@@ -91,7 +91,8 @@ class SyncService:
         self.budget = BudgetPolicy(self.s.outbox_budget_bytes, self.s.budget_low_water,
                                    frozenset(self.s.never_drop))
         self.uplink = Uplink(self.s, settings.aircraft_id, writer, self.outbox, self.policy,
-                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs)
+                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs,
+                             downlink_dir=Path(settings.data_dir) / "downlink")
         self.summaries = summaries
         self.events: collections.deque[SyncEvent] = collections.deque(maxlen=50)
         self.drops: list[RecordsDropped] = []

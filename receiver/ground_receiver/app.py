@@ -9,8 +9,11 @@ token>`` on all but health):
   ``unknown_aircraft`` (no such key registered); 403 ``key_revoked`` or ``aircraft_mismatch``;
   409 ``batch_id_reused``;
   413 ``too_large``; 415 ``unsupported``; 503 when the database cannot be reached.
-- ``GET /v1/watermarks``: ``{"aircraft", "watermarks": {stream: seq}, "time"}`` (the aircraft's
-  probe and its resume point).
+- ``GET /v1/watermarks``: ``{"aircraft", "watermarks": {stream: seq}, "time", "downlink": [...]}``
+  (the aircraft's probe and its resume point; ``downlink``: the signed documents it has not
+  applied yet, :mod:`.downlink`).
+- ``POST /v1/downlink/ack``: ``{"kind", "version", "status", "mode", "detail"}`` (JSON): the
+  aircraft applied, deferred or refused a document. 200 with its state; 400 ``malformed``.
 - ``GET /v1/health``: ``{"status": "ok"}`` once the database answers (for load balancers).
 
 Every error body is ``{"error": CODE, "detail": TEXT}``. (No ``from __future__ import
@@ -19,6 +22,7 @@ annotations`` here: FastAPI must see the dependency closures' annotations as obj
 
 import hashlib
 import hmac
+import json
 import logging
 import time
 from typing import Annotated, Any
@@ -30,6 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from . import __version__
+from .downlink import Downlink, load_ground_key
 from .errors import AuthRefused, BatchRejected
 from .identity import KeyRing
 from .settings import ReceiverSettings, hash_token
@@ -59,6 +64,8 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
     """Build the app over ``store``; keys in its database, tokens and limits from ``settings``."""
     index = settings.token_index()
     ring = KeyRing(store.engine, settings.signature_max_skew_s)
+    downlink = Downlink(store.engine, load_ground_key(settings.downlink_key_file)
+                        if settings.downlink_key_file else None)
     app = FastAPI(title="Ground receiver", version=__version__, docs_url=None, redoc_url=None)
 
     @app.exception_handler(ApiError)
@@ -113,9 +120,31 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
         ac = await authenticate(request, b"")
         try:
             wm = await run_in_threadpool(store.watermarks, ac)
+            docs = await run_in_threadpool(downlink.pending, ac)
         except OperationalError as e:
             raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
-        return {"aircraft": ac, "watermarks": wm, "time": time.time()}
+        return {"aircraft": ac, "watermarks": wm, "time": time.time(), "downlink": docs}
+
+    @app.post("/v1/downlink/ack")
+    async def downlink_ack(request: Request) -> dict[str, Any]:
+        """The aircraft's acknowledgement of a downlink document."""
+        await authenticate(request, None)
+        body = await request.body()
+        if len(body) > 4096:
+            raise ApiError("too_large", "an ack is at most 4096 bytes")
+        ac = await authenticate(request, body)
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("an ack is a JSON object")
+            state = await run_in_threadpool(downlink.ack, ac, doc)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError("malformed", str(e)) from e
+        except OperationalError as e:
+            raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
+        log.info("downlink %s v%s %s by %s", doc.get("kind"), doc.get("version"),
+                 doc.get("status"), ac)
+        return {"aircraft": ac, "kind": doc["kind"], **state}
 
     @app.post("/v1/batches")
     async def post_batch(request: Request,

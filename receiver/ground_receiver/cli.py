@@ -11,7 +11,12 @@
 - ``ground-receiver aircraft revoke AIRCRAFT [--key-id K]``: revoke one key, or all of them
 - ``ground-receiver aircraft list [AIRCRAFT]``: the keys and their state
 
-The ``aircraft`` commands take ``--config``/``--database-url`` like ``serve``.
+- ``ground-receiver downlink keygen FILE``: the ground's document signing key; prints its public key
+- ``ground-receiver downlink publish KIND FILE [--aircraft A ...]``: publish a JSON document
+  (``config`` or ``notice``) as the next version for those aircraft (default: the whole fleet)
+- ``ground-receiver downlink status``: per aircraft and kind, published and applied versions
+
+The ``aircraft`` and ``downlink`` commands take ``--config``/``--database-url`` like ``serve``.
 
 Exit status 78 on invalid configuration, 1 when the database cannot be reached at start.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import ConfigError
@@ -53,7 +59,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     if not s.aircraft:
         logging.getLogger(__name__).warning("no [aircraft] tokens configured: every batch gets 401")
-    app = create_app(s, BatchStore(engine, s.reorder_wait_s))
+    try:
+        app = create_app(s, BatchStore(engine, s.reorder_wait_s))
+    except (OSError, ValueError) as e:
+        print(f"ground-receiver: downlink_key_file: {e}", file=sys.stderr)
+        return EX_CONFIG
     uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level.lower(), access_log=False,
                 timeout_graceful_shutdown=5)
     return 0
@@ -121,6 +131,58 @@ def cmd_aircraft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_downlink(args: argparse.Namespace) -> int:
+    """Keygen, publish, status of ground → aircraft documents."""
+    import json
+    from pathlib import Path
+
+    from .db import init_db, make_engine
+    from .downlink import Downlink, load_ground_key, public_b64
+
+    if args.action == "keygen":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        path = Path(args.path)
+        if path.exists():
+            print(f"ground-receiver: {path} exists", file=sys.stderr)
+            return 1
+        new = Ed25519PrivateKey.generate()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(new.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        print(public_b64(new))
+        return 0
+    s = _settings(args)
+    engine = make_engine(s.database_url)
+    init_db(engine)
+    try:
+        key = load_ground_key(s.downlink_key_file) if s.downlink_key_file else None
+        dl = Downlink(engine, key)
+        if args.action == "publish":
+            body = json.loads(Path(args.file).read_text())
+            versions = dl.publish(args.kind, body, args.aircraft or None)
+            for ac, v in versions.items():
+                print(f"{ac}\t{args.kind}\tv{v}")
+            if not versions:
+                print("no aircraft known: register keys first", file=sys.stderr)
+                return 1
+        else:
+            for ac, kinds in dl.status().items():
+                for kind, st in kinds.items():
+                    print(f"{ac}\t{kind}\tpublished v{st['published']}\tapplied "
+                          f"v{st['applied_version']}\t{st['applied_mode'] or '-'}\t"
+                          f"{st['status'] or '-'}")
+    except (OSError, ValueError) as e:
+        print(f"ground-receiver: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="ground-receiver", description=__doc__,
@@ -156,6 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     a = acts.add_parser("list", help="the keys and their state")
     a.add_argument("aircraft", nargs="?")
     p.set_defaults(fn=cmd_aircraft)
+    p = sub.add_parser("downlink", help="ground -> aircraft documents: keygen, publish, status")
+    p.add_argument("--config")
+    p.add_argument("--database-url")
+    acts = p.add_subparsers(dest="action", required=True)
+    a = acts.add_parser("keygen", help="write the ground's signing key; print its public key")
+    a.add_argument("path")
+    a = acts.add_parser("publish", help="publish a JSON document as the next version")
+    a.add_argument("kind", choices=("config", "notice"))
+    a.add_argument("file")
+    a.add_argument("--aircraft", action="append", help="an aircraft (repeat); default: fleet")
+    acts.add_parser("status", help="published and applied versions per aircraft")
+    p.set_defaults(fn=cmd_downlink)
     args = ap.parse_args(argv)
     try:
         return int(args.fn(args))

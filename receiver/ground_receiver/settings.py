@@ -58,6 +58,10 @@ class ReceiverSettings(BaseSettings):
     #: A signed request's X-Timestamp may be this far from the ground clock (s). Wide: an
     #: aircraft clock may be off before its time source is set, and batches are idempotent.
     signature_max_skew_s: float = Field(86400.0, gt=0)
+    #: The ground's Ed25519 private key (PEM) that signs downlink documents; None: no publishing
+    #: (``ground-receiver downlink keygen FILE`` makes one and prints the public key for the
+    #: aircraft's ``sync.ground_public_key``).
+    downlink_key_file: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("aircraft")

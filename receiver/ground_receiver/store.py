@@ -38,10 +38,17 @@ class _Early(Exception):
     """A stream of the batch starts beyond its watermark: roll back and wait for the rest."""
 
 
+def _canonical(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def payload_sha256(payload: Any) -> str:
     """SHA-256 (hex) of the canonical JSON of ``payload`` (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+_COPY_RECORDS = ("COPY records (aircraft, stream, seq, idempotency_key, created, received, "
+                 "batch_id, sha256, payload) FROM STDIN")
 
 
 def _walk(chunk: StreamChunk, w: int) -> tuple[list[Record], list[tuple[int, Dropped]],
@@ -170,11 +177,7 @@ class BatchStore:
             if error is not None:
                 errors.append(error)
             if new:
-                conn.execute(insert(records), [{
-                    "aircraft": aircraft, "stream": chunk.stream, "seq": r.seq,
-                    "idempotency_key": f"{aircraft}:{chunk.stream}:{r.seq}", "created": r.created,
-                    "received": now, "batch_id": batch.batch_id,
-                    "sha256": payload_sha256(r.payload), "payload": r.payload} for r in new])
+                self._insert_records(conn, aircraft, chunk.stream, new, batch.batch_id, now)
             if new_gaps:
                 conn.execute(insert(gaps), [{
                     "aircraft": aircraft, "stream": chunk.stream, "seq_lo": lo, "seq_hi": d.hi,
@@ -196,6 +199,25 @@ class BatchStore:
         return {"batch_id": batch.batch_id, "duplicate": False, "applied": applied,
                 "duplicates": dup_count, "conflicts": conflict_count, "gaps": gap_count,
                 "errors": errors}
+
+    def _insert_records(self, conn: Connection, aircraft: str, stream: str, new: list[Record],
+                        batch_id: str, now: float) -> None:
+        """Store ``new`` records in the batch's transaction: COPY on PostgreSQL, else executemany."""
+        if self._dialect == "postgresql":
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as cp:
+                for r in new:
+                    text = _canonical(r.payload)
+                    cp.write_row((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}",
+                                  r.created, now, batch_id,
+                                  hashlib.sha256(text.encode()).hexdigest(), text))
+            return
+        conn.execute(insert(records), [{
+            "aircraft": aircraft, "stream": stream, "seq": r.seq,
+            "idempotency_key": f"{aircraft}:{stream}:{r.seq}", "created": r.created,
+            "received": now, "batch_id": batch_id,
+            "sha256": payload_sha256(r.payload), "payload": r.payload} for r in new])
 
     @staticmethod
     def _check_duplicates(conn: Connection, aircraft: str, stream: str, dups: list[Record],
