@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from .db import aircraft_state, batches, conflicts, gaps, records, watermarks
 from .errors import BatchRejected
@@ -206,12 +207,17 @@ class BatchStore:
         if self._dialect == "postgresql":
             raw = conn.connection.driver_connection
             assert raw is not None
-            with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as cp:
-                for r in new:
-                    text = _canonical(r.payload)
-                    cp.write_row((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}",
-                                  r.created, now, batch_id,
-                                  hashlib.sha256(text.encode()).hexdigest(), text))
+            dbapi_error = self.engine.dialect.loaded_dbapi.Error
+            try:
+                with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as cp:
+                    for r in new:
+                        text = _canonical(r.payload)
+                        cp.write_row((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}",
+                                      r.created, now, batch_id,
+                                      hashlib.sha256(text.encode()).hexdigest(), text))
+            except dbapi_error as e:  # the driver's own error, as SQLAlchemy's (503 if down)
+                raise DBAPIError.instance(_COPY_RECORDS, None, e, dbapi_error,
+                                          dialect=self.engine.dialect) from e
             return
         conn.execute(insert(records), [{
             "aircraft": aircraft, "stream": stream, "seq": r.seq,
