@@ -80,6 +80,7 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_pipeline.py
 	$(BIN)/python tests/bench/bench_durable.py
 	$(BIN)/python tests/bench/bench_sync.py
+	$(BIN)/python tests/bench/bench_fleet.py
 	$(BIN)/python tests/bench/bench_media.py
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses

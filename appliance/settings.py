@@ -120,7 +120,10 @@ class SyncSettings(_Section):
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit")
+    #: What a "priority" link (satcom in flight) carries: sales, media use, events, and the
+    #: flight-track and health summaries (a few KB per flight hour: well within the budget).
+    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
+                                         "flight_health")
     outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
     budget_low_water: float = Field(0.9, gt=0, le=1)
     never_drop: tuple[str, ...] = ("orders", "usage", "events", "audit")

@@ -37,6 +37,7 @@ from . import __version__
 from .downlink import Downlink, load_ground_key
 from .errors import AuthRefused, BatchRejected
 from .identity import KeyRing
+from .ops import Metrics, add_ops_routes
 from .settings import ReceiverSettings, hash_token
 from .store import BatchStore
 from .wire import decode_body
@@ -67,9 +68,12 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
     downlink = Downlink(store.engine, load_ground_key(settings.downlink_key_file)
                         if settings.downlink_key_file else None)
     app = FastAPI(title="Ground receiver", version=__version__, docs_url=None, redoc_url=None)
+    metrics = Metrics()
+    add_ops_routes(app, settings, store.engine, metrics)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        metrics.refused.labels(exc.code).inc()
         headers = ({"WWW-Authenticate": "Signature, Bearer"}
                    if _STATUS[exc.code] == 401 else None)
         return JSONResponse({"error": exc.code, "detail": exc.detail},
@@ -142,6 +146,7 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
             raise ApiError("malformed", str(e)) from e
         except OperationalError as e:
             raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
+        metrics.downlink_acks.labels(str(doc.get("status"))).inc()
         log.info("downlink %s v%s %s by %s", doc.get("kind"), doc.get("version"),
                  doc.get("status"), ac)
         return {"aircraft": ac, "kind": doc["kind"], **state}
@@ -178,12 +183,18 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
         if idempotency_key is not None and idempotency_key != batch.batch_id:
             raise ApiError("malformed", "Idempotency-Key header differs from the batch_id")
         sha = hashlib.sha256(body).hexdigest()
+        t0 = time.monotonic()
         try:
             answer = await run_in_threadpool(store.apply, ac, batch, sha, len(body))
         except BatchRejected as e:
             raise ApiError(e.code, e.detail) from e
         except OperationalError as e:
             raise ApiError("unavailable", f"database unreachable: {e.orig}") from e
+        metrics.latency.observe(time.monotonic() - t0)
+        metrics.batches.labels("replayed" if answer["duplicate"] else "applied").inc()
+        metrics.records.inc(answer["applied"])
+        metrics.duplicates.inc(answer["duplicates"])
+        metrics.bytes.inc(len(body))
         log.info("batch %s from %s: %d records, %d applied, %d duplicates%s", batch.batch_id, ac,
                  batch.record_count, answer["applied"], answer["duplicates"],
                  " (replayed)" if answer["duplicate"] else "")

@@ -58,7 +58,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"ground-receiver: database {engine.url!r}: {e.orig}", file=sys.stderr)
         return 1
     if not s.aircraft:
-        logging.getLogger(__name__).warning("no [aircraft] tokens configured: every batch gets 401")
+        logging.getLogger(__name__).info("no legacy [aircraft] tokens: aircraft sign with "
+                                         "their registered keys")
     try:
         app = create_app(s, BatchStore(engine, s.reorder_wait_s))
     except (OSError, ValueError) as e:

@@ -37,6 +37,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     text,
 )
 
@@ -53,6 +54,7 @@ aircraft_state = Table(
     Column("batches", BigInteger, nullable=False, default=0),
     Column("records", BigInteger, nullable=False, default=0),
     Column("updated", Float, nullable=False),
+    Column("status", JSON),  # the aircraft's last AircraftStatus (wire.py), for the fleet view
 )
 
 watermarks = Table(
@@ -224,6 +226,10 @@ CREATE INDEX ix_batches_received ON batches (received)""",
 }
 
 
+#: Columns added after the first release: (table, column, SQL type), added where missing.
+_ADDED_COLUMNS = [("aircraft_state", "status", "JSON")]
+
+
 def init_db(engine: Engine) -> None:
     """Create the tables that are missing (safe when several receivers start together).
 
@@ -242,3 +248,7 @@ def init_db(engine: Engine) -> None:
                     conn.execute(text(f"CREATE TABLE {name}_p{i:02d} PARTITION OF {name} "
                                       f"FOR VALUES WITH (MODULUS {PARTITIONS}, REMAINDER {i})"))
         metadata.create_all(conn, checkfirst=True)
+        for table, column, ddl_type in _ADDED_COLUMNS:  # databases made by an older receiver
+            have = {c["name"] for c in inspect(conn).get_columns(table)}
+            if column not in have:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}"))

@@ -19,17 +19,44 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
-__all__ = ["ReceiverSettings", "hash_token", "load_settings"]
+__all__ = ["Operator", "ReceiverSettings", "hash_token", "load_settings"]
 
 
 def hash_token(token: str) -> str:
     """The stored form of a bearer token: ``sha256:<64 hex digits>``."""
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _stored_token(tok: str) -> str:
+    if tok.startswith("sha256:"):
+        if len(tok) != 71 or any(c not in "0123456789abcdef" for c in tok[7:]):
+            raise ValueError("sha256 token hash must be 64 lowercase hex digits")
+        return tok
+    if len(tok) < 16:
+        raise ValueError("token must have at least 16 characters")
+    return hash_token(tok)
+
+
+class Operator(BaseModel):
+    """A ground operations user: its token (``sha256:<hex>`` or plain) and roles.
+
+    Roles: ``fleet`` (the fleet view), ``export`` (the daily CSV export).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str
+    roles: tuple[Literal["fleet", "export"], ...] = ("fleet",)
+
+    @field_validator("token")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        return _stored_token(v)
 
 
 class ReceiverSettings(BaseSettings):
@@ -58,6 +85,8 @@ class ReceiverSettings(BaseSettings):
     #: A signed request's X-Timestamp may be this far from the ground clock (s). Wide: an
     #: aircraft clock may be off before its time source is set, and batches are idempotent.
     signature_max_skew_s: float = Field(86400.0, gt=0)
+    #: Ground operations users (HTTP Basic on the fleet view and the export).
+    operators: dict[str, Operator] = Field(default_factory=dict)
     #: The ground's Ed25519 private key (PEM) that signs downlink documents; None: no publishing
     #: (``ground-receiver downlink keygen FILE`` makes one and prints the public key for the
     #: aircraft's ``sync.ground_public_key``).

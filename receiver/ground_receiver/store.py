@@ -161,9 +161,11 @@ class BatchStore:
                 aircraft=aircraft, batch_id=batch.batch_id, sha256=body_sha256, received=now,
                 body_bytes=body_bytes, records=batch.record_count, applied=answer["applied"],
                 response={k: v for k, v in answer.items() if k != "watermarks"}))
+            status = ({"status": batch.status.model_dump(exclude_none=True)}
+                      if batch.status is not None else {})
             conn.execute(update(aircraft_state).where(aircraft_state.c.aircraft == aircraft).values(
                 batches=aircraft_state.c.batches + 1,
-                records=aircraft_state.c.records + answer["applied"], updated=now))
+                records=aircraft_state.c.records + answer["applied"], updated=now, **status))
             answer["watermarks"] = self._watermarks(conn, aircraft)
         return answer
 

@@ -103,6 +103,7 @@ class FleetResult:
     elapsed_s: float
     latencies_s: list[float] = field(default_factory=list)
     failures: int = 0
+    failure_kinds: dict[str, int] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
 
     @property
@@ -118,14 +119,16 @@ class FleetResult:
 
 async def _aircraft(ac: str, key: AircraftKey, urls: Sequence[str], rows: dict[str, list[Record]],
                     rate_bps: float, outage: tuple[float, float], deadline: float,
-                    result: FleetResult, limits: BatchLimits, rng: random.Random) -> None:
+                    result: FleetResult, limits: BatchLimits, rng: random.Random,
+                    max_batches: int) -> None:
     outbox = MemoryOutbox(rows)
     want = {s: len(r) for s, r in rows.items()}
-    clients = {u: ReceiverClient(u, "", key=key, connect_timeout_s=5, request_timeout_s=60)
+    clients = {u: ReceiverClient(u, "", key=key, connect_timeout_s=10, request_timeout_s=60)
                for u in urls}
     t_start = time.monotonic()
     out_at, out_for = outage
     cursors: dict[str, int] | None = None
+    sent = failed = 0
     try:
         while time.monotonic() < deadline:
             if out_for and time.monotonic() - t_start >= out_at:
@@ -138,17 +141,31 @@ async def _aircraft(ac: str, key: AircraftKey, urls: Sequence[str], rows: dict[s
                     cursors = await client.watermarks()
                 if all(cursors.get(s, 0) >= n for s, n in want.items()):
                     return
-                batch = build_batch(outbox, ac, STREAMS, cursors, limits)  # type: ignore[arg-type]
+                status = {"backlog": {s: n - cursors.get(s, 0) for s, n in want.items()},
+                          "bite": {"journal": "green", "card": "green",
+                                   "wifi": "amber" if rng.random() < 0.1 else "green"},
+                          "software": "1.4.2", "content": "2026-11"}
+                batch = build_batch(outbox, ac, STREAMS, cursors, limits,  # type: ignore[arg-type]
+                                    status=status)
                 await asyncio.sleep(len(batch.body) * 8 / rate_bps)  # the link carries it
                 t0 = time.monotonic()
                 answer = await client.post(batch)
                 result.latencies_s.append(time.monotonic() - t0)
+                sent += 1
+                if sent >= max_batches:
+                    return  # the rest stays on board (a short gate visit)
                 went = all(answer["watermarks"].get(s, 0) >= e for s, e in batch.end.items())
                 cursors = answer["watermarks"] if went and not answer["errors"] else None
-            except (ReceiverUnavailable, ReceiverRejected):
+            except (ReceiverUnavailable, ReceiverRejected) as e:
                 result.failures += 1
+                kind = str(e).split(":")[0:3]
+                result.failure_kinds[":".join(kind)[:80]] = \
+                    result.failure_kinds.get(":".join(kind)[:80], 0) + 1
                 cursors = None  # resume from the watermarks, as the uplink does
-                await asyncio.sleep(rng.uniform(0.1, 0.5))
+                failed += 1  # full-jitter exponential backoff, as the uplink's
+                await asyncio.sleep(rng.uniform(0, min(8.0, 0.2 * 2 ** min(failed, 6))))
+                continue
+            failed = 0
         result.unfinished.append(ac)
     finally:
         for c in clients.values():
@@ -159,13 +176,14 @@ async def run_fleet(urls: Sequence[str], keys: dict[str, AircraftKey], records_p
                     *, seed: int = 17, deadline_s: float = 600.0,
                     rate_bps: tuple[float, float] = (2e6, 20e6), outage_share: float = 0.2,
                     during: Callable[[], Any] | None = None,
-                    limits: BatchLimits = DEFAULT_LIMITS,
+                    limits: BatchLimits = DEFAULT_LIMITS, max_batches: int = 10**9,
                     ) -> FleetResult:
     """Run every aircraft of ``keys`` until its backlog is on the ground (or the deadline).
 
     ``rate_bps``: each aircraft's link rate is drawn in this range; ``outage_share`` of them go
     down once for 0.5-2 s at a random moment. ``during``: an async callable run alongside (the
-    faults of a test: kill a receiver, restart the database).
+    faults of a test: kill a receiver, restart the database). ``max_batches``: an aircraft
+    stops after sending that many (its backlog stays partly on board).
     """
     rng = random.Random(seed)
     total = sum(sum(len(r) for r in backlog(ac, records_per_aircraft).values()) for ac in keys)
@@ -178,7 +196,7 @@ async def run_fleet(urls: Sequence[str], keys: dict[str, AircraftKey], records_p
                   else (0.0, 0.0))
         tasks.append(_aircraft(ac, key, urls, backlog(ac, records_per_aircraft),
                                rng.uniform(*rate_bps), outage, deadline, result, limits,
-                               random.Random(rng.random())))
+                               random.Random(rng.random()), max_batches))
     extra = [during()] if during is not None else []
     await asyncio.gather(*tasks, *extra)
     result.elapsed_s = time.monotonic() - t0
