@@ -88,13 +88,17 @@ class LinkSettings(_Section):
     interfaces listed the probe alone decides. ``bytes_per_flight_hour`` caps what the link may
     carry (request and response bytes, headers included) in each hour since take-off; None is no cap.
     ``bind_device`` pins the link's sockets to the up interface (SO_BINDTODEVICE, needs
-    CAP_NET_RAW); otherwise the routing table chooses.
+    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's rate (bits/s)
+    when known (a satcom service rate): the sockets are paced just under it
+    (SO_MAX_PACING_RATE), so the modem's queue never overflows and the link never idles waiting
+    for a retransmission after a tail drop.
     """
 
     interfaces: tuple[str, ...] = ()
     receiver_url: str | None = None
     bind_device: bool = False
     bytes_per_flight_hour: int | None = Field(None, gt=0)
+    rate_bps: int | None = Field(None, gt=0)
 
 
 class SyncSettings(_Section):

@@ -36,6 +36,8 @@ __all__ = ["GAP", "BatchAnswer", "ReceiverClient", "StreamRefusal"]
 
 log = logging.getLogger(__name__)
 
+#: Linux socket option (asm-generic/socket.h); not exported by Python's socket module.
+SO_MAX_PACING_RATE = 47
 #: Size of each write of a body, bytes.
 CHUNK = 65536
 #: The receiver's code for a stream part it deferred: an earlier seq has not arrived yet.
@@ -80,11 +82,17 @@ class ReceiverClient:
     def __init__(self, base_url: str, token: str, *, connect_timeout_s: float = 5.0,
                  request_timeout_s: float = 30.0, bind_device: str | None = None,
                  on_bytes: Callable[[int], None] | None = None,
-                 key: AircraftKey | None = None) -> None:
-        """Create the connection pool (nothing is sent before the first request)."""
-        opts: list[tuple[int, int, bytes]] = []
+                 key: AircraftKey | None = None, pacing_bps: int | None = None) -> None:
+        """Create the connection pool (nothing is sent before the first request).
+
+        ``pacing_bps``: pace each socket at this rate (bits/s of IP packets; Linux
+        SO_MAX_PACING_RATE, TCP's own pacing), or None.
+        """
+        opts: list[tuple[int, int, int] | tuple[int, int, bytes | bytearray]] = []
         if bind_device:
             opts.append((socket.SOL_SOCKET, socket.SO_BINDTODEVICE, bind_device.encode()))
+        if pacing_bps:
+            opts.append((socket.SOL_SOCKET, SO_MAX_PACING_RATE, min(2**31 - 1, pacing_bps // 8)))
         transport = httpx.AsyncHTTPTransport(retries=0, socket_options=opts, verify=_tls())
         timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.base_url = base_url.rstrip("/")

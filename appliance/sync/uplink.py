@@ -72,6 +72,9 @@ __all__ = ["Uplink", "UplinkState", "UplinkStats"]
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.5
+#: Sockets are paced at this share of a link's known rate: IP packets at 97 % stay under the
+#: rate once the link layer adds its own header (1514 / 1500 on Ethernet-like links).
+PACING = 0.97
 
 
 class Uplink:
@@ -144,7 +147,7 @@ class Uplink:
                 connect_timeout_s=self.s.connect_timeout_s,
                 request_timeout_s=self.s.request_timeout_s, bind_device=device,
                 on_bytes=(lambda n: budget.charge(n, self.clock())) if budget else None,
-                key=self.key)
+                key=self.key, pacing_bps=int(ls.rate_bps * PACING) if ls.rate_bps else None)
         return c
 
     async def _drop_client(self, name: str) -> None:
