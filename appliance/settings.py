@@ -88,10 +88,8 @@ class LinkSettings(_Section):
     interfaces listed the probe alone decides. ``bytes_per_flight_hour`` caps what the link may
     carry (request and response bytes, headers included) in each hour since take-off; None is no cap.
     ``bind_device`` pins the link's sockets to the up interface (SO_BINDTODEVICE, needs
-    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's rate (bits/s)
-    when known (a satcom service rate): the sockets are paced just under it
-    (SO_MAX_PACING_RATE), so the modem's queue never overflows and the link never idles waiting
-    for a retransmission after a tail drop.
+    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's known rate (bits/s):
+    its sockets are paced just under it (no modem queue overflow, no idle after tail drops).
     """
 
     interfaces: tuple[str, ...] = ()
@@ -113,19 +111,12 @@ class SyncSettings(_Section):
 
     enabled: bool = False
     receiver_url: str = "http://127.0.0.1:8443"
-    #: Legacy static bearer token, used only when ``signing_key_file`` is not set.
-    token: SecretStr | None = None
-    #: The aircraft's Ed25519 private key (PEM): every request to the ground is signed with it
-    #: (``python -m appliance.sync.identity keygen FILE`` makes one and prints the public key).
-    signing_key_file: Path | None = None
-    #: The ground's public key (base64 of the raw Ed25519 key) that signs downlink documents
-    #: (fleet configuration, crew notices); None: every document is refused.
-    ground_public_key: str | None = None
+    token: SecretStr | None = None  # legacy: used only without a signing_key_file
+    signing_key_file: Path | None = None  # Ed25519 key (PEM) signing requests (sync.identity)
+    ground_public_key: str | None = None  # base64 Ed25519 key of downlink documents (sync.downlink)
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    #: What a "priority" link (satcom in flight) carries: sales, media use, events, and the
-    #: flight-track and health summaries (a few KB per flight hour: well within the budget).
     priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
                                          "flight_health")
     outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
