@@ -48,6 +48,8 @@ def payload_sha256(payload: Any) -> str:
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
+_INSERT_RECORDS = ("INSERT INTO records (aircraft, stream, seq, idempotency_key, created, received, "
+                   "batch_id, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _COPY_RECORDS = ("COPY records (aircraft, stream, seq, idempotency_key, created, received, "
                  "batch_id, sha256, payload) FROM STDIN")
 
@@ -205,7 +207,10 @@ class BatchStore:
 
     def _insert_records(self, conn: Connection, aircraft: str, stream: str, new: list[Record],
                         batch_id: str, now: float) -> None:
-        """Store ``new`` records in the batch's transaction: COPY on PostgreSQL, else executemany."""
+        """Store ``new`` records in the batch's transaction (PostgreSQL COPY, SQLite executemany).
+
+        SQLite gets plain tuples: no per-row statement compilation, no second JSON dump.
+        """
         if self._dialect == "postgresql":
             raw = conn.connection.driver_connection
             assert raw is not None
@@ -221,11 +226,12 @@ class BatchStore:
                 raise DBAPIError.instance(_COPY_RECORDS, None, e, dbapi_error,
                                           dialect=self.engine.dialect) from e
             return
-        conn.execute(insert(records), [{
-            "aircraft": aircraft, "stream": stream, "seq": r.seq,
-            "idempotency_key": f"{aircraft}:{stream}:{r.seq}", "created": r.created,
-            "received": now, "batch_id": batch_id,
-            "sha256": payload_sha256(r.payload), "payload": r.payload} for r in new])
+        rows = []
+        for r in new:  # one canonical JSON per record: hashed and stored as is
+            text = _canonical(r.payload)
+            rows.append((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}", r.created, now,
+                         batch_id, hashlib.sha256(text.encode()).hexdigest(), text))
+        conn.exec_driver_sql(_INSERT_RECORDS, rows)
 
     @staticmethod
     def _check_duplicates(conn: Connection, aircraft: str, stream: str, dups: list[Record],
