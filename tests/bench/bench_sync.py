@@ -108,7 +108,8 @@ def prefill(journal: Path, n: int) -> float:
 
 
 def _drain(d: Path, template: Path, net: NetPair, procs: list[subprocess.Popen[bytes]], n: int,
-           rate_bps: float, link: dict[str, object]) -> tuple[dict[str, float], int]:
+           rate_bps: float, link: dict[str, object], depth: int = 2,
+           ) -> tuple[dict[str, float], int]:
     """One drain of a copy of the prefilled journal into a fresh receiver database."""
     a_dir, r_dir = d / "aircraft", d / "ground"
     a_dir.mkdir(parents=True)
@@ -117,7 +118,8 @@ def _drain(d: Path, template: Path, net: NetPair, procs: list[subprocess.Popen[b
         src.backup(dst)
     cfg_a = appliance_config(d / "a.toml", a_dir, f"http://{net.addr_r}:8443", [net.dev_a],
                              batch_max_records=5000, batch_max_bytes=1_000_000,
-                             request_timeout_s=60.0, retry_max_s=5.0, link=link)
+                             request_timeout_s=60.0, retry_max_s=5.0, link=link,
+                             pipeline_depth=depth)
     rx_db = r_dir / "ground.db"
     cfg_r = receiver_config(d / "r.toml", rx_db, net.addr_r, 8443)
     rx = net.popen("r", ["-m", "ground_receiver", "serve", "--config", str(cfg_r)],
@@ -152,6 +154,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--rate", default="1mbit", help="tc rate (bits/s with unit, e.g. 1mbit)")
     ap.add_argument("--runs", type=int, default=3, help="drains per configuration (median)")
+    ap.add_argument("--depth", type=int, default=2, help="sync pipeline_depth (batches on the wire)")
     args = ap.parse_args()
     why = netns_unavailable()
     if why:
@@ -178,7 +181,7 @@ def main() -> int:
         for label, link in (("not paced (before)", {}), ("paced to the link", {"rate_bps": int(rate_bps)})):
             for run in range(1, args.runs + 1):
                 row, got = _drain(tmp / f"{len(results)}-{run}", template, net, procs, n,
-                                  rate_bps, link)
+                                  rate_bps, link, args.depth)
                 ok_all = ok_all and got == n
                 results.setdefault(label, []).append(row["ratio"])
                 print(f"| {label} | {run} | {got:,} | {args.rate} tbf | {row['batches']} | "
