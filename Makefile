@@ -117,6 +117,7 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_replay_summary.py
 	$(BIN)/python tests/bench/bench_durable.py
 	$(BIN)/python tests/bench/bench_sync.py
+	$(BIN)/python tests/bench/bench_fleet.py
 	$(BIN)/python tests/bench/bench_media.py
 	$(BIN)/python tests/bench/bench_cabinnet.py
 

@@ -89,13 +89,15 @@ class LinkSettings(_Section):
     interfaces listed the probe alone decides. ``bytes_per_flight_hour`` caps what the link may
     carry (request and response bytes, headers included) in each hour since take-off; None is no cap.
     ``bind_device`` pins the link's sockets to the up interface (SO_BINDTODEVICE, needs
-    CAP_NET_RAW); otherwise the routing table chooses.
+    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's known rate (bits/s):
+    its sockets are paced just under it (no modem queue overflow, no idle after tail drops).
     """
 
     interfaces: tuple[str, ...] = ()
     receiver_url: str | None = None
     bind_device: bool = False
     bytes_per_flight_hour: int | None = Field(None, gt=0)
+    rate_bps: int | None = Field(None, gt=0)
 
 
 class SyncSettings(_Section):
@@ -110,11 +112,14 @@ class SyncSettings(_Section):
 
     enabled: bool = False
     receiver_url: str = "http://127.0.0.1:8443"
-    token: SecretStr | None = None
+    token: SecretStr | None = None  # legacy: used only without a signing_key_file
+    signing_key_file: Path | None = None  # Ed25519 key (PEM) signing requests (sync.identity)
+    ground_public_key: str | None = None  # base64 Ed25519 key of downlink documents (sync.downlink)
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit")
+    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
+                                         "flight_health")
     outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
     budget_low_water: float = Field(0.9, gt=0, le=1)
     never_drop: tuple[str, ...] = ("orders", "usage", "events", "audit")

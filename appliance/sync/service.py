@@ -91,7 +91,9 @@ class SyncService:
         self.budget = BudgetPolicy(self.s.outbox_budget_bytes, self.s.budget_low_water,
                                    frozenset(self.s.never_drop))
         self.uplink = Uplink(self.s, settings.aircraft_id, writer, self.outbox, self.policy,
-                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs)
+                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs,
+                             downlink_dir=Path(settings.data_dir) / "downlink")
+        self.uplink.pipeline.ground_status = self._ground_status
         self.summaries = summaries
         self.events: collections.deque[SyncEvent] = collections.deque(maxlen=50)
         self.drops: list[RecordsDropped] = []
@@ -189,6 +191,10 @@ class SyncService:
         """Read the per-stream statistics again (a worker thread)."""
         self._streams = await asyncio.to_thread(self.outbox.stats)
         self._snapshot_at = self.clock()
+
+    def _ground_status(self) -> dict[str, object]:
+        """What the ground's fleet view shows of this aircraft: the queue depth per stream."""
+        return {"backlog": {s: st.depth for s, st in self._streams.items()}}
 
     def _record(self, ev: SyncEvent) -> None:
         self.events.append(ev)
