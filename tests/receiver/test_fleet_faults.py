@@ -126,4 +126,6 @@ def test_receiver_killed_and_postgresql_restarted_nothing_lost_nothing_twice(
     assert not result.unfinished, result.unfinished[:5]
     assert not problems, problems[:10]
     assert result.failures > 0, "no request failed: the faults proved nothing"
-    assert len(result.latencies_s) >= 5 * n_aircraft  # many batches each: faults hit mid-run
+    # many batches each (5 planned; a batch whose answer was lost is retried whole and counted
+    # once, and the retry may carry the next one too): faults hit mid-run
+    assert len(result.latencies_s) >= 4 * n_aircraft
