@@ -2,8 +2,9 @@
 
 - ``appliance run [--config FILE]``: run the service (exit 78 on invalid configuration)
 - ``appliance migrate [--config FILE]``: bring the journal database to the newest schema
-- ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json]``: run a recorded flight
-  through the avionics chain and print the transitions (UTC, from -> to, evidence)
+- ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json] [--records]``: run a
+  recorded flight through the avionics chain and print the transitions (UTC, from -> to,
+  evidence), or the track and health records the service would queue for the ground
 - ``appliance status [--config FILE]``: ask the running service's admin API for its status
 - ``appliance hash-password``: an argon2 hash for an ``admin_users`` entry (password on stdin)
 - ``appliance demo [--speed N]``: the built-in simulator on the real recorded flight (``make run``)
@@ -115,6 +116,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from firmware_bridge.simulator import Faults, FaultSpecError, generate
 
     from .avionics.replay import format_event, replay_bytes
+    from .avionics.summaries import SummaryConfig
 
     try:
         traj = load(args.recording)
@@ -132,7 +134,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     time.sleep(delay)
             yield chunk
 
-    res = replay_bytes(chunks())
+    res = replay_bytes(chunks(), summaries=SummaryConfig() if args.records else None,
+                       aircraft_id=args.aircraft_id)
+    if args.records:
+        for stream, payload in res.records:
+            print(json.dumps({"stream": stream, "payload": payload}))
+        return 0
     for ev in res.events:
         if args.json:
             print(json.dumps({"kind": ev.kind, "utc": ev.utc, "time_source": ev.time_source,
@@ -269,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--all", action="store_true", help="also print phase changes")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--records", action="store_true",
+                   help="print the track and health records the service would queue for the "
+                        "ground, one JSON object {stream, payload} per line (instead of events)")
+    p.add_argument("--aircraft-id", default="replay", help="for the records' flight ids")
     p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("hash-password", help="argon2 hash of a password, for admin_users")
     p.set_defaults(fn=cmd_hash_password)

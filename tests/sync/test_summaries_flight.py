@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from appliance.avionics.chain import AvionicsChain
-from appliance.avionics.summaries import SummaryAgents
+from appliance.avionics.summaries import SummaryAgents, SummaryConfig
 from appliance.store.models import outbox
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
@@ -22,7 +22,8 @@ from .helpers import AIRCRAFT, Journal
 def test_track_and_health_summary_of_a_real_flight(flight_path: Path, journal: Journal) -> None:
     traj = load(flight_path)
     chain = AvionicsChain(LabelTable.default())
-    agents = SummaryAgents(chain, journal.writer, AIRCRAFT, period_s=30, points_per_record=50)
+    agents = SummaryAgents(chain, journal.writer, AIRCRAFT,
+                           SummaryConfig(period_s=30, points_per_record=50))
     chain.subscribe(agents.on_event)
     decoder = FrameDecoder()
 
