@@ -8,8 +8,8 @@ the latest of each and answers with staleness applied at the time asked (stalene
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 from firmware_bridge.labels import LabelTable
 
@@ -33,9 +33,12 @@ class Validity(enum.StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True, slots=True)
-class Parameter:
-    """One value: ``t`` is the card time in seconds when it was received."""
+class Parameter(NamedTuple):
+    """One value: ``t`` is the card time in seconds when it was received.
+
+    A named tuple (immutable, as a frozen dataclass, but built in a fraction of the time: one is
+    built per ARINC word on the hot path).
+    """
 
     name: str
     value: Value
@@ -124,7 +127,7 @@ class ParameterStore:
             return None
         now = self.now if now is None else now
         if now - p.t > self.max_age(name) and p.validity is not Validity.STALE:
-            return replace(p, validity=Validity.STALE)
+            return p._replace(validity=Validity.STALE)
         return p
 
     def value(self, name: str, now: float | None = None) -> Value | None:
@@ -140,4 +143,4 @@ class ParameterStore:
         """Mark every parameter of ``source`` stale (the source was lost)."""
         for name, p in list(self._latest.items()):
             if p.source == source:
-                self._latest[name] = replace(p, validity=Validity.STALE)
+                self._latest[name] = p._replace(validity=Validity.STALE)

@@ -319,11 +319,12 @@ def chain_source_counts(chain: AvionicsChain) -> SourceCounts:
 class SummarySampler:
     """Drives a :class:`FlightSummaries` from a chain, on card time: the summaries stage.
 
-    Mode changes go to :meth:`FlightSummaries.on_mode`; every ``sample_period_s`` of card time
-    (on the chain's evaluation ticks) a :class:`Sample` of the latest values, staleness applied,
-    goes to :meth:`FlightSummaries.push` while a flight is on (or the mode is FLIGHT). Records go
-    to ``emit(stream, payload)``. The live service and ``appliance replay`` wire it the same way,
-    so they queue the same records for the same flight.
+    Mode changes go to :meth:`FlightSummaries.on_mode`; at the first evaluation tick of every
+    ``sample_period_s`` of the card's clock (windows fixed on it, whenever the stream started) a
+    :class:`Sample` of the latest values, staleness applied, goes to :meth:`FlightSummaries.push`
+    while a flight is on (or the mode is FLIGHT). Records go to ``emit(stream, payload)``. The
+    live service and ``appliance replay`` wire it the same way, so they queue the same records
+    for the same flight.
     """
 
     def __init__(self, chain: AvionicsChain, agent: FlightSummaries,
@@ -332,7 +333,7 @@ class SummarySampler:
         self.chain = chain
         self.agent = agent
         self.emit = emit
-        self._last = -math.inf
+        self._window: int | None = None
         self._names = tuple(sorted(set(TRACK_PARAMS) | set(HEALTH_PARAMS)))
         self._unsubscribe = (chain.subscribe(self.on_event), chain.on_tick(self.on_tick))
 
@@ -351,10 +352,11 @@ class SummarySampler:
             self._send(self.agent.on_mode(ev))
 
     def on_tick(self, t: float) -> None:
-        """Take a sample if ``sample_period_s`` of card time passed (a card reset restarts it)."""
-        if 0 <= t - self._last < self.agent.config.sample_period_s:
+        """Take a sample at the first tick of each ``sample_period_s`` of the card's clock."""
+        window = math.floor(t / self.agent.config.sample_period_s)
+        if window == self._window:
             return
-        self._last = t
+        self._window = window
         chain = self.chain
         if self.agent.flight_id is None and chain.mode is not Mode.FLIGHT:
             return
@@ -369,7 +371,7 @@ class SummarySampler:
 
 
 class SummaryAgents:
-    """The live service's summaries, sampled every ``sample_period_s`` of wall time (``tick``).
+    """The live service's summaries: the sampler on the chain, records queued in the outbox.
 
     Records go through the single writer (:func:`~appliance.store.outbox.enqueue`); :meth:`stop`
     flushes a flight in progress and waits for the writes (bounded).
@@ -377,37 +379,13 @@ class SummaryAgents:
 
     def __init__(self, chain: AvionicsChain, writer: Writer, aircraft_id: str,
                  config: SummaryConfig = SummaryConfig()) -> None:
-        """Read ``chain`` on the event loop and queue into ``writer``."""
-        self.chain = chain
+        """Attach to the chain at once (samples on its card time) and queue into ``writer``."""
         self.writer = writer
         self.aircraft_id = aircraft_id
         self.agent = FlightSummaries(aircraft_id, config, lambda: chain_source_counts(chain))
+        self.sampler = SummarySampler(chain, self.agent, self._queue)
         self.records_queued = 0
-        self._last_t: float | None = None
         self._pending: list[asyncio.Future[Any]] = []
-
-    def on_event(self, ev: Event) -> None:
-        """Chain listener: a ModeChanged into FLIGHT starts a flight, out of FLIGHT ends it."""
-        if isinstance(ev, ModeChanged):
-            self._send(self.agent.on_mode(ev))
-
-    def tick(self) -> None:
-        """Take a sample if card time moved (call every ``sample_period_s``)."""
-        chain = self.chain
-        t = chain.store.now
-        if self._last_t is not None and t <= self._last_t:
-            return
-        self._last_t = t
-        if self.agent.flight_id is None and chain.mode is not Mode.FLIGHT:
-            return
-        names = set(TRACK_PARAMS) | set(HEALTH_PARAMS)
-        params = {n: p for n in names if (p := chain.store.get(n, t)) is not None}
-        sample = Sample(t, chain.clock.utc(t)[0], params)
-        self._send(self.agent.push(sample, str(chain.phase.phase), chain.mode))
-
-    def _send(self, records: list[Record]) -> None:
-        for stream, payload in records:
-            self._queue(stream, payload)
 
     def _queue(self, stream: str, payload: dict[str, Any]) -> None:
         fut = asyncio.wrap_future(self.writer.submit(
@@ -416,8 +394,9 @@ class SummaryAgents:
         self.records_queued += 1
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Flush a flight in progress (``final: false``) and wait for the writes (bounded)."""
-        self._send(self.agent.flush())
+        """Stop sampling, flush a flight in progress (``final: false``), wait for the writes."""
+        self.sampler.close()
+        self.sampler.flush()
         if self._pending:
             try:
                 await asyncio.wait_for(asyncio.gather(*self._pending, return_exceptions=True),
