@@ -145,19 +145,32 @@ class AvionicsChain:
         The hot path (once per parameter): validity store, UTC clock, time base.
         """
         store, clock, grid = self.store, self.clock, self.grid
-        put = store.put
+        latest = store.latest
+        utc_names = _UTC_NAMES
+        # card times kept in locals on the hot path, written back before anything reads them
+        last, now, nxt = grid.last_t, store.now, grid.next_t
         for p in params:
             t = p.t
-            if t < grid.last_t - CARD_RESET_S and grid.is_reset(t):
-                log.warning("card clock went back from %.3f to %.3f s: card reset", grid.last_t, t)
-                store.expire_source(p.source)
-                store.restart_time(t)
-            grid.last_t = t
-            put(p)
-            if p.name in _UTC_NAMES:
+            if t < last - CARD_RESET_S:
+                grid.last_t = last
+                if grid.is_reset(t):
+                    log.warning("card clock went back from %.3f to %.3f s: card reset", last, t)
+                    store.expire_source(p.source)
+                    now = t
+                    nxt = grid.next_t
+            last = t
+            name = p.name
+            latest[name] = p  # store.put(p), inlined
+            if t > now:
+                now = t
+            if name in utc_names:
                 clock.observe(p)
-            if t >= grid.next_t and grid.due(t):
-                self.evaluate(t)
+            if t >= nxt:
+                grid.last_t, store.now = last, now
+                if grid.due(t):
+                    self.evaluate(t)
+                nxt = grid.next_t
+        grid.last_t, store.now = last, now
 
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
         """Each air/ground source seen so far: on ground (True), in air (False), or None if unusable."""

@@ -8,6 +8,7 @@ a parameter with that validity (the value is kept for maintenance display).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Iterable, Iterator
 
@@ -43,14 +44,16 @@ DISCRETE_NAMES = (
 
 
 #: Per label: name, unit, BNR field (shift, mask, sign bit, 2**width, resolution) or the value
-#: function of other encodings, the validity of each SSM (0-3), plausible range (None: no bound).
+#: function of other encodings, the validity of each SSM (0-3), whether a plausible range applies
+#: and its bounds (-inf/inf when open).
 _Entry = tuple[str, str, int, int, int, int, float, "Callable[[int], Value] | None",
-               tuple[Validity, Validity, Validity, Validity], "float | None", "float | None"]
+               tuple[Validity, Validity, Validity, Validity], bool, float, float]
 _DISCRETES = tuple((int(bit), name) for bit, name in DISCRETE_NAMES)
 _VALID = Validity.VALID
 _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT = (int(FrameType.A429_WORD), int(FrameType.DISCRETES),
                                             int(FrameType.HEARTBEAT))
 _new_parameter = tuple.__new__
+_NUMERIC = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
 
 
 def _entries(table: LabelTable) -> dict[int, _Entry]:
@@ -60,13 +63,16 @@ def _entries(table: LabelTable) -> dict[int, _Entry]:
         ssm = SSM_TABLES[spec.ssm_kind]
         validities = (_STATUS_VALIDITY[ssm[0]], _STATUS_VALIDITY[ssm[1]],
                       _STATUS_VALIDITY[ssm[2]], _STATUS_VALIDITY[ssm[3]])
+        ranged = spec.encoding in _NUMERIC and (spec.min is not None or spec.max is not None)
+        lo = -math.inf if spec.min is None else spec.min
+        hi = math.inf if spec.max is None else spec.max
         if spec.encoding == "bnr":
             width = 30 - spec.lsb
             out[wire] = (spec.name, spec.unit, spec.lsb - 1, (1 << width) - 1, 1 << (width - 1),
-                         1 << width, spec.resolution, None, validities, spec.min, spec.max)
+                         1 << width, spec.resolution, None, validities, ranged, lo, hi)
         else:
             out[wire] = (spec.name, spec.unit, 0, 0, 0, 0, 1.0, spec._value, validities,
-                         spec.min, spec.max)
+                         ranged, lo, hi)
     return out
 
 
@@ -98,17 +104,17 @@ class CardDecoder:
         unpack = _U32.unpack
         new, P = _new_parameter, Parameter
         a429, discretes, heartbeat = _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT
+        t = None
         for f in frames:
-            t = f.t_us * 1e-6
-            st.last_frame_t = t
-            ftype = f.type
-            payload = f.payload
+            ftype, _, t_us, payload = f
+            t = t_us * 1e-6
             if ftype == a429:
-                if len(payload) != 4:
+                try:
+                    word = unpack(payload)[0]
+                except struct.error:
                     st.bad_frames += 1
                     continue
                 st.words += 1
-                word = unpack(payload)[0]
                 if not word.bit_count() & 1:
                     st.parity_errors += 1
                     continue
@@ -116,7 +122,7 @@ class CardDecoder:
                 if e is None:
                     st.unknown_labels += 1
                     continue
-                name, unit, shift, mask, sign, full, res, value_of, validities, lo, hi = e
+                name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi = e
                 value: Value
                 if value_of is None:
                     raw = (word >> shift) & mask
@@ -131,8 +137,7 @@ class CardDecoder:
                 if validity is not _VALID:
                     counter = _VALIDITY_COUNTER[validity]
                     setattr(st, counter, getattr(st, counter) + 1)
-                elif (lo is not None or hi is not None) and not isinstance(value, str) and (
-                        (lo is not None and value < lo) or (hi is not None and value > hi)):
+                elif ranged and not lo <= value <= hi:  # type: ignore[operator]
                     st.out_of_range += 1
                     validity = Validity.OUT_OF_RANGE
                 yield new(P, (name, value, unit, validity, t, src))
@@ -147,6 +152,8 @@ class CardDecoder:
                                   Validity.FAULT if faults & bit else _VALID, t, src))
             elif ftype == heartbeat:
                 st.heartbeats += 1
-                self.last_heartbeat = (f.t_us, *payload)
+                self.last_heartbeat = (t_us, *payload)
             else:
                 st.bad_frames += 1
+        if t is not None:
+            st.last_frame_t = t

@@ -102,7 +102,9 @@ class ParameterStore:
 
     def __init__(self, table: LabelTable) -> None:
         """Take the max age of each label parameter from ``table``; discretes use 0.75 s."""
-        self._latest: dict[str, Parameter] = {}
+        #: The latest parameter by name (the chain's hot path writes it directly, as :meth:`put`).
+        self.latest: dict[str, Parameter] = {}
+        self._latest = self.latest
         self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
         self.now = 0.0  #: latest card time seen (s)
 
@@ -125,15 +127,19 @@ class ParameterStore:
         p = self._latest.get(name)
         if p is None:
             return None
-        now = self.now if now is None else now
-        if now - p.t > self.max_age(name) and p.validity is not Validity.STALE:
+        if (self.now if now is None else now) - p.t > self._max_age.get(
+                name, DISCRETE_MAX_AGE_S) and p.validity is not Validity.STALE:
             return p._replace(validity=Validity.STALE)
         return p
 
     def value(self, name: str, now: float | None = None) -> Value | None:
         """The value of ``name`` if it is valid and fresh at ``now``, else None."""
-        p = self.get(name, now)
-        return p.value if p is not None and p.validity is Validity.VALID else None
+        p = self._latest.get(name)
+        if p is None or p.validity is not Validity.VALID or (
+                (self.now if now is None else now) - p.t
+                > self._max_age.get(name, DISCRETE_MAX_AGE_S)):
+            return None
+        return p.value
 
     def all(self, now: float | None = None) -> list[Parameter]:
         """Every parameter seen, staleness applied, sorted by name."""

@@ -71,11 +71,13 @@ def replay_bytes(chunks: Iterable[bytes], table: LabelTable | None = None,
     for chunk in chunks:
         n += len(chunk)
         frames = decoder.feed(chunk)
-        # the counters as the serial reader keeps them: per read, before its frames go on
-        card.bytes_in, card.frames, card.crc_errors = st.bytes_in, st.frames, st.crc_errors
-        card.garbage_bytes, card.bad_length = st.garbage_bytes, st.bad_length
+        # the byte-level counters the health summary reads as the serial reader keeps them:
+        # per read, before its frames go on
+        card.crc_errors, card.garbage_bytes = st.crc_errors, st.garbage_bytes
         chain.feed_frames(frames)
     wall = time.perf_counter() - t0
+    card.bytes_in, card.frames, card.crc_errors = st.bytes_in, st.frames, st.crc_errors
+    card.garbage_bytes, card.bad_length = st.garbage_bytes, st.bad_length
     if sampler is not None:
         sampler.close()
         sampler.flush()
