@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .airground import AirGround
 
@@ -40,9 +41,8 @@ class Phase(enum.StrEnum):
 AIR_PHASES = frozenset({Phase.TAKEOFF, Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.APPROACH})
 
 
-@dataclass(frozen=True, slots=True)
-class PhaseInputs:
-    """One evaluation at card time ``t`` (s); None for an invalid or stale input."""
+class PhaseInputs(NamedTuple):
+    """One evaluation at card time ``t`` (s); None for an invalid or stale input (a named tuple)."""
 
     t: float
     air_ground: AirGround

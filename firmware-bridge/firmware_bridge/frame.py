@@ -42,6 +42,7 @@ __all__ = [
 SYNC = b"\xa5\x5a"
 HEADER = struct.Struct("<2sBBBQ")  # sync, type, channel, length, timestamp_us
 _HEADER_NO_SYNC = struct.Struct("<2xBBBQ")  # the same, sync skipped (the decoder found it)
+_WORD_FRAME = struct.Struct("<2xBBBQ4sH")  # a frame with a 4-byte payload, its CRC included
 MAX_PAYLOAD = 64
 _CRC = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -167,6 +168,7 @@ class FrameDecoder:
         view = bytes(buf)
         n = len(view)
         unpack = _HEADER_NO_SYNC.unpack_from
+        unpack_word = _WORD_FRAME.unpack_from
         crc = binascii.crc_hqx
         find = view.find
         new, frame = tuple.__new__, Frame
@@ -181,9 +183,21 @@ class FrameDecoder:
                 break
             garbage += i - pos
             pos = i
-            if n - pos < 13:
+            if n - pos >= 19:  # room for an ARINC word's frame: header, word and CRC at once
+                ftype, chan, length, t_us, word, fcs = unpack_word(view, pos)
+                if length == 4:
+                    if crc(view[pos + 2:pos + 17], 0xFFFF) != fcs:
+                        st.crc_errors += 1
+                        garbage += 1
+                        pos += 1
+                        continue
+                    out.append(new(frame, (ftype, chan, t_us, word)))
+                    pos += 19
+                    continue
+            elif n - pos < 13:
                 break
-            ftype, chan, length, t_us = unpack(view, pos)
+            else:
+                ftype, chan, length, t_us = unpack(view, pos)
             if length > MAX_PAYLOAD:
                 st.bad_length += 1
                 garbage += 1
