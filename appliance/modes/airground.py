@@ -52,7 +52,9 @@ class AirGroundConfig:
 
 
 class AirGroundInputs(NamedTuple):
-    """One evaluation (a named tuple: one is built 4 times a second of card time, hot in replays): card time ``t`` (s), votes (source, True = on ground, None = no vote), speeds.
+    """One evaluation: card time ``t`` (s), votes (source, True = on ground, None = no vote), speeds.
+
+    A named tuple: one is built 4 times per second of card time (hot in replays).
 
     ``cas_kt`` (computed airspeed) and ``gs_kt`` (ground speed) are None when invalid or stale.
     """
