@@ -43,6 +43,7 @@ SYNC = b"\xa5\x5a"
 HEADER = struct.Struct("<2sBBBQ")  # sync, type, channel, length, timestamp_us
 _HEADER_NO_SYNC = struct.Struct("<2xBBBQ")  # the same, sync skipped (the decoder found it)
 _WORD_FRAME = struct.Struct("<2xBBBQ4sH")  # a frame with a 4-byte payload, its CRC included
+_WORD_BODY = struct.Struct("<2sBBBQI")  # an A429_WORD frame without its CRC
 MAX_PAYLOAD = 64
 _CRC = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -54,6 +55,9 @@ class FrameType(enum.IntEnum):
     A429_WORD = 0x01  #: payload: uint32 ARINC 429 word as received (parity not checked by card)
     DISCRETES = 0x02  #: payload: uint16 input states, uint16 fault mask (see DiscreteBits)
     HEARTBEAT = 0x03  #: payload: Heartbeat
+
+
+_A429 = int(FrameType.A429_WORD)
 
 
 class DiscreteBits(enum.IntFlag):
@@ -115,8 +119,9 @@ def encode_frame(ftype: int, channel: int, t_us: int, payload: bytes) -> bytes:
 
 
 def encode_word(channel: int, t_us: int, word: int) -> bytes:
-    """Build an A429_WORD frame for ``word`` (32-bit int)."""
-    return encode_frame(FrameType.A429_WORD, channel, t_us, _U32.pack(word & 0xFFFFFFFF))
+    """Build an A429_WORD frame for ``word`` (32-bit int): as :func:`encode_frame`, in one pack."""
+    body = _WORD_BODY.pack(SYNC, _A429, channel, 4, t_us, word & 0xFFFFFFFF)
+    return body + _CRC.pack(binascii.crc_hqx(body[2:], 0xFFFF))
 
 
 def encode_discretes(t_us: int, states: int, fault_mask: int = 0) -> bytes:
