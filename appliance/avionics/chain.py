@@ -99,6 +99,10 @@ class AvionicsChain:
         """The current mode."""
         return self.modes.mode
 
+    @mode.setter
+    def mode(self, mode: Mode) -> None:
+        self.modes.mode = mode
+
     @property
     def maintenance(self) -> bool:
         """True while MAINTENANCE is asked for (it applies on the ground)."""
