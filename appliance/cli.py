@@ -2,8 +2,9 @@
 
 - ``appliance run [--config FILE]``: run the service (exit 78 on invalid configuration)
 - ``appliance migrate [--config FILE]``: bring the journal database to the newest schema
-- ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json]``: run a recorded flight
-  through the avionics chain and print the transitions (UTC, from -> to, evidence)
+- ``appliance replay RECORDING [--speed N] [--fault SPEC ...] [--json] [--records]``: run a
+  recorded flight through the avionics chain and print the transitions (UTC, from -> to,
+  evidence), or the track and health records the service would queue for the ground
 - ``appliance replay DIR --summary [--json] [--workers N]``: every recording under DIR, one per
   worker process: a table of file, duration, transitions, phases, bad positions, replay speed
 - ``appliance status [--config FILE]``: ask the running service's admin API for its status
@@ -153,6 +154,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from firmware_bridge.simulator import Faults, FaultSpecError, generate
 
     from .avionics.replay import format_event, replay_bytes
+    from .avionics.summaries import SummaryConfig
 
     try:
         traj = load(args.recording)
@@ -170,7 +172,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     time.sleep(delay)
             yield chunk
 
-    res = replay_bytes(chunks())
+    res = replay_bytes(chunks(), summaries=SummaryConfig() if args.records else None,
+                       aircraft_id=args.aircraft_id)
+    if args.records:
+        for stream, payload in res.records:
+            print(json.dumps({"stream": stream, "payload": payload}))
+        return 0
     for ev in res.events:
         if args.json:
             print(json.dumps({"kind": ev.kind, "utc": ev.utc, "time_source": ev.time_source,
@@ -389,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "bad-position count, replay speed")
     p.add_argument("--workers", type=int, default=0,
                    help="with --summary: worker processes (default: every core)")
+    p.add_argument("--records", action="store_true",
+                   help="print the track and health records the service would queue for the "
+                        "ground, one JSON object {stream, payload} per line (instead of events)")
+    p.add_argument("--aircraft-id", default="replay", help="for the records' flight ids")
     p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("hash-password", help="argon2 hash of a password, for admin_users",
                        description="Read a password (twice, without echo; or one line on stdin) "

@@ -138,6 +138,7 @@ class SyncSettings(_Section):
     probe_interval_s: float = Field(10.0, gt=0)
     status_refresh_s: float = Field(5.0, gt=0)
     summaries: bool = True
+    #: The summaries' sample period, in card (avionics) seconds: a replay samples the same.
     sample_period_s: float = Field(1.0, gt=0)
     track_period_s: float = Field(30.0, gt=0)
     track_turn_deg: float = Field(15.0, gt=0)

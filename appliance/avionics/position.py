@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .params import Parameter, ParameterStore, Validity
@@ -182,8 +182,8 @@ class PositionGuard:
             self.bad_positions += 1
             self.by_rule[verdict.rule] = self.by_rule.get(verdict.rule, 0) + 1
             if other.validity is Validity.VALID:  # the pair is bad: so is the half stored before
-                store.put(replace(other, validity=Validity.IMPLAUSIBLE))
-        return replace(p, validity=Validity.IMPLAUSIBLE)
+                store.put(other._replace(validity=Validity.IMPLAUSIBLE))
+        return p._replace(validity=Validity.IMPLAUSIBLE)
 
     def as_dict(self) -> dict[str, Any]:
         """Counters and the last good position, for the status, BITE and the replay summary."""

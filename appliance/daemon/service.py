@@ -46,7 +46,7 @@ from ..avionics.params import SourceStats
 from ..avionics.profile import FlightProfile
 from ..avionics.serial_source import SerialCardReader
 from ..avionics.source import Source
-from ..avionics.summaries import SummaryAgents
+from ..avionics.summaries import SummaryAgents, SummaryConfig
 from ..content.orders import Orders
 from ..errors import ApplianceError, StartupError
 from ..modes.airground import AirGroundConfig
@@ -278,10 +278,9 @@ class Daemon:
         self.bite.add("orders", lambda: orders_bite(self.orders.queued, s.orders.max_queued,
                                                     self.orders.refused_full,
                                                     self.order_limits.limited))
-        summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id,
-                                   period_s=s.sync.track_period_s, turn_deg=s.sync.track_turn_deg,
-                                   points_per_record=s.sync.track_points_per_record)
-                     if s.sync.summaries else None)
+        summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id, SummaryConfig(
+            s.sync.sample_period_s, s.sync.track_period_s, s.sync.track_turn_deg,
+            s.sync.track_points_per_record)) if s.sync.summaries else None)
         self.sync = SyncService(s, self.writer, self.reader, self.chain, summaries=summaries,
                                 policy=self.policy)
         await self.sync.start()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .frame import DiscreteBits, FrameType, Heartbeat, encode_discretes, encode_frame, encode_word
-from .labels import EncodeError, LabelTable, Status
+from .labels import EncodeError, LabelSpec, LabelTable, Status
 from .recording import Trajectory
 
 __all__ = ["GROUPS", "TICK_HZ", "Faults", "FaultSpecError", "generate"]
@@ -201,7 +201,8 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
         _shift_position(sources, faults.position_jumps)
     t0 = traj.start if start is None else start
     t_end = traj.end if end is None else end
-    plan = [(spec, max(1, round(TICK_HZ / spec.rate_hz)), sources[spec.name]) for spec in table
+    plan = [(spec, max(1, round(TICK_HZ / spec.rate_hz)), sources[spec.name],
+             _normal_encoder(spec, table.label_reversed)) for spec in table
             if spec.name in sources]
     discrete_every = TICK_HZ // DISCRETE_HZ
     glitches = sorted(faults.wow_glitches)
@@ -214,7 +215,7 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
         base_us = int((t - traj.start + CARD_BOOT_S) * 1e6)
         parts: list[bytes] = []
         slot = 0
-        for spec, every, source in plan:
+        for spec, every, source, normal in plan:
             if tick % every:
                 continue
             slot += 1
@@ -226,7 +227,8 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
             if value is None or (any_faults and faults.is_ncd(name, t)):
                 status, value = Status.NO_COMPUTED_DATA, (value if value is not None else 0)
             try:
-                word = spec.encode(value, status, sdi=0, label_reversed=table.label_reversed)
+                word = (normal(value) if normal is not None and status is Status.NORMAL
+                        else spec.encode(value, status, sdi=0, label_reversed=table.label_reversed))
             except EncodeError:
                 word = spec.encode(0, Status.NO_COMPUTED_DATA, sdi=0,
                                    label_reversed=table.label_reversed)
@@ -257,6 +259,34 @@ def _shift_position(sources: dict[str, Callable[[float], Any]],
                     v = float(v) + jump[i]
             return v
         sources[name] = shifted
+
+
+def _normal_encoder(spec: LabelSpec, label_reversed: bool) -> Callable[[Any], int] | None:
+    """A fast encoder of ``spec``'s Normal-status words (BNR only, SDI 0), or None.
+
+    The same word as ``spec.encode(value, Status.NORMAL, sdi=0)`` (two's complement, rounded to
+    the nearest count, saturating half a count below range, odd parity); raises EncodeError
+    outside the range as it does. The simulator encodes a third of a million words a flight.
+    """
+    if spec.encoding != "bnr":
+        return None
+    lsb, res = spec.lsb, spec.resolution
+    width = 30 - lsb
+    top = 1 << (width - 1)
+    mask = (1 << width) - 1
+    base = spec.encode(0.0, Status.NORMAL, sdi=0, label_reversed=label_reversed) & 0x7FFFFFFF
+    shift = lsb - 1
+
+    def encode(value: Any) -> int:
+        v = float(value)
+        counts = round(v / res)
+        if counts == top and v < res * counts:
+            counts -= 1
+        if not -top <= counts < top:
+            raise EncodeError(f"{value} outside BNR range ±{res * top}")
+        word = base | ((counts & mask) << shift)
+        return word | 0x80000000 if word.bit_count() & 1 == 0 else word
+    return encode
 
 
 def _discretes(traj: Trajectory, faults: Faults, t: float, base_us: int,

@@ -142,11 +142,12 @@ def test_each_manual_reads_in_chromium_and_keeps_its_place(service: Service) -> 
                     " const want = document.querySelectorAll('#toc a')[3];"
                     " return c && c.dataset.href.split('#')[0] === want.dataset.href.split('#')[0]; })()",
                     timeout=15000)
-                # turn two pages; the text changes
-                before = page.evaluate(IFRAME_TEXT)
-                page.click("#epub-next")
-                page.click("#epub-next")
-                page.wait_for_function(f"({IFRAME_TEXT})() !== {before!r}", timeout=10000)
+                # turn two pages: the place (a CFI) moves on each time
+                for _ in range(2):
+                    before = page.evaluate("S.readerAt")
+                    page.click("#epub-next")
+                    page.wait_for_function(f"S.readerAt && S.readerAt !== {before!r}",
+                                           timeout=10000)
                 place = page.evaluate("S.readerAt")
                 # text size: the book's body gets the size
                 page.select_option("#epub-size", "150")
