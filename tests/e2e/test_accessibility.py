@@ -1,6 +1,7 @@
 """WCAG 2.1 AA on every passenger view: axe-core in Debian's Chromium against the real service.
 
-Each view of the portal (catalog, player, reader, flight, menu, feedback) at phone (390 x 844)
+Each view of the portal (catalog, player, reader of an HTML book and of an EPUB, flight, menu,
+feedback) at phone (390 x 844)
 and laptop (1280 x 800) size, in English and French, and the catalog and menu in Arabic (right
 to left), is checked by axe-core (npm ``axe-core``, injected into the page) with the WCAG 2.0/2.1
 A and AA rules, and for reflow (nothing wider than the viewport): 0 violations. The film and the
@@ -26,11 +27,13 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "artifacts" / "accessibility"
 FILM = REPO / "var" / "content" / "big-buck-bunny"
 BOOK = REPO / "var" / "content" / "genesis-kjv"
+EPUB = REPO / "var" / "content" / "live-manual-en"
 VENDOR = REPO / "var" / "vendor"
 AXE = REPO / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = "/usr/bin/chromium"
 SIZES = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1280, "height": 800}}
-VIEWS = ("catalog", "play/big-buck-bunny", "read/genesis-kjv", "flight", "menu", "feedback")
+VIEWS = ("catalog", "play/big-buck-bunny", "read/genesis-kjv", "read/live-manual-en", "flight",
+         "menu", "feedback")
 RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
@@ -44,7 +47,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc = Service(tmp)
     svc.extra_config = f'[content]\nvendor_dir = "{VENDOR}"\norigin = "LFPG"\ndestination = "LFBO"\n'
     cfg = svc.write_config()
-    for pkg in (FILM, BOOK):
+    for pkg in (FILM, BOOK, EPUB):
         subprocess.run([sys.executable, "-m", "appliance.cli", "content", "install", "--config",
                         str(cfg), str(pkg)], check=True, cwd=tmp)
     svc.start()
@@ -90,9 +93,12 @@ def test_every_passenger_view_has_no_axe_violation(service: Service, size: str) 
                     page.wait_for_function(f"!document.getElementById('view-{sec}').hidden")
                     if sec == "read":
                         page.wait_for_selector("#toc a")
+                        if view.endswith("live-manual-en"):
+                            page.wait_for_function("window.readerReady === 'live-manual-en'",
+                                                   timeout=30000)
                     if sec == "feedback":
                         page.wait_for_selector("#survey fieldset")
-                    name = f"{size}-{lang}-{sec}"
+                    name = f"{size}-{lang}-{view.replace('/', '-')}"
                     v = _check(page, name)
                     checked += 1
                     # reflow (WCAG 1.4.10): nothing wider than the viewport

@@ -89,12 +89,16 @@ def test_captions_audio_and_continue_watching(service: Service) -> None:
                                   ".map((o) => o.textContent)")
             assert audio == ["English", "Français", "English (AD)"]
 
-            # closed captions on: the sound description shows on screen
-            _select_by_text(page, "#sub-select", "English (CC)")
+            # each subtitle track shows its own text; the closed captions their sound description
             page.evaluate("(() => { const v = document.getElementById('player'); v.pause();"
                           " v.currentTime = 1.5; })()")
-            page.wait_for_function(f"({CUE})() !== null", timeout=15000)
-            assert page.evaluate(CUE) == "[birds singing] A big rabbit wakes up."
+            for name, text in (("English", "A big rabbit wakes up."),
+                               ("Français", "Un gros lapin se réveille."),
+                               ("English (CC)", "[birds singing] A big rabbit wakes up.")):
+                _select_by_text(page, "#sub-select", name)
+                page.wait_for_function(f"({CUE})() === {text!r}", timeout=15000)
+                page.locator("#player").screenshot(
+                    path=str(ARTIFACTS / f"subtitles-{name.replace(' ', '').lower()}.png"))
             page.wait_for_timeout(500)
             page.locator("#player").screenshot(path=str(ARTIFACTS / "captions-medium.png"))
             medium = page.evaluate("parseInt(getComputedStyle(document.getElementById('player'))"

@@ -308,6 +308,10 @@ function readerControls() {
   $("epub-size").onchange = (e) => { saveReaderPrefs({size: Number(e.target.value)}); S.rendition?.themes.fontSize(`${e.target.value}%`); };
   $("epub-theme").onchange = (e) => { saveReaderPrefs({theme: e.target.value}); S.rendition?.themes.select(e.target.value); };
   $("epub-view").addEventListener("keyup", readerKeys);
+  // epub.js draws each section in an iframe of its own: give every one its accessible name
+  new MutationObserver(() => {
+    for (const f of $("epub-view").querySelectorAll("iframe:not([title])")) f.title = t("reader.page");
+  }).observe($("epub-view"), {childList: true, subtree: true});
 }
 
 async function read(id) {
