@@ -287,14 +287,31 @@ async function readEpub(t) {
   rendition.on("relocated", (loc) => {
     try { localStorage.setItem(`epub.${t.id}`, loc.start.cfi); } catch (e) { /* full */ }
     const file = loc.start.href.split("#")[0];
-    const current = links.find((a) => a.dataset.href === loc.start.href)
-      || links.find((a) => a.dataset.href.split("#")[0] === file) || null;
+    const current = chapterAt(links, file, loc.start.cfi, rendition);
     for (const a of links) if (a === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     S.readerAt = loc.start.cfi;
   });
   rendition.on("keyup", readerKeys);
   await rendition.display(localStorage.getItem(`epub.${t.id}`) || undefined);
   window.readerReady = t.id;
+}
+function chapterAt(links, file, cfi, rendition) {
+  // The last chapter of this section whose heading comes at or before the page's first word:
+  // a section (one file) may hold many chapters.
+  let current = null;
+  try {
+    const node = rendition.getRange(cfi)?.startContainer;
+    const doc = node?.ownerDocument;
+    for (const a of links) {
+      const [f, frag] = a.dataset.href.split("#");
+      if (f.split("/").pop() !== file.split("/").pop()) continue;
+      const el = frag && doc ? doc.getElementById(frag) : null;
+      if (!frag) current = current || a;
+      else if (el && node && (el === node || el.contains(node)
+               || (el.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING))) current = a;
+    }
+  } catch (e) { /* no range yet: fall back to the section */ }
+  return current || links.find((a) => a.dataset.href.split("#")[0].split("/").pop() === file.split("/").pop()) || null;
 }
 function readerKeys(e) {
   if (!S.rendition) return;
