@@ -42,7 +42,8 @@ $(CONTENT_SRC)/bbb-%.m4a: $(CONTENT_SRC)/bigbuckbunny.mp4 $(DEMO)/bbb.%.txt
 $(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 $(CONTENT_SRC)/bbb-fr.say.m4a $(CONTENT_SRC)/bbb-en.ad.m4a $(wildcard $(DEMO)/bbb.*.vtt) | $(BIN)/.installed
 	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0" \
 	  --lang en --audio fr=$(CONTENT_SRC)/bbb-fr.say.m4a --audio-description en=$(CONTENT_SRC)/bbb-en.ad.m4a \
-	  --subtitles en=$(DEMO)/bbb.en.vtt --subtitles fr=$(DEMO)/bbb.fr.vtt --captions en=$(DEMO)/bbb.en.cc.vtt
+	  --subtitles en=$(DEMO)/bbb.en.vtt --subtitles fr=$(DEMO)/bbb.fr.vtt --captions en=$(DEMO)/bbb.en.cc.vtt \
+	  --localized "fr:title=Le Gros Lapin" --localized "es:title=El Gran Conejo" --localized "fr:rating=TP"
 ## a real publisher's EPUB (Debian's live-manual-epub, GPL-3+), normalised to EPUB 3 and checked
 LIVE_MANUAL := /usr/share/doc/live-manual/epub/live-manual.en.epub
 $(CONTENT)/live-manual-en/package.json: | $(BIN)/.installed

@@ -39,6 +39,8 @@ __all__ = ["main"]
 _OPTION = {"id": ("--id", "a-z, 0-9 and '-', starting with a letter or digit, at most 64 "
                           "characters (e.g. big-buck-bunny)"),
            "title": ("--title", "1 to 200 characters"),
+           "localized": ("--localized", "LANG:FIELD=TEXT, LANG a language tag such as fr, "
+                                        "a title of 1 to 200 characters"),
            "languages": ("--lang", "a language tag such as en or pt-BR"),
            "rating": ("--rating", "at most 16 characters"),
            "licence": ("--licence", "1 to 100 characters"),
@@ -108,6 +110,17 @@ def _package(args: argparse.Namespace) -> int:
         "rating": args.rating, "licence": args.licence, "attribution": args.attribution,
         "description": args.description, "not_before": args.not_before,
         "not_after": args.not_after, "flight_only": args.flight_only}
+    localized: dict[str, dict[str, str]] = {}
+    for spec in args.localized or ():
+        head, sep, text = spec.partition("=")
+        lang, _, field = head.partition(":")
+        if not sep or field not in ("title", "description", "rating"):
+            print(f"media package: --localized {spec!r} is not LANG:FIELD=TEXT with FIELD "
+                  "title, description or rating", file=sys.stderr)
+            return 2
+        localized.setdefault(lang, {})[field] = text
+    if localized:
+        fields["localized"] = localized
     bad = check_fields(fields)
     if bad:
         print(f"media package: {bad}", file=sys.stderr)
@@ -205,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="subtitles (repeatable), WebVTT or SubRip")
     p.add_argument("--captions", action="append", metavar="LANG=FILE",
                    help="closed captions with sound descriptions (repeatable), WebVTT or SubRip")
+    p.add_argument("--localized", action="append", metavar="LANG:FIELD=TEXT",
+                   help="the title, description or rating in another language, e.g. "
+                        "fr:title='Le Grand Lapin' (repeatable)")
     p.add_argument("--author", default="", help="book author (books only)")
     p.add_argument("--chapter-regex", default=r"^(CHAPTER|Chapter|BOOK|Book)\b",
                    help="a line matching it starts a chapter (books only)")

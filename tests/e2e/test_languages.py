@@ -76,6 +76,10 @@ def test_language_from_the_phone_then_the_switch(service: Service) -> None:
             assert page.title() == fr["app.title"]
             for key, text in page.evaluate(VISIBLE_I18N):
                 assert text == fr[key], key
+            if (FILM / "package.json").exists():  # the film's own French title and rating
+                man = json.loads((FILM / "package.json").read_text())
+                if "fr" in man.get("localized", {}):
+                    assert man["localized"]["fr"]["title"] in page.inner_text("#films")
             page.screenshot(path=str(ARTIFACTS / "fr-phone.png"), full_page=True)
 
             # the switch: every visible string changes, in place (no reload)

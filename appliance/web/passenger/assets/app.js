@@ -85,6 +85,10 @@ function renderClosed() {
 }
 
 const tr = t;  // `t` is shadowed by the title inside card()
+function local(title, field) {  // a title's field in the passenger's language, if the package has it
+  const loc = title.localized || {};
+  return (loc[I.lang] || loc[I.lang.split("-")[0]] || {})[field] || title[field];
+}
 function card(t) {
   const b = document.createElement("button");
   b.className = `card ${t.kind}` + (t.available ? "" : " locked");
@@ -92,8 +96,8 @@ function card(t) {
   const d = t.duration_s;
   const mins = d ? (d < 60 ? tr("catalog.seconds", {n: Math.round(d)}) : tr("catalog.minutes", {n: Math.round(d / 60)})) + " · " : "";
   b.innerHTML = `${t.poster ? `<img alt="" src="${esc(media(t.poster))}">` : ""}
-    <div class="t"><div>${esc(t.title)}</div>
-    <div class="meta">${mins}${esc(t.rating)} · ${esc(t.languages.join(", "))}</div>
+    <div class="t"><div>${esc(local(t, "title"))}</div>
+    <div class="meta">${mins}${esc(local(t, "rating"))} · ${esc(t.languages.join(", "))}</div>
     ${t.available ? "" : `<span class="badge">${esc(tr("catalog.locked"))}</span>`}</div>`;
   if (t.available) b.onclick = () => { location.hash = `${t.kind === "video" ? "play" : "read"}/${t.id}`; };
   else { b.title = tr("catalog.locked"); b.setAttribute("aria-disabled", "true"); }
@@ -189,7 +193,7 @@ function stopPlayer() {
 function play(id) {
   const t = title(id);
   if (!t || !t.available) { $("play-title").textContent = tr(t ? "catalog.locked" : "common.not_available"); return; }
-  $("play-title").textContent = t.title;
+  $("play-title").textContent = local(t, "title");
   $("attribution").textContent = `${t.attribution || ""} ${tr("common.licence", {licence: t.licence})}`;
   const v = $("player"), src = media(t.entry);
   stopPlayer();
@@ -334,7 +338,7 @@ function readerControls() {
 async function read(id) {
   const t = title(id);
   if (!t || !t.available) { $("read-title").textContent = tr(t ? "catalog.locked" : "common.not_available"); return; }
-  $("read-title").textContent = t.title;
+  $("read-title").textContent = local(t, "title");
   $("read-attribution").textContent = `${t.attribution || ""} ${tr("common.licence", {licence: t.licence})}`;
   if (t.entry.endsWith(".epub")) return readEpub(t);
   $("reader-frame").hidden = false; $("epub-box").hidden = true; closeEpub();
