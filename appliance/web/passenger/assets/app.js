@@ -283,7 +283,7 @@ async function readEpub(t) {
     const li = document.createElement("li"), a = document.createElement("a");
     a.textContent = it.label.trim(); a.href = `#read/${t.id}`; a.dataset.href = it.href;
     a.style.paddingInlineStart = `${depth}em`;
-    a.onclick = (e) => { e.preventDefault(); rendition.display(it.href); };
+    a.onclick = (e) => { e.preventDefault(); S.chapterChosen = a; rendition.display(it.href); };
     li.append(a); toc.append(li); links.push(a);
     if (depth < 1 && it.subitems?.length) add(it.subitems, depth + 1);
   } };
@@ -291,7 +291,9 @@ async function readEpub(t) {
   rendition.on("relocated", (loc) => {
     try { localStorage.setItem(`epub.${t.id}`, loc.start.cfi); } catch (e) { /* full */ }
     const file = loc.start.href.split("#")[0];
-    const current = chapterAt(links, file, loc.start.cfi, rendition);
+    // the chapter the passenger opened, else the one the page starts in
+    const current = S.chapterChosen || chapterAt(links, file, loc.start.cfi, rendition);
+    S.chapterChosen = null;
     for (const a of links) if (a === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     S.readerAt = loc.start.cfi;
   });
