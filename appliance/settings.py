@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .intakesettings import IntakeRole, IntakeSettings
+from .netsettings import CabinNetSettings
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
            "EdgeSettings", "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
@@ -88,13 +90,15 @@ class LinkSettings(_Section):
     interfaces listed the probe alone decides. ``bytes_per_flight_hour`` caps what the link may
     carry (request and response bytes, headers included) in each hour since take-off; None is no cap.
     ``bind_device`` pins the link's sockets to the up interface (SO_BINDTODEVICE, needs
-    CAP_NET_RAW); otherwise the routing table chooses.
+    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's known rate (bits/s):
+    its sockets are paced just under it (no modem queue overflow, no idle after tail drops).
     """
 
     interfaces: tuple[str, ...] = ()
     receiver_url: str | None = None
     bind_device: bool = False
     bytes_per_flight_hour: int | None = Field(None, gt=0)
+    rate_bps: int | None = Field(None, gt=0)
 
 
 class SyncSettings(_Section):
@@ -109,11 +113,14 @@ class SyncSettings(_Section):
 
     enabled: bool = False
     receiver_url: str = "http://127.0.0.1:8443"
-    token: SecretStr | None = None
+    token: SecretStr | None = None  # legacy: used only without a signing_key_file
+    signing_key_file: Path | None = None  # Ed25519 key (PEM) signing requests (sync.identity)
+    ground_public_key: str | None = None  # base64 Ed25519 key of downlink documents (sync.downlink)
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit")
+    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
+                                         "flight_health")
     outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
     budget_low_water: float = Field(0.9, gt=0, le=1)
     never_drop: tuple[str, ...] = ("orders", "usage", "events", "audit")
@@ -132,6 +139,7 @@ class SyncSettings(_Section):
     probe_interval_s: float = Field(10.0, gt=0)
     status_refresh_s: float = Field(5.0, gt=0)
     summaries: bool = True
+    #: The summaries' sample period, in card (avionics) seconds: a replay samples the same.
     sample_period_s: float = Field(1.0, gt=0)
     track_period_s: float = Field(30.0, gt=0)
     track_turn_deg: float = Field(15.0, gt=0)
@@ -275,51 +283,6 @@ class ContentSettings(_Section):
     captive_accept_s: float = Field(12 * 3600, gt=0)
 
 
-class IntakeRole(_Section):
-    """The pinned Ed25519 public keys (hex, 32 bytes raw) of one bundle kind and their threshold."""
-
-    keys: list[str] = []
-    threshold: int = Field(1, ge=1)
-
-
-class IntakeSettings(_Section):
-    """Hangar intake of signed bundles (appliance.intake).
-
-    ``roles``: per bundle kind (``content``, ``software``) the pinned keys and how many of them
-    must sign. ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
-    bundles and the software slots; it must be on the same filesystem as ``<data_dir>/content``.
-    ``max_bundle_bytes`` caps a payload; ``chunk_bytes`` is the chunk size the push client is told
-    to use; ``free_margin_bytes`` is kept free after a bundle's worst-case footprint.
-    ``journal_reserve_bytes`` (default 16 MiB) is free space on the staging area's filesystem
-    that the intake never takes, checked before a bundle is admitted, before each chunk is stored
-    and before unpacking (refused with "insufficient storage" otherwise): the journal keeps it,
-    so passenger orders still commit when a bundle filled the disk. ``idle_timeout_s`` (default
-    10 s): an upload body that sends nothing for this long is dropped (the bytes received are
-    kept) and the upload is free for a resuming push; a PUT waits at most this long for another
-    connection writing the same upload. Keep it well below the push's own ``--timeout-s``
-    (30 s). ``quiet``:
-    content activation waits (up to ``quiet_wait_s``) until nobody is playing (``no_playback``)
-    or does not wait (``none``). ``health_bound_s``: a new software slot must reach READY and
-    pass its health check within that many seconds or the privileged updater rolls it back.
-    ``software_root``: the A/B software slots (``slots/a``, ``slots/b``, ``current``; the
-    software partition in the image), read by the service, written only by the updater
-    (:mod:`appliance.intake.updater`).
-    """
-
-    enabled: bool = True
-    roles: dict[Literal["content", "software"], IntakeRole] = {}
-    staging_dir: Path | None = None
-    max_bundle_bytes: int = Field(8 << 30, gt=0)
-    chunk_bytes: int = Field(1 << 20, ge=4096)
-    free_margin_bytes: int = Field(64 << 20, ge=0)
-    journal_reserve_bytes: int = Field(16 << 20, ge=0)
-    idle_timeout_s: float = Field(10.0, gt=0)
-    quiet: Literal["none", "no_playback"] = "no_playback"
-    quiet_wait_s: float = Field(300.0, ge=0)
-    health_bound_s: float = Field(60.0, gt=0)
-    software_root: Path = Path("/opt/appliance")
-
-
 class PortLimits(_Section):
     """Limits of one web port (passenger or admin), applied before the application sees a request.
 
@@ -446,6 +409,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     content: ContentSettings = ContentSettings()
     cabin_network: CabinNetworkSettings = CabinNetworkSettings()
+    cabinnet: CabinNetSettings = CabinNetSettings()  #: DHCP, DNS, the gate (appliance.netsettings)
     intake: IntakeSettings = IntakeSettings()
     edge: EdgeSettings = EdgeSettings()
     #: Test-only switch for the power-cut harness; FULL is the only setting that keeps the promise.

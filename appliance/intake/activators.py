@@ -1,4 +1,4 @@
-"""The intake's software activator: hand the staged bundle to the privileged updater.
+"""The activators' protocol; the software activator: hand the staged bundle to the privileged updater.
 
 The daemon builds it (``appliance.daemon.build``). The service cannot write the software slots
 (``ProtectSystem=strict``, ``User=appliance``): activation writes a request file
@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
@@ -23,7 +23,18 @@ from ..store.files import atomic_write, ensure_dir
 from ..store.writer import Writer
 from .bundle import Verified
 
-__all__ = ["SoftwareActivator"]
+__all__ = ["Activator", "SoftwareActivator"]
+
+
+class Activator(Protocol):
+    """Switches a staged bundle in: ``extra(conn, detail)`` must run inside the switching transaction."""
+
+    async def __call__(self, staged: Path, v: Verified,
+                       extra: Callable[[Connection, dict[str, Any]], Any]) -> dict[str, Any]:
+        """Switch ``staged`` in, running ``extra(conn, detail)`` in the switching transaction.
+
+        ``detail`` says what was switched (titles, slot); it is also returned.
+        """
 
 
 class SoftwareActivator:

@@ -54,6 +54,7 @@ from ..errors import ApplianceError, BundleRefused, IntakeError
 from ..settings import Settings, load_settings
 from ..store.files import atomic_write, ensure_dir, fsync_dir
 from .bundle import BundleMeta, Trust, load_envelope, safe_path, verify
+from .keyset import read_trust
 from .slots import SLOTS, SlotInstaller, SoftwareSlots, venv_installer
 
 __all__ = ["Systemctl", "UpdaterPaths", "apply", "boot_check", "probe_health", "run_trial"]
@@ -281,7 +282,12 @@ def take_files(meta: BundleMeta, staged: Path, dest: Path) -> None:
 
 
 def _trust(s: Settings) -> Trust:
-    return Trust.from_hex({k: (r.keys, r.threshold) for k, r in s.intake.roles.items()})
+    """The key set in force: the rotated one journaled by the service, else the configured one."""
+    configured = Trust.from_hex({k: (r.keys, r.threshold) for k, r in s.intake.roles.items()})
+    try:
+        return read_trust(s.journal_path, configured)
+    except ValueError as e:  # a malformed stored key: refuse the update, keep the request's report
+        raise IntakeError(f"the key set in force is unreadable: {e}") from e
 
 
 def apply(s: Settings, paths: UpdaterPaths, ctl: Systemctl, *,

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from appliance.errors import IntakeError
 from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA
 from appliance.intake.service import IntakeService
@@ -22,6 +26,8 @@ from appliance.intake.updater import Systemctl, UpdaterPaths, apply, boot_check
 from appliance.settings import Settings
 
 from .helpers import KEYS, World, make_bundle, pub_hex
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def software_world(tmp: Path) -> tuple[World, SoftwareSlots, UpdaterPaths]:
@@ -156,8 +162,52 @@ def test_a_slot_cut_during_its_install_is_removed_and_never_current(tmp_path: Pa
     with pytest.raises(KeyboardInterrupt):
         slots.install(tmp_path / "src", {"version": 2}, cut)
     # What a real cut leaves: the marker and a partial slot (the except clause never ran).
-    (slots.slots / ".new-b").touch()
+    (slots.slots / ".building-b").touch()
     (slots.slots / "b" / "bin").mkdir(parents=True)
     assert boot_check(slots) is None
     assert slots.current() == "a" and (slots.slots / "a").is_dir()
-    assert not (slots.slots / "b").exists() and not list(slots.slots.glob(".new-*"))
+    assert not (slots.slots / "b").exists() and not list(slots.slots.glob(".building-*"))
+
+
+#: Builds slot b with an installer that copies the files, then the power goes (SIGKILL).
+CUT_INSTALL = """
+import os, signal, sys
+from pathlib import Path
+from appliance.intake.slots import SoftwareSlots, copy_installer
+def cut(staged, slot):
+    copy_installer(staged, slot)
+    os.kill(os.getpid(), signal.SIGKILL)
+SoftwareSlots(Path(sys.argv[1])).install(Path(sys.argv[2]), {"version": 2}, cut)
+"""
+
+
+def test_slot_half_built_at_a_cut_is_removed_never_the_current_one(tmp_path: Path) -> None:
+    slots = SoftwareSlots(tmp_path / "sw")
+    slots.prepare()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "service.py").write_text("pass\n")
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))  # slot a, current
+    proc = subprocess.run([sys.executable, "-c", CUT_INSTALL, str(slots.root), str(src)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (slots.slots / "b" / "service.py").exists()  # what the cut left: b, not finished
+    slots.prepare()  # the next start
+    assert not (slots.slots / "b").exists(), "a half-built slot survived the start"
+    assert slots.info("a") == {"version": 1} and (slots.slots / "a" / "service.py").exists()
+    assert slots.current() == "a" and not [p for p in slots.slots.iterdir() if p.name[0] == "."]
+    slots.flip(slots.install(src, {"version": 2}, copy_installer))  # and b builds again
+    assert slots.info("b") == {"version": 2}
+
+
+def test_no_install_over_the_rollback_slot_during_a_trial(tmp_path: Path) -> None:
+    slots = SoftwareSlots(tmp_path / "sw")
+    slots.prepare()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "service.py").write_text("pass\n")
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))
+    slots.activate(slots.install(src, {"version": 2}, copy_installer))  # b on trial, a: rollback
+    with pytest.raises(IntakeError, match="software slot b is on trial"):
+        slots.install(src, {"version": 3}, copy_installer)  # would overwrite a
+    assert slots.info("a") == {"version": 1}

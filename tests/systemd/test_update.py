@@ -288,7 +288,7 @@ def test_power_cut_during_an_update(aircraft: Aircraft, cut: str) -> None:
     t0 = time.monotonic()
     pusher = a.push(a.bundles[cut], wait=False)
     if cut == "install":
-        wait_for("the install", lambda: any(a.sw.glob("slots/.new-*")), 300, every=0.05)
+        wait_for("the install", lambda: any(a.sw.glob("slots/.building-*")), 300, every=0.05)
     else:
         wait_for("the switch", lambda: (a.sw / "trial.json").exists(), 300, every=0.01)
         if cut == "trial":  # the restart into the new slot is under way (a trial lasts >= 5 s)
