@@ -211,3 +211,45 @@ def test_no_install_over_the_rollback_slot_during_a_trial(tmp_path: Path) -> Non
     with pytest.raises(IntakeError, match="software slot b is on trial"):
         slots.install(src, {"version": 3}, copy_installer)  # would overwrite a
     assert slots.info("a") == {"version": 1}
+
+
+def test_updater_verifies_against_the_rotated_key_set(tmp_path: Path) -> None:
+    """A software request signed by a key that a later ``keys`` bundle retired is refused.
+
+    The updater reads the key set in force from the service's journal database (read_trust),
+    not only the configured keys (which still pin KEYS[0] here).
+    """
+    from appliance.intake.bundle import Trust, load_envelope, sign
+    from appliance.intake.hangar_keys import build_keyset_bundle
+    from appliance.intake.keyset import keys_activator
+
+    w, slots, paths = software_world(tmp_path)
+    trust = Trust.from_hex({"content": ([pub_hex(KEYS[0])], 1), "software": ([pub_hex(KEYS[0])], 1),
+                            "keys": ([pub_hex(KEYS[1])], 1)})
+    svc = w.service
+    w.service = IntakeService(svc.cfg, trust, w.writer, w.reader, lambda: w.mode, svc.policy,
+                              lambda: w.utc, {"software": svc.activators["software"],
+                                              "keys": keys_activator(w.writer,
+                                                                     lambda: w.service.trust_in_force())},
+                              free_space=lambda p: 1 << 40, slots=slots, update_request=paths.request)
+    new = pub_hex(KEYS[3])
+    rotation = tmp_path / "keys.bundle"
+    env = build_keyset_bundle(1, {"content": ([new], 1), "software": ([new], 1), "keys": ([new], 1)},
+                              rotation)
+    for k in (KEYS[1], KEYS[3]):
+        env = sign(env, k)
+    (rotation / METADATA).write_bytes(env.to_json())
+
+    async def scenario() -> None:
+        await w.push(make_bundle(tmp_path, 2, {"appliance-0.2.0-py3-none-any.whl": "wheel"},
+                                 KEYS[:1], kind="software"))  # accepted: KEYS[0] still in force
+        assert (await w.push(rotation))["state"] == "active"  # then KEYS[0] is retired
+    try:
+        asyncio.run(scenario())
+        assert load_envelope(json.loads(paths.request.read_text())["envelope"])
+        report = apply(settings_for(tmp_path), paths, NoSystemd(), installer=copy_installer)
+        assert report is not None and report["result"] == "failed", report
+        assert "retired key" in report["reason"], report
+        assert slots.current() is None and not paths.request.exists()
+    finally:
+        w.close()
