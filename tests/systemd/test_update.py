@@ -68,8 +68,8 @@ def build_wheels(tmp: Path, version: str, broken: str | None = None) -> Path:
     tag = f"{version}-{broken or 'good'}"
     src, out = tmp / f"src-{tag}", tmp / f"wheels-{tag}"
     _copy_tree(src)
-    for rel, old in (("pyproject.toml", 'version = "0.1.0"'),
-                     ("appliance/__init__.py", '__version__ = "0.1.0"')):
+    # appliance.__version__ is the installed distribution's (importlib.metadata): pyproject alone.
+    for rel, old in (("pyproject.toml", 'version = "0.1.0"'),):
         text = (src / rel).read_text()
         assert old in text, (rel, old)
         (src / rel).write_text(text.replace(old, old.replace("0.1.0", version), 1))
