@@ -67,10 +67,21 @@ class CanSettings(_Section):
     interface: str = "virtual"
     channel: str = "cabin"
     bitrate: int = 500000
+    #: Name of the source (its parameters' ``source``, plus ``/nodeN`` for CANaerospace units).
+    channel_name: str = "can"
+    #: A DBC replacing the shipped ones (CANaerospace + the integration layout); None: shipped.
+    dbc: Path | None = None
+    #: Avionics seconds per second of message time: 1.0 on a real bus; a simulator playing at xN
+    #: onto a bus stamped with receive time (udp_multicast, SocketCAN) needs N.
+    time_rate: float = Field(1.0, gt=0)
 
 
 class AirGroundSettings(_Section):
-    """Air/ground persistence (s) and plausibility limits (kt)."""
+    """Air/ground persistence (s), plausibility limits (kt), redundancy.
+
+    Redundancy: per-input debounce of discretes (s), and the tolerances between redundant sources
+    (kt, ft) beyond which neither is trusted.
+    """
 
     to_air_s: float = Field(2.0, ge=0)
     to_ground_s: float = Field(3.0, ge=0)
@@ -78,6 +89,10 @@ class AirGroundSettings(_Section):
     min_air_gs_kt: float = 50.0
     max_ground_cas_kt: float = 200.0
     max_ground_gs_kt: float = 250.0
+    discrete_debounce_s: float = Field(0.5, ge=0)
+    cas_tolerance_kt: float = Field(25.0, gt=0)
+    gs_tolerance_kt: float = Field(25.0, gt=0)
+    altitude_tolerance_ft: float = Field(500.0, gt=0)
 
 
 class LinkSettings(_Section):
@@ -462,11 +477,12 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     @model_validator(mode="after")
-    def _one_time_base(self) -> Settings:
-        # Serial parameters carry the card's clock, CAN ones the bus receive time: one chain has
-        # one time base for persistence and staleness, so one primary avionics source at a time.
-        if self.serial.enabled and self.can.enabled:
-            raise ValueError("enable either serial or can as the avionics source, not both")
+    def _distinct_sources(self) -> Settings:
+        # Serial and CAN may run together (each on the chain's time base: avionics.timebase); their
+        # parameters are told apart by source name.
+        if self.serial.enabled and self.can.enabled and (
+                self.serial.channel_name == self.can.channel_name):
+            raise ValueError("serial.channel_name and can.channel_name must differ")
         return self
 
     @property

@@ -6,32 +6,39 @@ watches it with python-can's ``Notifier(loop=...)``: a bus with a file descripto
 receive thread, which hands every message to the loop with ``call_soon_threadsafe``. Either way the
 listener, the decoding and ``on_params`` run on the loop thread.
 
-Frames are decoded with the integration's DBC (``firmware_bridge/airground.dbc``) into parameters:
+Frames are decoded with cantools from a DBC: by default both shipped layouts together, the
+CANaerospace / ARINC 825 identifiers of ``firmware_bridge/canaerospace.dbc`` (the parameters and
+their validity: :mod:`appliance.avionics.canaerospace`) and the integration's own
+``firmware_bridge/airground.dbc``. Both give the chain's parameter names, the same as the serial
+card's, so CAN feeds the same vote, plausibility and phase machines:
 
 ===================== =========================== ==== ==========================================
-parameter             from                        unit validity
+parameter             from (airground.dbc)        unit validity
 ===================== =========================== ==== ==========================================
-can_air_ground        LGCIU_AIR_GROUND.AIR_GROUND bool FAULT when LGCIU_FAULT; True = on ground
-can_wow_left          LGCIU_AIR_GROUND.WOW_LEFT   bool FAULT when LGCIU_FAULT; True = compressed
-can_wow_right         LGCIU_AIR_GROUND.WOW_RIGHT  bool FAULT when LGCIU_FAULT; True = compressed
-can_computed_airspeed ADC_DATA.CAS_KT             kt   NO_COMPUTED_DATA when CAS_VALID = 0
-can_pressure_altitude ADC_DATA.ALTITUDE_FT        ft   NO_COMPUTED_DATA when ALTITUDE_VALID = 0
-can_ground_speed      ADC_DATA.GROUND_SPEED_KT    kt   NO_COMPUTED_DATA when GROUND_SPEED_VALID = 0
+air_ground            LGCIU_AIR_GROUND.AIR_GROUND bool FAULT when LGCIU_FAULT; True = on ground
+wow_left              LGCIU_AIR_GROUND.WOW_LEFT   bool FAULT when LGCIU_FAULT; True = compressed
+wow_right             LGCIU_AIR_GROUND.WOW_RIGHT  bool FAULT when LGCIU_FAULT; True = compressed
+computed_airspeed     ADC_DATA.CAS_KT             kt   NO_COMPUTED_DATA when CAS_VALID = 0
+pressure_altitude     ADC_DATA.ALTITUDE_FT        ft   NO_COMPUTED_DATA when ALTITUDE_VALID = 0
+ground_speed          ADC_DATA.GROUND_SPEED_KT    kt   NO_COMPUTED_DATA when GROUND_SPEED_VALID = 0
 ===================== =========================== ==== ==========================================
 
 A valid numeric value outside its plausible range (the same limits as the ARINC label table) is
 flagged OUT_OF_RANGE. Each parameter's ``t`` is the message timestamp (python-can's
 ``msg.timestamp``, seconds: the receive time on hardware and ``udp_multicast``, the sender's value on
-``virtual`` with ``preserve_timestamps``). Bad input never raises; it is counted in
+``virtual`` with ``preserve_timestamps``), scaled by ``time_rate`` from the first frame on (a
+simulator playing at xN onto a bus stamped with receive time needs N; a real bus 1). Bad input never
+raises; it is counted in
 :class:`~appliance.avionics.params.SourceStats`: error and remote frames and frames with the wrong
 DLC in ``bad_frames``, identifiers the DBC does not define in ``unknown_labels``, undecodable
-payloads in ``decode_errors``. A bus that fails (python-can raises in the receive path) is reported
+payloads (and CANaerospace frames of the wrong data type) in ``decode_errors``. A bus that fails
+(python-can raises in the receive path) is reported
 through ``Listener.on_error``: ``stats.connected`` goes False and ``stats.disconnects`` counts it.
 The reader does not reopen the bus (it was given one); the daemon decides what to do.
 
-Time base: ``t`` is not the serial card's clock (microseconds since the card powered up). Feeding
-CAN and card parameters into one :class:`~appliance.avionics.chain.AvionicsChain` mixes two time
-bases; the chain reads the jump as a card reset and the card's parameters as stale.
+Time base: ``t`` is not the serial card's clock (microseconds since the card powered up). With the
+serial card and CAN in one :class:`~appliance.avionics.chain.AvionicsChain`, the daemon puts each
+source on the chain's time base (:mod:`appliance.avionics.timebase`).
 """
 
 from __future__ import annotations
@@ -48,59 +55,75 @@ import cantools
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 
+from firmware_bridge.labels import LabelTable
+
 from ..errors import SourceError
 from ..settings import CanSettings
+from .canaerospace import MESSAGES as CANAS_MESSAGES
+from .canaerospace import BadFrame, decode_canaerospace
 from .params import Parameter, SourceStats, Validity
 from .source import Source
 
-__all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "default_dbc", "open_bus"]
+__all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "canaerospace_dbc", "default_dbc",
+           "open_bus"]
 
 log = logging.getLogger(__name__)
 
 #: python-can interfaces whose bitrate is not set through python-can (or that have none).
 NO_BITRATE_INTERFACES = frozenset({"virtual", "udp_multicast", "socketcan"})
-#: Parameter names produced, with their unit.
+#: Parameter names produced from the integration layout (airground.dbc), with their unit.
 CAN_PARAMETERS = {
-    "can_air_ground": "bool",
-    "can_wow_left": "bool",
-    "can_wow_right": "bool",
-    "can_computed_airspeed": "kt",
-    "can_pressure_altitude": "ft",
-    "can_ground_speed": "kt",
+    "air_ground": "bool",
+    "wow_left": "bool",
+    "wow_right": "bool",
+    "computed_airspeed": "kt",
+    "pressure_altitude": "ft",
+    "ground_speed": "kt",
 }
 _LGCIU = "LGCIU_AIR_GROUND"
 _ADC = "ADC_DATA"
 #: ADC signal -> (parameter, validity signal, plausible min, max); limits as in labels.toml.
 _ADC_SIGNALS = (
-    ("CAS_KT", "can_computed_airspeed", "CAS_VALID", 0.0, 600.0),
-    ("ALTITUDE_FT", "can_pressure_altitude", "ALTITUDE_VALID", -2000.0, 60000.0),
-    ("GROUND_SPEED_KT", "can_ground_speed", "GROUND_SPEED_VALID", 0.0, 800.0),
+    ("CAS_KT", "computed_airspeed", "CAS_VALID", 0.0, 600.0),
+    ("ALTITUDE_FT", "pressure_altitude", "ALTITUDE_VALID", -2000.0, 60000.0),
+    ("GROUND_SPEED_KT", "ground_speed", "GROUND_SPEED_VALID", 0.0, 800.0),
 )
-_LGCIU_SIGNALS = (("AIR_GROUND", "can_air_ground"), ("WOW_LEFT", "can_wow_left"),
-                  ("WOW_RIGHT", "can_wow_right"))
+_LGCIU_SIGNALS = (("AIR_GROUND", "air_ground"), ("WOW_LEFT", "wow_left"),
+                  ("WOW_RIGHT", "wow_right"))
 _BUS_ERRORS = (can.CanError, OSError, ValueError)
 #: Turns one decoded frame (signal -> number) at time t (s) into parameters.
 _Handler = Callable[[dict[str, float], float], list[Parameter]]
 
 
 def default_dbc() -> str:
-    """The text of ``airground.dbc`` shipped in ``firmware_bridge``."""
+    """The text of ``airground.dbc`` (the integration layout) shipped in ``firmware_bridge``."""
     return importlib.resources.files("firmware_bridge").joinpath("airground.dbc").read_text()
 
 
+def canaerospace_dbc() -> str:
+    """The text of ``canaerospace.dbc`` (CANaerospace / ARINC 825 identifiers) in ``firmware_bridge``."""
+    return importlib.resources.files("firmware_bridge").joinpath("canaerospace.dbc").read_text()
+
+
 def _load_dbc(dbc_path: Path | None) -> Database:
-    where = str(dbc_path) if dbc_path is not None else "firmware_bridge/airground.dbc"
+    where = (str(dbc_path) if dbc_path is not None
+             else "firmware_bridge/canaerospace.dbc + airground.dbc")
     try:
-        text = default_dbc() if dbc_path is None else dbc_path.read_text()
-        db = cantools.database.load_string(text, database_format="dbc")
+        if dbc_path is None:
+            db = cantools.database.load_string(canaerospace_dbc(), database_format="dbc")
+            if isinstance(db, Database):
+                db.add_dbc_string(default_dbc())
+        else:
+            db = cantools.database.load_string(dbc_path.read_text(), database_format="dbc")
     except (OSError, ValueError, cantools.database.errors.Error) as e:
         raise SourceError(f"cannot load CAN database {where}: {e}") from e
     if not isinstance(db, Database):
         raise SourceError(f"{where} is not a CAN database")
     names = {m.name for m in db.messages}
-    missing = {_LGCIU, _ADC} - names
-    if missing:
-        raise SourceError(f"CAN database {where} lacks {', '.join(sorted(missing))}")
+    if not names & CANAS_MESSAGES:  # an integration-layout database needs both of its messages
+        missing = {_LGCIU, _ADC} - names
+        if missing:
+            raise SourceError(f"CAN database {where} lacks {', '.join(sorted(missing))}")
     return db
 
 
@@ -164,21 +187,31 @@ class _Listener(can.Listener):
 class CanReader(Source):
     """Reads ``bus``, decodes its frames and hands each frame's parameters to ``on_params``.
 
-    ``on_params`` gets a list of :class:`Parameter` (3 per valid frame) on the loop thread, in
-    arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source``.
-    ``dbc_path`` replaces the packaged DBC; it must define LGCIU_AIR_GROUND and ADC_DATA.
+    ``on_params`` gets a list of :class:`Parameter` (1 to 5 per valid frame) on the loop thread, in
+    arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source`` (plus
+    ``/nodeN`` for CANaerospace frames). ``dbc_path`` replaces the packaged DBCs; it must define
+    CANaerospace messages or both LGCIU_AIR_GROUND and ADC_DATA. ``time_rate`` scales message time
+    (see the module doc). ``on_lost`` is called with ``name`` when the source falls silent.
     Raises SourceError if the DBC cannot be loaded. The bus stays the caller's: :meth:`stop` does
     not shut it down.
     """
 
     def __init__(self, bus: can.BusABC, on_params: Callable[[list[Parameter]], None],
-                 stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None) -> None:
+                 stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None,
+                 time_rate: float = 1.0, table: LabelTable | None = None,
+                 on_lost: Callable[[str], None] | None = None) -> None:
         """Load the DBC; nothing is read before :meth:`start`."""
-        super().__init__(name, stats)
+        super().__init__(name, stats, on_lost)
         self.bus = bus
         self.on_params = on_params
         self.db = _load_dbc(dbc_path)
+        self.time_rate = time_rate
+        self._t0: float | None = None
+        self._canas = decode_canaerospace(table or LabelTable.default())
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
+        for m in self.db.messages:
+            if m.name in CANAS_MESSAGES:
+                handlers[m.name] = self._canaerospace(m.name)
         #: (arbitration id, extended) -> (DBC message, handler; None for a known but unused id)
         self._known: dict[tuple[int, bool], tuple[DbcMessage, _Handler | None]] = {
             (m.frame_id, m.is_extended_frame): (m, handlers.get(m.name)) for m in self.db.messages}
@@ -224,23 +257,41 @@ class CanReader(Source):
         if self._stopped:  # queued by the receive thread before stop()
             return
         self._received()
+        params = self.decode_message(msg)
+        if params:
+            self.on_params(params)
+
+    def message_time(self, timestamp: float) -> float:
+        """The parameters' time (s) for a message stamped ``timestamp`` (``time_rate`` applied)."""
+        if self.time_rate == 1.0:
+            return timestamp
+        if self._t0 is None:
+            self._t0 = timestamp
+        return self._t0 + (timestamp - self._t0) * self.time_rate
+
+    def decode_message(self, msg: can.Message) -> list[Parameter]:
+        """The parameters of one message ([] for a bad or unused one, counted in ``stats``).
+
+        Never raises on bad input.
+        """
         st = self.stats
         st.frames += 1
         st.bytes_in += len(msg.data)
         st.last_frame_t = msg.timestamp
         if msg.is_error_frame or msg.is_remote_frame:
             st.bad_frames += 1
-            return
+            return []
         known = self._known.get((msg.arbitration_id, msg.is_extended_id))
         if known is None:
             st.unknown_labels += 1
-            return
+            return []
         dbc_msg, handler = known
         if msg.dlc != dbc_msg.length or len(msg.data) != dbc_msg.length:
             st.bad_frames += 1
-            return
+            return []
+        st.words += 1  # frames of a known identifier and length (BITE's rate)
         if handler is None:
-            return
+            return []
         try:
             decoded = dbc_msg.decode(bytes(msg.data), decode_choices=False, scaling=True)
             if not isinstance(decoded, dict):  # a container message: not ours
@@ -248,13 +299,17 @@ class CanReader(Source):
             values = {k: _number(v) for k, v in decoded.items()}
         except (cantools.database.errors.DecodeError, ValueError, TypeError, KeyError):
             st.decode_errors += 1
-            return
+            return []
         try:
-            params = handler(values, float(msg.timestamp))
-        except KeyError:  # a custom DBC without one of the signals
+            return handler(values, self.message_time(float(msg.timestamp)))
+        except (KeyError, BadFrame):  # a custom DBC without one of the signals; a wrong data type
             st.decode_errors += 1
-            return
-        self.on_params(params)
+            return []
+
+    def _canaerospace(self, name: str) -> _Handler:
+        def handle(v: dict[str, float], t: float) -> list[Parameter]:
+            return self._canas(name, v, t, self.name, self.stats)
+        return handle
 
     def _lgciu(self, v: dict[str, float], t: float) -> list[Parameter]:
         validity = Validity.FAULT if v["LGCIU_FAULT"] else Validity.VALID
@@ -280,6 +335,6 @@ class CanReader(Source):
 
 def _number(v: object) -> float:
     """A decoded signal value as a number; raises TypeError for anything else (choices, blobs)."""
-    if isinstance(v, (int, float)):
+    if isinstance(v, (int, float)) and v == v:  # NaN (a garbled float) is not a number here
         return v
     raise TypeError(f"not a number: {v!r}")

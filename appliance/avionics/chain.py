@@ -33,6 +33,8 @@ from .cardtime import CARD_RESET_S
 from .clock import UtcClock
 from .decode import CardDecoder
 from .params import Parameter, ParameterStore
+from .redundancy import TOLERANCES, Redundancy, RedundancyConfig
+from .timebase import TimeBase
 
 __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain"]
 
@@ -44,7 +46,7 @@ AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
     "wow_left": bool,
     "wow_right": bool,
     "air_ground_word": lambda v: bool(int(v) & 1),
-    "can_air_ground": bool,
+    "air_ground": bool,
 }
 
 
@@ -52,10 +54,18 @@ class AvionicsChain:
     """The chain's state and agents; events go out on ``events``, evaluation ticks on ``ticks``."""
 
     def __init__(self, table: LabelTable, ag_config: AirGroundConfig = AirGroundConfig(),
-                 initial_mode: Mode = Mode.GROUND, clock: UtcClock | None = None) -> None:
+                 initial_mode: Mode = Mode.GROUND, clock: UtcClock | None = None,
+                 redundancy: RedundancyConfig | None = None) -> None:
         """Start with no data, air/ground UNKNOWN and ``initial_mode`` (the last journaled one)."""
         self.table = table
         self.store = ParameterStore(table)
+        #: Votes, cross-checked values and disagreements over every source (redundancy agent).
+        self.redundancy = Redundancy(self.store, AIR_GROUND_SOURCES, redundancy or RedundancyConfig(
+            ag_config.discrete_debounce_s, {
+                "computed_airspeed": ag_config.cas_tolerance_kt,
+                "ground_speed": ag_config.gs_tolerance_kt,
+                "pressure_altitude": ag_config.altitude_tolerance_ft,
+                "altitude_rate": TOLERANCES["altitude_rate"]}))
         self.clock = clock or UtcClock()
         self.ag_config = ag_config
         self.ag = AirGroundState()
@@ -67,6 +77,8 @@ class AvionicsChain:
         #: The card time (s) after every evaluation (every EVAL_PERIOD_S of card time).
         self.ticks: EventBus[float] = EventBus("avionics.ticks")
         self.decoders: dict[str, CardDecoder] = {}
+        #: Set by the daemon when several sources share this chain (appliance.avionics.timebase).
+        self.timebase: TimeBase | None = None
         self._next_eval: float | None = None
         self._last_t = 0.0
         self._alt_hist: collections.deque[tuple[float, float]] = collections.deque()
@@ -126,17 +138,14 @@ class AvionicsChain:
                 self._next_eval += EVAL_PERIOD_S * (1 + int((p.t - self._next_eval) / EVAL_PERIOD_S))
 
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
-        """Each air/ground source seen so far: on ground (True), in air (False), or None if unusable."""
-        out = []
-        for name, read in AIR_GROUND_SOURCES.items():
-            p = self.store.get(name, t)
-            if p is not None:
-                out.append((name, read(p.value) if p.valid else None))
-        return tuple(out)
+        """Each air/ground input of each source seen: True on ground, False in air, None unusable.
+
+        Discretes are debounced (see :mod:`appliance.avionics.redundancy`).
+        """
+        return self.redundancy.votes(t)
 
     def _num(self, name: str, t: float) -> float | None:
-        v = self.store.value(name, t)
-        return float(v) if isinstance(v, (int, float)) else None
+        return self.redundancy.value(name, t)
 
     def _rate(self, t: float, alt: float | None) -> float | None:
         rate = self._num("altitude_rate", t)
@@ -152,8 +161,13 @@ class AvionicsChain:
     def evaluate(self, t: float) -> None:
         """Run air/ground, phase and mode at card time ``t`` (s); emit the changes."""
         cas, gs = self._num("computed_airspeed", t), self._num("ground_speed", t)
-        self.ag, change = airground.step(self.ag, AirGroundInputs(t, self.votes(t), cas, gs),
-                                         self.ag_config)
+        votes = self.votes(t)
+        red = self.redundancy
+        red.check_votes(votes, t)
+        split = [n for n in ("computed_airspeed", "ground_speed") if n in red.current]
+        self.ag, change = airground.step(self.ag, AirGroundInputs(
+            t, votes, cas, gs, f"sources disagree on {', '.join(split)}" if split else None),
+            self.ag_config)
         if change is not None:
             utc, src = self.clock.utc(t)
             self.events.send(AirGroundChanged(t, utc, src, change.previous, change.current,

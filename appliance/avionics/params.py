@@ -3,6 +3,13 @@
 A :class:`Parameter` is what every source (serial card, CAN, replay) produces: name, value, unit,
 validity, card time ``t`` in seconds and the source it came from. The :class:`ParameterStore` keeps
 the latest of each and answers with staleness applied at the time asked (staleness agent).
+
+One parameter can come from several sources (the serial card's left and right systems by SDI,
+``card/sdi1``; the CAN units by node, ``can/node2``; serial and CAN together): the store keeps the
+latest of each ``(name, source)`` (:meth:`ParameterStore.sources`, for the vote and the
+cross-checks of :mod:`appliance.avionics.redundancy`), and as "the" value of a name the latest
+*usable* one: an invalid value from one source does not hide a fresh valid one from another.
+A source name is hierarchical: ``card`` covers ``card/sdi1`` (:meth:`ParameterStore.expire_source`).
 """
 
 from __future__ import annotations
@@ -100,6 +107,7 @@ class ParameterStore:
     def __init__(self, table: LabelTable) -> None:
         """Take the max age of each label parameter from ``table``; discretes use 0.75 s."""
         self._latest: dict[str, Parameter] = {}
+        self._by_source: dict[str, dict[str, Parameter]] = {}
         self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
         self.now = 0.0  #: latest card time seen (s)
 
@@ -108,8 +116,20 @@ class ParameterStore:
         return self._max_age.get(name, DISCRETE_MAX_AGE_S)
 
     def put(self, p: Parameter) -> None:
-        """Store ``p`` as the latest value of its name."""
-        self._latest[p.name] = p
+        """Store ``p`` as the latest of its ``(name, source)``, and usually of its name.
+
+        Not of its name when ``p`` is invalid while the name's latest is a valid, fresh value from
+        another source.
+        """
+        name = p.name
+        cur = self._latest.get(name)
+        if (cur is None or p.validity is Validity.VALID or cur.source == p.source
+                or cur.validity is not Validity.VALID or p.t - cur.t > self.max_age(name)):
+            self._latest[name] = p
+        by = self._by_source.get(name)
+        if by is None:
+            by = self._by_source[name] = {}
+        by[p.source] = p
         if p.t > self.now:
             self.now = p.t
 
@@ -132,12 +152,30 @@ class ParameterStore:
         p = self.get(name, now)
         return p.value if p is not None and p.validity is Validity.VALID else None
 
+    def sources(self, name: str, now: float | None = None) -> list[Parameter]:
+        """The latest ``name`` of every source that sent it (staleness applied), by source."""
+        by = self._by_source.get(name)
+        if not by:
+            return []
+        now = self.now if now is None else now
+        age = self.max_age(name)
+        return [p if now - p.t <= age or p.validity is Validity.STALE
+                else replace(p, validity=Validity.STALE) for _, p in sorted(by.items())]
+
     def all(self, now: float | None = None) -> list[Parameter]:
-        """Every parameter seen, staleness applied, sorted by name."""
-        return [p for n in sorted(self._latest) if (p := self.get(n, now)) is not None]
+        """Every parameter of every source seen, staleness applied, by name then source."""
+        return [p for n in sorted(self._by_source) for p in self.sources(n, now)]
 
     def expire_source(self, source: str) -> None:
-        """Mark every parameter of ``source`` stale (the source was lost)."""
+        """Mark every parameter of ``source`` (and of its sub-sources) stale (the source was lost)."""
+        prefix = source + "/"
+
+        def lost(p: Parameter) -> bool:
+            return p.source == source or p.source.startswith(prefix)
         for name, p in list(self._latest.items()):
-            if p.source == source:
+            if lost(p):
                 self._latest[name] = replace(p, validity=Validity.STALE)
+        for by in self._by_source.values():
+            for src, p in list(by.items()):
+                if lost(p):
+                    by[src] = replace(p, validity=Validity.STALE)

@@ -44,6 +44,7 @@ import cantools
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 
+from .canaerospace import canaerospace_messages
 from .recording import RecordingError, Trajectory, load
 from .simulator import FaultSpecError, _parse_time
 
@@ -88,18 +89,30 @@ class CanFaults:
     unknown_id_rate: float = 0.0
     error_frame_rate: float = 0.0
     lgciu_fault: list[tuple[float, float]] = field(default_factory=list)
+    #: Windows in which the LGCIU says "on ground" (air/ground and both WOW), with no fault.
+    wow_lie: list[tuple[float, float]] = field(default_factory=list)
+    #: Windows in which nothing is sent (the source is silent).
+    silent: list[tuple[float, float]] = field(default_factory=list)
+    #: Windows in which every payload is random bytes and random identifiers come in between.
+    garbage: list[tuple[float, float]] = field(default_factory=list)
     seed: int = 1
+
+    @staticmethod
+    def in_window(windows: list[tuple[float, float]], t: float) -> bool:
+        """True if ``t`` (epoch s) lies in one of ``windows``."""
+        return any(start <= t < end for start, end in windows)
 
     def in_lgciu_fault(self, t: float) -> bool:
         """True if ``t`` (epoch s) lies in an LGCIU fault window."""
-        return any(start <= t < end for start, end in self.lgciu_fault)
+        return self.in_window(self.lgciu_fault, t)
 
     @classmethod
     def parse(cls, specs: list[str], start: float, seed: int = 1) -> CanFaults:
         """Parse fault specs relative to a recording starting at ``start`` (epoch s).
 
-        Forms: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE``,
-        ``lgciu-fault=TIME/SECONDS``. Raises FaultSpecError on anything else.
+        Forms: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE``, and windows
+        ``lgciu-fault=TIME/SECONDS``, ``wow-glitch=TIME/SECONDS`` (the LGCIU says "on ground"),
+        ``silent=TIME/SECONDS``, ``garbage=TIME/SECONDS``. Raises FaultSpecError on anything else.
         """
         f = cls(seed=seed)
         for spec in specs:
@@ -111,12 +124,14 @@ class CanFaults:
                     f.unknown_id_rate = float(arg)
                 elif kind == "error-frame":
                     f.error_frame_rate = float(arg)
-                elif kind == "lgciu-fault":
+                elif kind in ("lgciu-fault", "wow-glitch", "silent", "garbage"):
                     m = re.fullmatch(r"([^/]+)/([\d.]+)s?", arg)
                     if not m:
                         raise FaultSpecError(f"{spec!r}: expected TIME/SECONDS")
                     t0 = _parse_time(m.group(1), start)
-                    f.lgciu_fault.append((t0, t0 + float(m.group(2))))
+                    windows = {"lgciu-fault": f.lgciu_fault, "wow-glitch": f.wow_lie,
+                               "silent": f.silent, "garbage": f.garbage}[kind]
+                    windows.append((t0, t0 + float(m.group(2))))
                 else:
                     raise FaultSpecError(f"{spec!r}: unknown CAN fault {kind!r}")
             except ValueError as e:
@@ -167,10 +182,14 @@ def can_messages(traj: Trajectory, faults: CanFaults | None = None, start: float
         if t > t_end:
             return
         frames: list[tuple[int, bytes]] = []
+        if faults.in_window(faults.silent, t):
+            tick += 1
+            continue
         if tick % (_GRID_HZ // LGCIU_HZ) == 0:
             og = traj.value("onground", t)
-            bit = int(bool(og))
-            fault = og is None or faults.in_lgciu_fault(t)
+            lie = faults.in_window(faults.wow_lie, t)
+            bit = 1 if lie else int(bool(og))
+            fault = not lie and (og is None or faults.in_lgciu_fault(t))
             frames.append((LGCIU_ID, lgciu.encode({
                 "AIR_GROUND": bit, "WOW_LEFT": bit, "WOW_RIGHT": bit,
                 "LGCIU_FAULT": int(fault), "COUNTER": n_lgciu % 16})))
@@ -186,11 +205,14 @@ def can_messages(traj: Trajectory, faults: CanFaults | None = None, start: float
                 values[valid] = int(ok)
             frames.append((ADC_ID, adc.encode(values)))
             n_adc += 1
+        garbage = faults.in_window(faults.garbage, t)
         for arb_id, data in frames:
-            if faults.bad_dlc_rate and rng.random() < faults.bad_dlc_rate:
+            if garbage:
+                data = rng.randbytes(len(data))
+            elif faults.bad_dlc_rate and rng.random() < faults.bad_dlc_rate:
                 data = _wrong_dlc(rng, data)
             yield t, _frame(t, arb_id, data)
-            if faults.unknown_id_rate and rng.random() < faults.unknown_id_rate:
+            if garbage or (faults.unknown_id_rate and rng.random() < faults.unknown_id_rate):
                 yield t, _frame(t, rng.choice(UNKNOWN_IDS), rng.randbytes(rng.randint(0, 8)))
             if faults.error_frame_rate and rng.random() < faults.error_frame_rate:
                 yield t, can.Message(timestamp=t, is_error_frame=True, arbitration_id=0,
@@ -231,8 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", help="start at TIME (HH:MM:SS UTC or +SECONDS)")
     ap.add_argument("--end", help="end at TIME")
     ap.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                    help="bad-dlc=RATE, unknown-id=RATE, error-frame=RATE, lgciu-fault=TIME/SECONDS")
+                    help="bad-dlc=RATE, unknown-id=RATE, error-frame=RATE, lgciu-fault=TIME/SECONDS, "
+                    "wow-glitch=TIME/SECONDS, silent=TIME/SECONDS, garbage=TIME/SECONDS")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--layout", choices=("canaerospace", "integration"), default="canaerospace",
+                    help="canaerospace.dbc (CANaerospace/ARINC 825 identifiers, the default) or the "
+                    "integration's own airground.dbc")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="can-sim: %(message)s")
     try:
@@ -253,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     t0 = time.monotonic()
     try:
-        n = play_can(can_messages(traj, faults, start, end), bus, args.speed)
+        gen = (canaerospace_messages if args.layout == "canaerospace" else can_messages)
+        n = play_can(gen(traj, faults, start, end), bus, args.speed)
     except can.CanError as e:
         print(f"can-sim: send failed: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,76 @@
+"""CAN as an equal source: the AFR34ZG flight played onto CAN drives the same machines as serial.
+
+The failures measured on the CAN path (issue 18), reproduced on both CAN layouts (CANaerospace, the
+default, and the integration's own ``airground.dbc``): a 6 s weight-on-wheels glitch at cruise
+(~250 kt) switched FLIGHT -> GROUND -> FLIGHT, and the phase stayed TAKEOFF at 11,488 ft, because
+CAN speeds and altitude fed neither the plausibility check nor the phase machine.
+
+Frames go through the real ``CanReader`` decoding (its per-message path, without a bus thread) into
+a real :class:`AvionicsChain`; the frames are the simulator's, from the real recording.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import can
+import pytest
+
+from appliance.avionics.can_source import CanReader
+from appliance.avionics.chain import AvionicsChain
+from appliance.avionics.params import SourceStats
+from appliance.modes.events import AirGroundChanged, Event, ModeChanged, PhaseChanged
+from appliance.modes.phase import Phase
+from firmware_bridge.can_sim import CanFaults, can_messages
+from firmware_bridge.canaerospace import canaerospace_messages
+from firmware_bridge.labels import LabelTable
+from firmware_bridge.recording import Trajectory, load
+
+LAYOUTS = {"canaerospace": canaerospace_messages, "integration": can_messages}
+
+
+def utc(hms: str) -> float:
+    return dt.datetime.combine(dt.date(2024, 7, 6), dt.time.fromisoformat(hms), dt.UTC).timestamp()
+
+
+@pytest.fixture(scope="module")
+def traj(flight_path: Path) -> Trajectory:
+    return load(flight_path)
+
+
+def fly(messages: Iterator[tuple[float, can.Message]]) -> tuple[AvionicsChain, list[Event]]:
+    chain = AvionicsChain(LabelTable.default())
+    events: list[Event] = []
+    chain.subscribe(events.append)
+    bus = can.Bus(interface="virtual", channel="can-equal-unused")
+    try:
+        reader = CanReader(bus, chain.feed, SourceStats())
+        for _, msg in messages:
+            reader._on_message(msg)  # the reader's decoding, as the Notifier calls it
+    finally:
+        bus.shutdown()
+    return chain, events
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_6s_wow_glitch_at_cruise_on_can_changes_nothing(traj: Trajectory, layout: str) -> None:
+    faults = CanFaults(wow_lie=[(utc("07:31:00"), utc("07:31:06"))])
+    chain, events = fly(LAYOUTS[layout](traj, faults, utc("07:29:30"), utc("07:33:00")))
+    modes = [(e.previous, e.current) for e in events if isinstance(e, ModeChanged)]
+    assert modes == [("GROUND", "FLIGHT")], modes  # the first decision only; no GROUND at cruise
+    ag = [(e.previous, e.current) for e in events if isinstance(e, AirGroundChanged)]
+    assert ag == [("unknown", "air")], ag
+    cas = chain.store.value("computed_airspeed")
+    assert isinstance(cas, float) and 200 < cas < 320  # the CAN airspeed is a chain input
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_can_altitude_and_speeds_drive_the_phase_machine(traj: Trajectory, layout: str) -> None:
+    chain, events = fly(LAYOUTS[layout](traj, CanFaults(), utc("06:56:00"), utc("07:10:00")))
+    phases = [e.current for e in events if isinstance(e, PhaseChanged)]
+    assert Phase.TAKEOFF in phases and Phase.CLIMB in phases, phases
+    alt = chain.store.value("pressure_altitude")
+    assert isinstance(alt, float) and alt > 10_000
+    assert chain.phase.phase is not Phase.TAKEOFF
