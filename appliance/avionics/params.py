@@ -20,10 +20,12 @@ from typing import Any
 
 from firmware_bridge.labels import LabelTable
 
-__all__ = ["DISCRETE_MAX_AGE_S", "Parameter", "ParameterStore", "SourceStats", "Validity"]
+__all__ = ["DISCRETE_MAX_AGE_S", "SOURCE_SKEW_S", "Parameter", "ParameterStore", "SourceStats", "Validity"]
 
 #: Discrete inputs come at 4 Hz; three periods.
 DISCRETE_MAX_AGE_S = 0.75
+#: How far (s) one source's delivery may lag the chain's latest time when several share it.
+SOURCE_SKEW_S = 5.0
 
 Value = float | int | str | bool
 
@@ -108,6 +110,7 @@ class ParameterStore:
         """Take the max age of each label parameter from ``table``; discretes use 0.75 s."""
         self._latest: dict[str, Parameter] = {}
         self._by_source: dict[str, dict[str, Parameter]] = {}
+        self._source_now: dict[str, float] = {}  #: top source name -> its latest time (s)
         self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
         self.now = 0.0  #: latest card time seen (s)
 
@@ -130,6 +133,9 @@ class ParameterStore:
         if by is None:
             by = self._by_source[name] = {}
         by[p.source] = p
+        top = p.source.split("/", 1)[0]
+        if p.t > self._source_now.get(top, -float("inf")):
+            self._source_now[top] = p.t
         if p.t > self.now:
             self.now = p.t
 
@@ -153,14 +159,25 @@ class ParameterStore:
         return p.value if p is not None and p.validity is Validity.VALID else None
 
     def sources(self, name: str, now: float | None = None) -> list[Parameter]:
-        """The latest ``name`` of every source that sent it (staleness applied), by source."""
+        """The latest ``name`` of every source that sent it (staleness applied), by source.
+
+        Stale: older than its max age behind its own source's latest time (the source sends, but
+        not this), or behind ``now`` by more than its max age plus :data:`SOURCE_SKEW_S` (the
+        source fell behind or silent). With one source both are the single-source rule.
+        """
         by = self._by_source.get(name)
         if not by:
             return []
         now = self.now if now is None else now
         age = self.max_age(name)
-        return [p if now - p.t <= age or p.validity is Validity.STALE
-                else replace(p, validity=Validity.STALE) for _, p in sorted(by.items())]
+        out = []
+        for _, p in sorted(by.items()):
+            own = min(now, self._source_now.get(p.source.split("/", 1)[0], now))
+            if p.validity is not Validity.STALE and (
+                    own - p.t > age or now - p.t > age + SOURCE_SKEW_S):
+                p = replace(p, validity=Validity.STALE)
+            out.append(p)
+        return out
 
     def all(self, now: float | None = None) -> list[Parameter]:
         """Every parameter of every source seen, staleness applied, by name then source."""

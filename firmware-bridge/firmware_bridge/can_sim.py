@@ -49,7 +49,7 @@ from .recording import RecordingError, Trajectory, load
 from .simulator import FaultSpecError, _parse_time
 
 __all__ = ["ADC_HZ", "ADC_ID", "DBC_RESOURCE", "LGCIU_HZ", "LGCIU_ID", "UNKNOWN_IDS", "CanFaults",
-           "can_messages", "load_dbc", "main", "play_can"]
+           "can_messages", "load_dbc", "main", "open_can", "play_can", "with_can"]
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,34 @@ def play_can(messages: Iterable[tuple[float, can.Message]], bus: can.BusABC, spe
         bus.send(msg)
         sent += 1
     return sent
+
+
+def open_can(interface: str, channel: str | None) -> can.BusABC:
+    """Open a python-can bus for sending; raises ValueError naming it if it cannot be opened."""
+    try:
+        return can.Bus(interface=interface, channel=channel)
+    except (can.CanError, OSError, ValueError, ImportError) as e:
+        raise ValueError(f"cannot open {interface} {channel}: {e}") from e
+
+
+def with_can(chunks: Iterable[tuple[float, bytes]], traj: Trajectory, faults: CanFaults,
+             bus: can.BusABC, layout: str = "canaerospace", start: float | None = None,
+             end: float | None = None) -> Iterator[tuple[float, bytes]]:
+    """The serial chunks unchanged; before yielding chunk ``t``, send every CAN message up to ``t``.
+
+    So a player pacing the chunks paces the CAN frames too, on one clock.
+    """
+    gen = canaerospace_messages if layout == "canaerospace" else can_messages
+    pending = gen(traj, faults, start, end)
+    nxt = next(pending, None)
+    for t, chunk in chunks:
+        while nxt is not None and nxt[0] <= t:
+            bus.send(nxt[1])
+            nxt = next(pending, None)
+        yield t, chunk
+    while nxt is not None:
+        bus.send(nxt[1])
+        nxt = next(pending, None)
 
 
 def main(argv: list[str] | None = None) -> int:
