@@ -74,6 +74,12 @@ class CanSettings(_Section):
     #: Avionics seconds per second of message time: 1.0 on a real bus; a simulator playing at xN
     #: onto a bus stamped with receive time (udp_multicast, SocketCAN) needs N.
     time_rate: float = Field(1.0, gt=0)
+    #: Where parameter time comes from: the message stamp ("receive") or the avionics UTC on the
+    #: bus plus the stamp since it ("utc"; see appliance.avionics.can_source).
+    time_source: Literal["receive", "utc"] = "receive"
+    #: SO_RCVBUF of the bus's socket (SocketCAN, udp_multicast), bytes (capped by the kernel's
+    #: net.core.rmem_max); None: the kernel default. Bursts beyond it are lost.
+    receive_buffer_bytes: int | None = Field(None, gt=0)
 
 
 class AirGroundSettings(_Section):

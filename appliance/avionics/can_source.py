@@ -27,7 +27,10 @@ A valid numeric value outside its plausible range (the same limits as the ARINC 
 flagged OUT_OF_RANGE. Each parameter's ``t`` is the message timestamp (python-can's
 ``msg.timestamp``, seconds: the receive time on hardware and ``udp_multicast``, the sender's value on
 ``virtual`` with ``preserve_timestamps``), scaled by ``time_rate`` from the first frame on (a
-simulator playing at xN onto a bus stamped with receive time needs N; a real bus 1). Bad input never
+simulator playing at xN onto a bus stamped with receive time needs N; a real bus 1); or, with
+``time_source="utc"``, the avionics UTC carried on the bus (CANaerospace UTC and date) plus the
+scaled time since the latest UTC frame, so that a simulator played fast on a loaded machine
+keeps avionics time (its jitter stays within one UTC period). Bad input never
 raises; it is counted in
 :class:`~appliance.avionics.params.SourceStats`: error and remote frames and frames with the wrong
 DLC in ``bad_frames``, identifiers the DBC does not define in ``unknown_labels``, undecodable
@@ -44,11 +47,14 @@ source on the chain's time base (:mod:`appliance.avionics.timebase`).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib.resources
 import logging
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import can
 import cantools
@@ -59,6 +65,7 @@ from firmware_bridge.labels import LabelTable
 
 from ..errors import SourceError
 from ..settings import CanSettings
+from .canaerospace import DATA_TYPE as CANAS_DATA_TYPE
 from .canaerospace import MESSAGES as CANAS_MESSAGES
 from .canaerospace import BadFrame, decode_canaerospace
 from .params import Parameter, SourceStats, Validity
@@ -132,6 +139,7 @@ def open_bus(settings: CanSettings) -> can.BusABC:
 
     ``settings.bitrate`` (bit/s) is passed only to interfaces that set it through python-can (not to
     ``virtual``, ``udp_multicast`` or ``socketcan``, whose bitrate is set with ``ip link``).
+    ``settings.receive_buffer_bytes`` sets the socket's receive buffer where the bus has a socket.
     Raises SourceError naming the interface and channel if the bus cannot be opened (unknown
     interface, missing driver or dependency, bad channel, device absent).
     """
@@ -139,10 +147,33 @@ def open_bus(settings: CanSettings) -> can.BusABC:
     if settings.interface not in NO_BITRATE_INTERFACES:
         kwargs["bitrate"] = settings.bitrate
     try:
-        return can.Bus(**kwargs)
+        bus = can.Bus(**kwargs)
     except (can.CanError, OSError, ValueError, TypeError, ImportError) as e:
         raise SourceError(f"cannot open CAN bus {settings.interface!r} channel "
                           f"{settings.channel!r}: {e}") from e
+    if settings.receive_buffer_bytes is not None:
+        _set_receive_buffer(bus, settings.receive_buffer_bytes)
+    return bus
+
+
+def _set_receive_buffer(bus: can.BusABC, size: int) -> None:
+    """Set SO_RCVBUF on the bus's socket, if it has one (logged, never fatal)."""
+    try:
+        fd = bus.fileno()
+    except (NotImplementedError, AttributeError, OSError):
+        return
+    if not isinstance(fd, int) or fd < 0:
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            sock.close()
+        log.info("CAN bus %s: receive buffer %d bytes", bus.channel_info, got)
+    except OSError as e:
+        log.warning("CAN bus %s: cannot set the receive buffer: %s", bus.channel_info, e)
 
 
 class _LoopNotifier(can.Notifier):
@@ -191,7 +222,8 @@ class CanReader(Source):
     arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source`` (plus
     ``/nodeN`` for CANaerospace frames). ``dbc_path`` replaces the packaged DBCs; it must define
     CANaerospace messages or both LGCIU_AIR_GROUND and ADC_DATA. ``time_rate`` scales message time
-    (see the module doc). ``on_lost`` is called with ``name`` when the source falls silent.
+    (see the module doc), ``time_source`` says where the parameters' time comes from
+    (:meth:`message_time`). ``on_lost`` is called with ``name`` when the source falls silent.
     Raises SourceError if the DBC cannot be loaded. The bus stays the caller's: :meth:`stop` does
     not shut it down.
     """
@@ -199,14 +231,19 @@ class CanReader(Source):
     def __init__(self, bus: can.BusABC, on_params: Callable[[list[Parameter]], None],
                  stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None,
                  time_rate: float = 1.0, table: LabelTable | None = None,
-                 on_lost: Callable[[str], None] | None = None) -> None:
+                 on_lost: Callable[[str], None] | None = None,
+                 time_source: Literal["receive", "utc"] = "receive") -> None:
         """Load the DBC; nothing is read before :meth:`start`."""
         super().__init__(name, stats, on_lost)
         self.bus = bus
         self.on_params = on_params
         self.db = _load_dbc(dbc_path)
         self.time_rate = time_rate
+        self.time_source = time_source
         self._t0: float | None = None
+        self._date: dt.date | None = None
+        self._utc: tuple[float, float] | None = None  #: (UTC epoch s, its message stamp)
+        self._last_t = -float("inf")
         self._canas = decode_canaerospace(table or LabelTable.default())
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
         for m in self.db.messages:
@@ -261,13 +298,41 @@ class CanReader(Source):
         if params:
             self.on_params(params)
 
-    def message_time(self, timestamp: float) -> float:
-        """The parameters' time (s) for a message stamped ``timestamp`` (``time_rate`` applied)."""
+    def message_time(self, timestamp: float) -> float | None:
+        """The parameters' time (s) for a message stamped ``timestamp``; None: not known yet.
+
+        ``time_source="receive"``: the stamp, scaled by ``time_rate`` from the first message on.
+        ``"utc"``: the avionics UTC of the latest UTC frame (CANaerospace 1200 with the date of
+        1206) plus the scaled stamp difference since it, never going back; None before the first
+        UTC frame after a date (those messages are held back).
+        """
+        if self.time_source == "utc":
+            if self._utc is None:
+                return None
+            base, ts0 = self._utc
+            t = max(base + (timestamp - ts0) * self.time_rate, self._last_t)
+            self._last_t = t
+            return t
         if self.time_rate == 1.0:
             return timestamp
         if self._t0 is None:
             self._t0 = timestamp
         return self._t0 + (timestamp - self._t0) * self.time_rate
+
+    def _observe_time(self, name: str, v: dict[str, float], timestamp: float) -> None:
+        """Track the avionics UTC from the CANaerospace UTC and date frames (time_source "utc")."""
+        if v.get("DATA_TYPE") != CANAS_DATA_TYPE["UCHAR4"]:
+            return
+        try:
+            if name == "DATE":
+                self._date = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
+            elif name == "UTC" and self._date is not None:
+                sec = int(v["HOURS"]) * 3600 + int(v["MINUTES"]) * 60 + int(v["SECONDS"])
+                if sec < 86400:
+                    midnight = dt.datetime.combine(self._date, dt.time(), dt.UTC).timestamp()
+                    self._utc = (midnight + sec, timestamp)
+        except (KeyError, ValueError):
+            return
 
     def decode_message(self, msg: can.Message) -> list[Parameter]:
         """The parameters of one message ([] for a bad or unused one, counted in ``stats``).
@@ -296,12 +361,20 @@ class CanReader(Source):
             decoded = dbc_msg.decode(bytes(msg.data), decode_choices=False, scaling=True)
             if not isinstance(decoded, dict):  # a container message: not ours
                 raise TypeError("container message")
-            values = {k: _number(v) for k, v in decoded.items()}
+            if not all(type(v) in _NUMBERS and v == v for v in decoded.values()):
+                raise TypeError("not a number (a choice, a blob or a garbled float)")
+            values: dict[str, float] = decoded  # type: ignore[assignment]
         except (cantools.database.errors.DecodeError, ValueError, TypeError, KeyError):
             st.decode_errors += 1
             return []
         try:
-            return handler(values, self.message_time(float(msg.timestamp)))
+            ts = float(msg.timestamp)
+            if self.time_source == "utc":
+                self._observe_time(dbc_msg.name, values, ts)
+            t = self.message_time(ts)
+            if t is None:
+                return []
+            return handler(values, t)
         except (KeyError, BadFrame):  # a custom DBC without one of the signals; a wrong data type
             st.decode_errors += 1
             return []
@@ -333,8 +406,4 @@ class CanReader(Source):
         return out
 
 
-def _number(v: object) -> float:
-    """A decoded signal value as a number; raises TypeError for anything else (choices, blobs)."""
-    if isinstance(v, (int, float)) and v == v:  # NaN (a garbled float) is not a number here
-        return v
-    raise TypeError(f"not a number: {v!r}")
+_NUMBERS = (int, float)

@@ -103,8 +103,11 @@ class TimeBase:
         if ref is not None and ref.offset is not None and None not in (
                 c.utc_minus_t, ref.utc_minus_t):
             assert c.utc_minus_t is not None and ref.utc_minus_t is not None
-            diff = (c.utc_minus_t - ref.utc_minus_t + _DAY / 2) % _DAY - _DAY / 2
-            c.offset = diff + ref.offset
+            # UTC is a second of the day: the two may have been learnt across midnight, so take
+            # the whole-day shift that lands nearest arrival time.
+            diff = c.utc_minus_t - ref.utc_minus_t + ref.offset
+            rough = self._now() - t
+            c.offset = diff + round((rough - diff) / _DAY) * _DAY
             self.joined[top] = "utc"
             return True
         if t - c.first_t >= self.join_s:

@@ -57,5 +57,6 @@ def build_sources(s: Settings, chain: AvionicsChain) -> tuple[list[Source], list
         closers.append(bus.shutdown)  # the reader never closes the bus it was given
         sources.append(CanReader(bus, on_params, chain.decoder(cname).stats, name=cname,
                                  dbc_path=s.can.dbc, time_rate=s.can.time_rate, table=chain.table,
-                                 on_lost=chain.store.expire_source))
+                                 on_lost=chain.store.expire_source,
+                                 time_source=s.can.time_source))
     return sources, closers

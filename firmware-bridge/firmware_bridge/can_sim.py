@@ -95,7 +95,15 @@ class CanFaults:
     silent: list[tuple[float, float]] = field(default_factory=list)
     #: Windows in which every payload is random bytes and random identifiers come in between.
     garbage: list[tuple[float, float]] = field(default_factory=list)
+    #: (CANaerospace message names, start, end): not sent / sent with data type NODATA.
+    dropouts: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
+    ncd: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
     seed: int = 1
+
+    @staticmethod
+    def in_named(windows: list[tuple[frozenset[str], float, float]], name: str, t: float) -> bool:
+        """True if message ``name`` is in one of ``windows`` at ``t`` (epoch s)."""
+        return any(name in names and start <= t < end for names, start, end in windows)
 
     @staticmethod
     def in_window(windows: list[tuple[float, float]], t: float) -> bool:
@@ -112,7 +120,10 @@ class CanFaults:
 
         Forms: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE``, and windows
         ``lgciu-fault=TIME/SECONDS``, ``wow-glitch=TIME/SECONDS`` (the LGCIU says "on ground"),
-        ``silent=TIME/SECONDS``, ``garbage=TIME/SECONDS``. Raises FaultSpecError on anything else.
+        ``silent=TIME/SECONDS``, ``garbage=TIME/SECONDS``; on the CANaerospace layout also
+        ``dropout=MESSAGES@TIME/SECONDS`` and ``ncd=MESSAGES@TIME/SECONDS`` (DBC message names
+        joined by ``+``, e.g. ``LGCIU_DISCRETES``, ``CALIBRATED_AIRSPEED``). Raises FaultSpecError
+        on anything else.
         """
         f = cls(seed=seed)
         for spec in specs:
@@ -132,6 +143,14 @@ class CanFaults:
                     windows = {"lgciu-fault": f.lgciu_fault, "wow-glitch": f.wow_lie,
                                "silent": f.silent, "garbage": f.garbage}[kind]
                     windows.append((t0, t0 + float(m.group(2))))
+                elif kind in ("dropout", "ncd"):
+                    m = re.fullmatch(r"([\w+]+)@([^/]+)/([\d.]+)s?", arg)
+                    if not m:
+                        raise FaultSpecError(f"{spec!r}: expected MESSAGES@TIME/SECONDS")
+                    names = frozenset(m.group(1).upper().split("+"))
+                    t0 = _parse_time(m.group(2), start)
+                    (f.dropouts if kind == "dropout" else f.ncd).append(
+                        (names, t0, t0 + float(m.group(3))))
                 else:
                     raise FaultSpecError(f"{spec!r}: unknown CAN fault {kind!r}")
             except ValueError as e:

@@ -12,7 +12,8 @@ without a computed value does. Each unit has its own node id and rolling message
 Faults (:class:`~firmware_bridge.can_sim.CanFaults`) apply as on the integration layout, plus the
 failure windows of a whole source: ``silent`` (nothing sent), ``garbage`` (each frame's payload
 replaced by random bytes, random identifiers in between) and ``wow_lie`` (the LGCIU reports "on
-ground", weight on wheels on both sides, no fault).
+ground", weight on wheels on both sides, no fault), and per message ``dropouts`` (not sent) and
+``ncd`` (sent with data type NODATA).
 """
 
 from __future__ import annotations
@@ -135,7 +136,11 @@ def canaerospace_messages(traj: Trajectory, faults: CanFaults, start: float | No
             if (tick - 1) % every:
                 continue
             name = msg.name
+            if faults.dropouts and faults.in_named(faults.dropouts, name, t):
+                continue
             dtype, values = _values(traj, faults, name, t)
+            if faults.ncd and faults.in_named(faults.ncd, name, t):
+                dtype = "NODATA"
             header = {"NODE_ID": NODE_IDS[name], "DATA_TYPE": DATA_TYPES[dtype],
                       "SERVICE_CODE": 0, "MESSAGE_CODE": codes[name] % 256}
             codes[name] += 1

@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--start", help="start at TIME (HH:MM:SS UTC or +SECONDS)")
         p.add_argument("--end", help="end at TIME")
         if name == "play":
-            p.add_argument("--link", required=True, type=Path, help="symlink to the pty slave")
+            p.add_argument("--link", type=Path, help="symlink to the pty slave (required unless "
+                           "--can-interface: then, without it, only CAN is played)")
             p.add_argument("--speed", type=float, default=60.0, help="flight seconds per second")
             p.add_argument("--unplug", action="append", default=[], metavar="TIME/SECONDS",
                            help="close the pty at TIME for SECONDS (wall time)")
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             for _, chunk in generate(traj, faults, start=start, end=end):
                 out.write(chunk)
         return 0
+    if args.link is None and not args.can_interface:
+        print("card-sim: play needs --link, --can-interface or both", file=sys.stderr)
+        return 2
     bus = None
     if args.can_interface:
         try:
@@ -93,13 +98,25 @@ def main(argv: list[str] | None = None) -> int:
             chunks = generate(traj, faults, start=start, end=end)
             if bus is not None:
                 chunks = with_can(chunks, traj, can_faults, bus, args.can_layout, start, end)
-            n = play(chunks, args.link, args.speed, unplugs)
+            n = (play(chunks, args.link, args.speed, unplugs) if args.link is not None
+                 else _pace(chunks, args.speed))
             logging.info("played %s: %d bytes in %.1f s", traj.name, n, time.monotonic() - t0)
             if not args.loop:
                 return 0
     finally:
         if bus is not None:
             bus.shutdown()
+
+
+def _pace(chunks: Iterable[tuple[float, bytes]], speed: float) -> int:
+    """Consume ``chunks`` paced to flight time x ``speed`` (CAN only: the serial bytes are dropped)."""
+    wall0, t_first = time.monotonic(), None
+    for t, _ in chunks:
+        t_first = t if t_first is None else t_first
+        delay = wall0 + (t - t_first) / speed - time.monotonic()
+        if delay > 0.002:
+            time.sleep(delay)
+    return 0
 
 
 def _can_faults(specs: list[str], start: float, seed: int) -> CanFaults:
