@@ -98,6 +98,12 @@ _ADC_SIGNALS = (
 _LGCIU_SIGNALS = (("AIR_GROUND", "air_ground"), ("WOW_LEFT", "wow_left"),
                   ("WOW_RIGHT", "wow_right"))
 _BUS_ERRORS = (can.CanError, OSError, ValueError)
+#: time_source "utc": the longest a message is placed after its latest UTC frame (s; UTC is 1 Hz).
+UTC_PERIOD_S = 1.0
+#: A UTC frame further than this (s) from the time expected is not used...
+UTC_JUMP_S = 5.0
+#: ...unless this many in a row agree with each other.
+UTC_RESYNC_FRAMES = 5
 #: Turns one decoded frame (signal -> number) at time t (s) into parameters.
 _Handler = Callable[[dict[str, float], float], list[Parameter]]
 
@@ -242,8 +248,9 @@ class CanReader(Source):
         self.time_source = time_source
         self._t0: float | None = None
         self._date: dt.date | None = None
+        self._date_seen: dt.date | None = None
         self._utc: tuple[float, float] | None = None  #: (UTC epoch s, its message stamp)
-        self._last_t = -float("inf")
+        self._rejected: list[tuple[float, float]] = []
         self._canas = decode_canaerospace(table or LabelTable.default())
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
         for m in self.db.messages:
@@ -302,17 +309,16 @@ class CanReader(Source):
         """The parameters' time (s) for a message stamped ``timestamp``; None: not known yet.
 
         ``time_source="receive"``: the stamp, scaled by ``time_rate`` from the first message on.
-        ``"utc"``: the avionics UTC of the latest UTC frame (CANaerospace 1200 with the date of
-        1206) plus the scaled stamp difference since it, never going back; None before the first
-        UTC frame after a date (those messages are held back).
+        ``"utc"``: the avionics UTC of the latest accepted UTC frame (CANaerospace 1200 with the
+        date of 1206) plus the scaled stamp difference since it, at most :data:`UTC_PERIOD_S` (a
+        stalled sender cannot push time ahead); None before the first UTC frame after a date
+        (those messages are held back).
         """
         if self.time_source == "utc":
             if self._utc is None:
                 return None
             base, ts0 = self._utc
-            t = max(base + (timestamp - ts0) * self.time_rate, self._last_t)
-            self._last_t = t
-            return t
+            return base + min(max(timestamp - ts0, 0.0) * self.time_rate, UTC_PERIOD_S)
         if self.time_rate == 1.0:
             return timestamp
         if self._t0 is None:
@@ -320,19 +326,50 @@ class CanReader(Source):
         return self._t0 + (timestamp - self._t0) * self.time_rate
 
     def _observe_time(self, name: str, v: dict[str, float], timestamp: float) -> None:
-        """Track the avionics UTC from the CANaerospace UTC and date frames (time_source "utc")."""
+        """Track the avionics UTC from the CANaerospace UTC and date frames (time_source "utc").
+
+        A UTC frame more than :data:`UTC_JUMP_S` away from the time it should show (one period on,
+        or the scaled time elapsed since the last one) is not used (a garbled frame), unless
+        :data:`UTC_RESYNC_FRAMES` such frames in a row agree with each other (the clock on the bus
+        was set): then they become the time.
+        """
         if v.get("DATA_TYPE") != CANAS_DATA_TYPE["UCHAR4"]:
             return
         try:
             if name == "DATE":
-                self._date = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
-            elif name == "UTC" and self._date is not None:
-                sec = int(v["HOURS"]) * 3600 + int(v["MINUTES"]) * 60 + int(v["SECONDS"])
-                if sec < 86400:
-                    midnight = dt.datetime.combine(self._date, dt.time(), dt.UTC).timestamp()
-                    self._utc = (midnight + sec, timestamp)
+                self._date_seen = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
+                if self._date is None:
+                    self._date = self._date_seen
+                return
+            if name != "UTC" or self._date is None:
+                return
+            sec = int(v["HOURS"]) * 3600 + int(v["MINUTES"]) * 60 + int(v["SECONDS"])
         except (KeyError, ValueError):
             return
+        if sec >= 86400:
+            return
+        day = self._date
+        if self._utc is not None:  # a new day follows the old one at midnight
+            day = dt.datetime.fromtimestamp(self._utc[0], dt.UTC).date()
+            if sec < 60 and self._utc[0] % 86400 > 86340:
+                day += dt.timedelta(days=1)
+        base = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() + sec
+        expected = self.message_time(timestamp)  # after a stall: at most one period on
+        uncapped = (None if self._utc is None  # after a silence: the time elapsed on the bus
+                    else self._utc[0] + (timestamp - self._utc[1]) * self.time_rate)
+        if expected is None or abs(base - expected) <= UTC_JUMP_S or (
+                uncapped is not None and abs(base - uncapped) <= UTC_JUMP_S):
+            self._utc, self._rejected = (base, timestamp), []
+            return
+        if self._date_seen is not None:  # judge the rejected ones on the date the bus sends now
+            base = dt.datetime.combine(self._date_seen, dt.time(), dt.UTC).timestamp() + sec
+        self._rejected = [*self._rejected[-(UTC_RESYNC_FRAMES - 1):], (base, timestamp)]
+        if len(self._rejected) == UTC_RESYNC_FRAMES and all(
+                abs((b - b0) - (ts - ts0) * self.time_rate) <= UTC_JUMP_S
+                for (b0, ts0), (b, ts) in zip(self._rejected, self._rejected[1:], strict=False)):
+            log.warning("%s: avionics UTC on the bus moved to %s", self.name,
+                        dt.datetime.fromtimestamp(base, dt.UTC).isoformat())
+            self._utc, self._date, self._rejected = (base, timestamp), self._date_seen, []
 
     def decode_message(self, msg: can.Message) -> list[Parameter]:
         """The parameters of one message ([] for a bad or unused one, counted in ``stats``).

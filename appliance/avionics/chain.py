@@ -41,6 +41,8 @@ __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain
 log = logging.getLogger(__name__)
 
 EVAL_PERIOD_S = 0.25
+#: Door discretes (True = closed); an open door on the ground at rest is "at the gate".
+DOOR_INPUTS = ("door_fwd_closed", "door_aft_closed")
 #: Parameters that vote on air/ground, and how to read "on ground" from their value.
 AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
     "wow_left": bool,
@@ -144,6 +146,11 @@ class AvionicsChain:
         """
         return self.redundancy.votes(t)
 
+    def doors_open(self, t: float) -> bool | None:
+        """True if a valid door input of any source shows a cabin door open; None: none valid."""
+        seen = [not p.value for n in DOOR_INPUTS for p in self.store.sources(n, t) if p.valid]
+        return any(seen) if seen else None
+
     def _num(self, name: str, t: float) -> float | None:
         return self.redundancy.value(name, t)
 
@@ -175,7 +182,7 @@ class AvionicsChain:
             self._update_mode(t, change.evidence)
         alt = self._num("pressure_altitude", t)
         self.phase, pchange = phase.step(self.phase, PhaseInputs(
-            t, self.ag.state, alt, self._rate(t, alt), gs, cas))
+            t, self.ag.state, alt, self._rate(t, alt), gs, cas, self.doors_open(t)))
         if pchange is not None:
             utc, src = self.clock.utc(t)
             self.events.send(PhaseChanged(t, utc, src, pchange.previous, pchange.current,

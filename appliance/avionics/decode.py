@@ -4,6 +4,11 @@ Checks, in order: frame type and payload length, parity (odd), known label, fiel
 (No Computed Data, Functional Test, Failure Warning), plausible range. A word that fails parity,
 has an unknown label or cannot be decoded yields nothing; one with a bad SSM or out of range yields
 a parameter with that validity (the value is kept for maintenance display).
+
+The SDI (bits 9-10, on labels that carry one) tells which system sent the word: SDI 1, 2, 3 make
+the parameter's source ``card/sdi1`` (left), ``card/sdi2`` (right), ``card/sdi3``, so the same label
+from the left and right systems is two sources of one parameter (voted and cross-checked by
+``appliance.avionics.redundancy``); SDI 0 ("all call" or no SDI) keeps the card's name.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class CardDecoder:
         self.source = source
         self.stats = stats if stats is not None else SourceStats()
         self.last_heartbeat: tuple[int, ...] | None = None
+        self._sdi_sources = ("", f"{source}/sdi1", f"{source}/sdi2", f"{source}/sdi3")
 
     def decode(self, frames: list[Frame]) -> list[Parameter]:
         """Turn frames into parameters (0..n per frame); never raises on bad input."""
@@ -58,6 +64,7 @@ class CardDecoder:
         st = self.stats
         decoders = self.table.decoders
         src = self.source
+        sdi_sources = self._sdi_sources
         for f in frames:
             t = f.t_us * 1e-6
             st.last_frame_t = t
@@ -76,7 +83,7 @@ class CardDecoder:
                     st.unknown_labels += 1
                     continue
                 try:
-                    spec, value, status, _sdi = decode(word)
+                    spec, value, status, sdi = decode(word)
                 except DecodeError:
                     st.decode_errors += 1
                     continue
@@ -87,7 +94,8 @@ class CardDecoder:
                 elif not spec.in_range(value):
                     st.out_of_range += 1
                     validity = Validity.OUT_OF_RANGE
-                out.append(Parameter(spec.name, value, spec.unit, validity, t, src))
+                out.append(Parameter(spec.name, value, spec.unit, validity, t,
+                                     sdi_sources[sdi] if sdi else src))
             elif ftype == FrameType.DISCRETES:
                 if len(f.payload) != 4:
                     st.bad_frames += 1

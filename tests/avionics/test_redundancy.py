@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import struct
 from pathlib import Path
 
 import can
@@ -27,7 +28,7 @@ from appliance.modes.airground import AirGround, AirGroundInputs, AirGroundState
 from appliance.modes.events import AirGroundChanged, Event, ModeChanged
 from firmware_bridge.can_sim import CanFaults
 from firmware_bridge.canaerospace import canaerospace_messages
-from firmware_bridge.frame import FrameDecoder
+from firmware_bridge.frame import Frame, FrameDecoder, FrameType
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import Trajectory, load
 from firmware_bridge.simulator import Faults, generate
@@ -152,3 +153,23 @@ def test_a_discrete_is_debounced_per_input() -> None:
         store.put(Parameter("wow_left", True, "bool", Validity.VALID, t, "card"))
         votes.append(red.votes(t)[0][1])
     assert votes[20:] == [False, False, True, True, True, True]
+
+
+def test_left_and_right_systems_by_sdi_are_two_sources_and_are_cross_checked() -> None:
+    table = LabelTable.default()
+    cas = table.by_name["computed_airspeed"]
+    chain = AvionicsChain(table)
+    frames = []
+    for i in range(40):  # 5 s at 8 Hz: left says 250 kt; right agrees, then lies (120 kt) from 2 s
+        t_us = 1_000_000 + i * 125_000
+        right = 250.0 if i < 16 else 120.0
+        for sdi, v in ((1, 250.0), (2, right)):
+            w = cas.encode(v, sdi=sdi, label_reversed=table.label_reversed)
+            frames.append(Frame(FrameType.A429_WORD, 1, t_us, struct.pack("<I", w)))
+    chain.feed_frames(frames)
+    srcs = {p.source: p.value for p in chain.store.sources("computed_airspeed")}
+    assert srcs == {"card/sdi1": 250.0, "card/sdi2": 120.0}
+    assert chain.redundancy.value("computed_airspeed", chain.store.now) is None  # neither trusted
+    d = chain.redundancy.current["computed_airspeed"]
+    assert d.values == {"card/sdi1": 250.0, "card/sdi2": 120.0}
+    assert 2.0 <= d.since_t - 1.0 <= 2.5
