@@ -47,6 +47,7 @@ source on the chain's time base (:mod:`appliance.avionics.timebase`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib.resources
 import logging
@@ -325,29 +326,29 @@ class CanReader(Source):
             self._t0 = timestamp
         return self._t0 + (timestamp - self._t0) * self.time_rate
 
-    def _observe_time(self, name: str, v: dict[str, float], timestamp: float) -> None:
+    def _observe_time(self, name: str, v: dict[str, float], timestamp: float) -> bool:
         """Track the avionics UTC from the CANaerospace UTC and date frames (time_source "utc").
 
         A UTC frame more than :data:`UTC_JUMP_S` away from the time it should show (one period on,
         or the scaled time elapsed since the last one) is not used (a garbled frame), unless
         :data:`UTC_RESYNC_FRAMES` such frames in a row agree with each other (the clock on the bus
-        was set): then they become the time.
+        was set): then they become the time. Returns False for a UTC frame not used.
         """
         if v.get("DATA_TYPE") != CANAS_DATA_TYPE["UCHAR4"]:
-            return
+            return True
         try:
             if name == "DATE":
                 self._date_seen = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
                 if self._date is None:
                     self._date = self._date_seen
-                return
+                return True
             if name != "UTC" or self._date is None:
-                return
+                return True
             sec = int(v["HOURS"]) * 3600 + int(v["MINUTES"]) * 60 + int(v["SECONDS"])
         except (KeyError, ValueError):
-            return
+            return True
         if sec >= 86400:
-            return
+            return True
         day = self._date
         if self._utc is not None:  # a new day follows the old one at midnight
             day = dt.datetime.fromtimestamp(self._utc[0], dt.UTC).date()
@@ -360,7 +361,7 @@ class CanReader(Source):
         if expected is None or abs(base - expected) <= UTC_JUMP_S or (
                 uncapped is not None and abs(base - uncapped) <= UTC_JUMP_S):
             self._utc, self._rejected = (base, timestamp), []
-            return
+            return True
         if self._date_seen is not None:  # judge the rejected ones on the date the bus sends now
             base = dt.datetime.combine(self._date_seen, dt.time(), dt.UTC).timestamp() + sec
         self._rejected = [*self._rejected[-(UTC_RESYNC_FRAMES - 1):], (base, timestamp)]
@@ -370,6 +371,8 @@ class CanReader(Source):
             log.warning("%s: avionics UTC on the bus moved to %s", self.name,
                         dt.datetime.fromtimestamp(base, dt.UTC).isoformat())
             self._utc, self._date, self._rejected = (base, timestamp), self._date_seen, []
+            return True
+        return False
 
     def decode_message(self, msg: can.Message) -> list[Parameter]:
         """The parameters of one message ([] for a bad or unused one, counted in ``stats``).
@@ -406,12 +409,15 @@ class CanReader(Source):
             return []
         try:
             ts = float(msg.timestamp)
-            if self.time_source == "utc":
-                self._observe_time(dbc_msg.name, values, ts)
+            used = self.time_source != "utc" or self._observe_time(dbc_msg.name, values, ts)
             t = self.message_time(ts)
             if t is None:
                 return []
-            return handler(values, t)
+            params = handler(values, t)
+            if not used:  # a UTC frame out of step with the bus's time: not a valid UTC
+                st.out_of_range += 1
+                params = [dataclasses.replace(p, validity=Validity.OUT_OF_RANGE) for p in params]
+            return params
         except (KeyError, BadFrame):  # a custom DBC without one of the signals; a wrong data type
             st.decode_errors += 1
             return []

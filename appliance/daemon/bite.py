@@ -127,7 +127,7 @@ class Bite:
         now = self.chain.store.now
 
         def utc(t: float) -> float:
-            return self.chain.clock.utc(t)[0]
+            return self.chain.clock.at(t)
         current = [d.as_dict(utc) for d in red.reported(now)]
         extra = {"current": current, "episodes": dict(red.counts),
                  "recent": [d.as_dict(utc) for d in list(red.history)[-5:]]}

@@ -84,7 +84,7 @@ def _disagreements(chain: AvionicsChain) -> dict[str, Any]:
     red = chain.redundancy
 
     def utc(t: float) -> float:
-        return chain.clock.utc(t)[0]
+        return chain.clock.at(t)
     return {"current": [d.as_dict(utc) for d in red.current.values()],
             "recent": [d.as_dict(utc) for d in list(red.history)[-20:]],
             "episodes": dict(red.counts)}

@@ -20,7 +20,7 @@ import pytest
 
 from appliance.avionics.can_source import CanReader
 from appliance.avionics.chain import AvionicsChain
-from appliance.avionics.params import SourceStats
+from appliance.avionics.params import SourceStats, Validity
 from appliance.modes.events import AirGroundChanged, Event, ModeChanged, PhaseChanged
 from appliance.modes.phase import Phase
 from firmware_bridge.can_sim import CanFaults, can_messages
@@ -74,3 +74,40 @@ def test_can_altitude_and_speeds_drive_the_phase_machine(traj: Trajectory, layou
     alt = chain.store.value("pressure_altitude")
     assert isinstance(alt, float) and alt > 10_000
     assert chain.phase.phase is not Phase.TAKEOFF
+
+
+def test_time_from_the_bus_utc_ignores_a_garbled_utc_frame_and_follows_a_set_clock() -> None:
+    from firmware_bridge.canaerospace import load_canaerospace
+
+    db = load_canaerospace()
+    utc_msg, date_msg = db.get_message_by_name("UTC"), db.get_message_by_name("DATE")
+
+    def frame(msg: object, ts: float, **values: int) -> can.Message:
+        head = {"NODE_ID": 3, "DATA_TYPE": 16, "SERVICE_CODE": 0, "MESSAGE_CODE": 0}
+        return can.Message(timestamp=ts, arbitration_id=msg.frame_id,  # type: ignore[attr-defined]
+                           data=msg.encode({**head, **values}),  # type: ignore[attr-defined]
+                           is_extended_id=False)
+
+    bus = can.Bus(interface="virtual", channel="can-equal-utc")
+    try:
+        reader = CanReader(bus, lambda ps: None, SourceStats(), time_rate=10.0,
+                           time_source="utc")
+        assert reader.decode_message(frame(date_msg, 100.0, DAY=6, MONTH=7, YEAR=2024)) == []
+        out = []
+        for i in range(12):  # 1 Hz of flight time at x10: one frame every 0.1 s of stamp
+            ts = 100.05 + i * 0.1
+            hms = {"HOURS": 7, "MINUTES": 0, "SECONDS": i}
+            if i == 4:  # garbled: 13:37:00
+                hms = {"HOURS": 13, "MINUTES": 37, "SECONDS": 0}
+            out += reader.decode_message(frame(utc_msg, ts, **hms, SPARE=0))
+        seven = utc("07:00:00")
+        assert [p.t - seven for p in out] == pytest.approx([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        assert out[4].value == 13 * 3600 + 37 * 60  # kept for display, flagged, time not taken
+        assert out[4].validity is Validity.OUT_OF_RANGE
+        assert all(p.valid for i, p in enumerate(out) if i != 4)
+        for i in range(6):  # the clock on the bus was set to 12:00:00 and runs on
+            reader.decode_message(frame(utc_msg, 101.25 + i * 0.1, HOURS=12, MINUTES=0,
+                                        SECONDS=i, SPARE=0))
+        assert reader.message_time(101.75) == pytest.approx(utc("12:00:00") + 4, abs=1.01)
+    finally:
+        bus.shutdown()

@@ -224,7 +224,7 @@ def test_serial_and_can_together_with_can_failing_mid_flight(tmp_path: Path, net
     assert any(k.startswith("wow_left@card") and v is False for k, v in lie["values"].items()), lie
     recent = signals["disagreements"]["recent"]
     lies = [d for d in recent if d["name"] == "air_ground" and d["duration_s"] > 300]
-    assert lies, recent
+    assert lies, [(d["name"], d["duration_s"], d["values"]) for d in recent]
     start = dt.datetime(2024, 7, 6, 7, 24, tzinfo=dt.UTC).timestamp()
     assert abs(lies[0]["since_utc"] - start) < 10, lies[0]
     assert signals["disagreements"]["episodes"]["air_ground"] >= 1
