@@ -101,6 +101,8 @@ _LGCIU_SIGNALS = (("AIR_GROUND", "air_ground"), ("WOW_LEFT", "wow_left"),
 _BUS_ERRORS = (can.CanError, OSError, ValueError)
 #: time_source "utc": the longest a message is placed after its latest UTC frame (s; UTC is 1 Hz).
 UTC_PERIOD_S = 1.0
+#: time_source "utc": the most the time moves per message below UTC_JUMP_S (s; the 8 Hz period).
+SLEW_S = 0.125
 #: A UTC frame further than this (s) from the time expected is not used...
 UTC_JUMP_S = 5.0
 #: ...unless this many in a row agree with each other.
@@ -252,6 +254,7 @@ class CanReader(Source):
         self._date_seen: dt.date | None = None
         self._utc: tuple[float, float] | None = None  #: (UTC epoch s, its message stamp)
         self._rejected: list[tuple[float, float]] = []
+        self._last_t = -float("inf")
         self._canas = decode_canaerospace(table or LabelTable.default())
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
         for m in self.db.messages:
@@ -312,14 +315,26 @@ class CanReader(Source):
         ``time_source="receive"``: the stamp, scaled by ``time_rate`` from the first message on.
         ``"utc"``: the avionics UTC of the latest accepted UTC frame (CANaerospace 1200 with the
         date of 1206) plus the scaled stamp difference since it, at most :data:`UTC_PERIOD_S` (a
-        stalled sender cannot push time ahead); None before the first UTC frame after a date
-        (those messages are held back).
+        stalled sender cannot push time ahead), never going back (a frame stamped late does not
+        make the ones after it look old) and, below :data:`UTC_JUMP_S`, moving at most
+        :data:`SLEW_S` per message (a burst from a sender catching up is spread over the time it
+        covers, rather than stamped alike and then found old at the next UTC frame); None before
+        the first UTC frame after a date (those messages are held back).
         """
         if self.time_source == "utc":
             if self._utc is None:
                 return None
             base, ts0 = self._utc
-            return base + min(max(timestamp - ts0, 0.0) * self.time_rate, UTC_PERIOD_S)
+            target = base + min(max(timestamp - ts0, 0.0) * self.time_rate, UTC_PERIOD_S)
+            last = self._last_t
+            if target <= last:
+                t = last
+            elif target - last > UTC_JUMP_S or target - last <= SLEW_S:  # a gap; or in step
+                t = target
+            else:  # frames of a burst (the sender caught up) are spread, not stamped alike
+                t = last + SLEW_S
+            self._last_t = t
+            return t
         if self.time_rate == 1.0:
             return timestamp
         if self._t0 is None:
@@ -355,7 +370,9 @@ class CanReader(Source):
             if sec < 60 and self._utc[0] % 86400 > 86340:
                 day += dt.timedelta(days=1)
         base = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() + sec
-        expected = self.message_time(timestamp)  # after a stall: at most one period on
+        expected = (None if self._utc is None  # after a stall: at most one period on
+                    else self._utc[0] + min(max(timestamp - self._utc[1], 0.0) * self.time_rate,
+                                            UTC_PERIOD_S))
         uncapped = (None if self._utc is None  # after a silence: the time elapsed on the bus
                     else self._utc[0] + (timestamp - self._utc[1]) * self.time_rate)
         if expected is None or abs(base - expected) <= UTC_JUMP_S or (
