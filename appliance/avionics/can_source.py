@@ -317,9 +317,9 @@ class CanReader(Source):
         date of 1206) plus the scaled stamp difference since it, at most :data:`UTC_PERIOD_S` (a
         stalled sender cannot push time ahead), never going back (a frame stamped late does not
         make the ones after it look old) and, below :data:`UTC_JUMP_S`, moving at most
-        :data:`SLEW_S` per message (a burst from a sender catching up is spread over the time it
-        covers, rather than stamped alike and then found old at the next UTC frame); None before
-        the first UTC frame after a date (those messages are held back).
+        :data:`SLEW_S` or half the way per message (a burst from a sender catching up is spread
+        over the time it covers, rather than stamped alike and then found old at the next UTC
+        frame); None before the first UTC frame after a date (those messages are held back).
         """
         if self.time_source == "utc":
             if self._utc is None:
@@ -332,7 +332,7 @@ class CanReader(Source):
             elif target - last > UTC_JUMP_S or target - last <= SLEW_S:  # a gap; or in step
                 t = target
             else:  # frames of a burst (the sender caught up) are spread, not stamped alike
-                t = last + SLEW_S
+                t = last + max(SLEW_S, (target - last) / 2)
             self._last_t = t
             return t
         if self.time_rate == 1.0:

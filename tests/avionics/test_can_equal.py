@@ -93,15 +93,23 @@ def test_time_from_the_bus_utc_ignores_a_garbled_utc_frame_and_follows_a_set_clo
         reader = CanReader(bus, lambda ps: None, SourceStats(), time_rate=10.0,
                            time_source="utc")
         assert reader.decode_message(frame(date_msg, 100.0, DAY=6, MONTH=7, YEAR=2024)) == []
+        cas_msg = db.get_message_by_name("CALIBRATED_AIRSPEED")
         out = []
-        for i in range(12):  # 1 Hz of flight time at x10: one frame every 0.1 s of stamp
+        for i in range(12):  # 1 Hz of flight time at x10: a UTC frame every 0.1 s of stamp
             ts = 100.05 + i * 0.1
             hms = {"HOURS": 7, "MINUTES": 0, "SECONDS": i}
             if i == 4:  # garbled: 13:37:00
                 hms = {"HOURS": 13, "MINUTES": 37, "SECONDS": 0}
             out += reader.decode_message(frame(utc_msg, ts, **hms, SPARE=0))
+            for k in range(1, 8):  # air data at 8 Hz in between
+                head = {"NODE_ID": 2, "DATA_TYPE": 2, "SERVICE_CODE": 0, "MESSAGE_CODE": k}
+                reader.decode_message(can.Message(
+                    timestamp=ts + k * 0.0125, arbitration_id=cas_msg.frame_id,
+                    data=cas_msg.encode({**head, "VALUE": 100.0}), is_extended_id=False))
         seven = utc("07:00:00")
-        assert [p.t - seven for p in out] == pytest.approx([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        # the garbled frame's time is the expected one (4); after it the time catches up
+        assert [p.t - seven for p in out][:5] == pytest.approx([0, 1, 2, 3, 4])
+        assert [p.t - seven for p in out][6:] == pytest.approx([6, 7, 8, 9, 10, 11], abs=0.2)
         assert out[4].value == 13 * 3600 + 37 * 60  # kept for display, flagged, time not taken
         assert out[4].validity is Validity.OUT_OF_RANGE
         assert all(p.valid for i, p in enumerate(out) if i != 4)
