@@ -14,16 +14,23 @@ one), frames with identifiers the DBC does not define, error frames, and LGCIU f
 (``LGCIU_FAULT`` = 1). :func:`play_can` sends the pairs onto a python-can bus, paced to flight time
 × speed like :func:`firmware_bridge.player.play`.
 
+The CANaerospace layout (``canaerospace.dbc``, the default on the command line) is produced by
+:func:`firmware_bridge.canaerospace.canaerospace_messages`; :func:`with_can` plays either layout
+alongside the serial card stream on one clock (``card-sim play --can-interface``).
+
 Command line (needs the ``can`` extra)::
 
     python -m firmware_bridge.can_sim RECORDING [--interface udp_multicast] [--channel 239.74.163.2]
         [--speed 60] [--start TIME] [--end TIME] [--fault SPEC ...] [--seed N]
+        [--layout canaerospace|integration]
 
 ``udp_multicast`` (the default interface) sends to the local network (TTL 1) unless the group is
 routed to ``lo`` inside a network namespace, as the tests do (see shared/TESTING.md).
 
 Fault specs: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE`` (probability per frame),
-``lgciu-fault=TIME/SECONDS``; TIME is ``HH:MM:SS`` UTC on the recording's day or ``+SECONDS``.
+``lgciu-fault=TIME/SECONDS``, ``wow-glitch=TIME/SECONDS``, ``silent=TIME/SECONDS``,
+``garbage=TIME/SECONDS``, and on the CANaerospace layout ``dropout=``/``ncd=MESSAGES@TIME/SECONDS``;
+TIME is ``HH:MM:SS`` UTC on the recording's day or ``+SECONDS``.
 """
 
 from __future__ import annotations
