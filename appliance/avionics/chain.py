@@ -82,7 +82,7 @@ class AvionicsChain:
         #: Set by the daemon when several sources share this chain (appliance.avionics.timebase).
         self.timebase: TimeBase | None = None
         self._next_eval: float | None = None
-        self._last_t = 0.0
+        self._last_t: dict[str, float] = {}  #: top source name -> its latest time (s)
         self._alt_hist: collections.deque[tuple[float, float]] = collections.deque()
 
     def subscribe(self, target: Callable[[Event], None]) -> Unsubscribe:
@@ -124,12 +124,14 @@ class AvionicsChain:
         """Take parameters in arrival order and evaluate the state machines on the time grid."""
         store, clock = self.store, self.clock
         for p in params:
-            if p.t < self._last_t - CARD_RESET_S:
-                log.warning("card clock went back from %.3f to %.3f s: card reset", self._last_t, p.t)
-                store.expire_source(p.source)
+            top = p.source.split("/", 1)[0]
+            last = self._last_t.get(top, 0.0)
+            if p.t < last - CARD_RESET_S:  # per source: several sources may arrive out of step
+                log.warning("card clock went back from %.3f to %.3f s: card reset", last, p.t)
+                store.expire_source(top)
                 store.restart_time(p.t)
                 self._next_eval = None
-            self._last_t = p.t
+            self._last_t[top] = p.t
             store.put(p)
             if p.name in ("utc_time", "utc_date"):
                 clock.observe(p)

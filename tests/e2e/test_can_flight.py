@@ -222,6 +222,7 @@ def test_serial_and_can_together_with_can_failing_mid_flight(tmp_path: Path, net
     lie = next(d for d in seen["signals"] if d["name"] == "air_ground")
     assert any(k.startswith("wow_left@can/") and v is True for k, v in lie["values"].items()), lie
     assert any(k.startswith("wow_left@card") and v is False for k, v in lie["values"].items()), lie
+    assert signals["disagreements"]["episodes"]["air_ground"] >= 1
     recent = signals["disagreements"]["recent"]
     lies = [d for d in recent if d["name"] == "air_ground" and d["duration_s"] > 300]
     assert lies, [(d["name"], d["duration_s"], d["values"]) for d in recent]
