@@ -173,7 +173,7 @@ class AvionicsChain:
         votes = self.votes(t)
         red = self.redundancy
         red.check_votes(votes, t)
-        split = [n for n in ("computed_airspeed", "ground_speed") if n in red.current]
+        split = [n for n in ("computed_airspeed", "ground_speed") if n in red.disagreeing(t)]
         self.ag, change = airground.step(self.ag, AirGroundInputs(
             t, votes, cas, gs, f"sources disagree on {', '.join(split)}" if split else None),
             self.ag_config)

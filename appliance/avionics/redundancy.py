@@ -14,7 +14,8 @@ between the store and the state machines, evaluated on the chain's time grid:
   air/ground machine then holds its state (``AirGroundInputs.disagreement``), the phase machine
   sees the value as unknown.
 - **Disagreements**: an episode starts when sources disagree (values beyond tolerance; air/ground
-  votes both ways) and ends when they agree again. Current episodes and the last
+  votes both ways) and ends when they have agreed again for ``report_after_s`` (a source
+  dropping out for a moment does not split one episode into many). Current episodes and the last
   :data:`HISTORY` finished ones (name, card time and UTC of start and end, the values at start) are
   kept for BITE and the signals page; an episode is *reported* once it has lasted
   ``report_after_s`` (votes switching at slightly different times during a real transition are
@@ -56,10 +57,12 @@ class Disagreement:
     since_t: float
     values: dict[str, Any]
     until_t: float | None = None
+    agreeing_since: float | None = None  #: sources agree again since (not yet for long enough)
 
     def as_dict(self, utc: Callable[[float], float]) -> dict[str, Any]:
         """For the APIs: times in card s and UTC epoch s."""
         return {"name": self.name, "since_t": self.since_t, "since_utc": utc(self.since_t),
+                "agreeing_since_t": self.agreeing_since,
                 "until_t": self.until_t,
                 "until_utc": None if self.until_t is None else utc(self.until_t),
                 "duration_s": None if self.until_t is None else round(self.until_t - self.since_t, 3),
@@ -141,22 +144,32 @@ class Redundancy:
             self._agree("air_ground", t)
 
     def disagreeing(self, t: float) -> list[str]:
-        """Names whose sources disagree now (any duration)."""
-        return sorted(self.current)
+        """Names whose sources disagree now (any duration; not those agreeing again)."""
+        return sorted(n for n, d in self.current.items() if d.agreeing_since is None)
 
     def reported(self, t: float) -> list[Disagreement]:
         """Current episodes that have lasted at least ``report_after_s`` at ``t``."""
-        return [d for d in self.current.values() if t - d.since_t >= self.config.report_after_s]
+        return [d for d in self.current.values()
+                if t - d.since_t >= self.config.report_after_s and d.agreeing_since is None]
 
     # --- episodes ------------------------------------------------------------------------------
     def _disagree(self, name: str, t: float, values: dict[str, Any]) -> None:
-        if name not in self.current:
+        d = self.current.get(name)
+        if d is None:
             self.current[name] = Disagreement(name, t, values)
+        else:
+            d.agreeing_since = None
 
     def _agree(self, name: str, t: float) -> None:
-        d = self.current.pop(name, None)
-        if d is not None:
-            d.until_t = t
-            if t - d.since_t >= self.config.report_after_s:
-                self.history.append(d)
-                self.counts[name] += 1
+        d = self.current.get(name)
+        if d is None:
+            return
+        if d.agreeing_since is None:
+            d.agreeing_since = t
+        if t - d.agreeing_since < self.config.report_after_s:
+            return  # one episode until the sources have agreed for report_after_s
+        del self.current[name]
+        d.until_t = d.agreeing_since
+        if d.until_t - d.since_t >= self.config.report_after_s:
+            self.history.append(d)
+            self.counts[name] += 1
