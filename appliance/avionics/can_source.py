@@ -252,6 +252,7 @@ class CanReader(Source):
         self._t0: float | None = None
         self._date: dt.date | None = None
         self._date_seen: dt.date | None = None
+        self._new_dates: list[dt.date] = []
         self._utc: tuple[float, float] | None = None  #: (UTC epoch s, its message stamp)
         self._rejected: list[tuple[float, float]] = []
         self._last_t = -float("inf")
@@ -353,9 +354,13 @@ class CanReader(Source):
             return True
         try:
             if name == "DATE":
-                self._date_seen = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
+                day = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
                 if self._date is None:
-                    self._date = self._date_seen
+                    self._date = self._date_seen = day
+                # another date counts once it came UTC_RESYNC_FRAMES times in a row (not garbage)
+                self._new_dates = [*self._new_dates[-(UTC_RESYNC_FRAMES - 1):], day]
+                if len(self._new_dates) == UTC_RESYNC_FRAMES and len(set(self._new_dates)) == 1:
+                    self._date_seen = day
                 return True
             if name != "UTC" or self._date is None:
                 return True
