@@ -617,7 +617,8 @@ def test_simulator_to_reader_across_processes_over_udp_multicast(
         assert first == "READY", first + receiver.stderr.read() if receiver.stderr else first
         cmd = [sys.executable, "-m", "firmware_bridge.can_sim", str(flight_path),
                "--interface", "udp_multicast", "--channel", GROUP, "--speed", str(speed),
-               "--start", start, "--end", end, *(a for f in faults for a in ("--fault", f))]
+               "--start", start, "--end", end, "--layout", "integration",
+               *(a for f in faults for a in ("--fault", f))]
         sender = subprocess.Popen(_in_ns(netns, *cmd), cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         _, err = sender.communicate(timeout=30)

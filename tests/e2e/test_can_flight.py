@@ -45,6 +45,7 @@ CAN_FAULTS = [
 ]
 #: CAN failing mid-flight while serial is good: silent, then garbage, then lying about WOW.
 CAN_FAILING = ["silent=07:20:00/120", "garbage=07:22:00/120", "wow-glitch=07:24:00/600"]
+LIE_FROM = dt.datetime(2024, 7, 6, 7, 24, tzinfo=dt.UTC).timestamp()
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -209,7 +210,9 @@ def test_serial_and_can_together_with_can_failing_mid_flight(tmp_path: Path, net
         if bite["state"] == "amber" and "bite" not in seen:
             seen["bite"] = bite
         cur = svc.admin("/admin/v1/signals")["disagreements"]["current"]
-        if any(d["name"] == "air_ground" for d in cur) and "signals" not in seen:
+        if "signals" not in seen and any(  # the lie (not the moment both switch at take-off)
+                d["name"] == "air_ground" and LIE_FROM <= d["since_utc"] < LIE_FROM + 600
+                for d in cur):
             seen["signals"] = cur
 
     _, rows, signals = _fly(tmp_path, netns, flight_path, serial=True, can_faults=CAN_FAILING,
@@ -219,14 +222,14 @@ def test_serial_and_can_together_with_can_failing_mid_flight(tmp_path: Path, net
     assert signals["sources"]["can"]["decode_errors"] + signals["sources"]["can"][
         "unknown_labels"] > 1000  # the garbage minutes
     assert "sources disagree" in seen["bite"]["reason"] and "air_ground" in seen["bite"]["reason"]
-    lie = next(d for d in seen["signals"] if d["name"] == "air_ground")
+    lie = next(d for d in seen["signals"]
+               if d["name"] == "air_ground" and d["since_utc"] >= LIE_FROM)
     assert any(k.startswith("wow_left@can/") and v is True for k, v in lie["values"].items()), lie
     assert any(k.startswith("wow_left@card") and v is False for k, v in lie["values"].items()), lie
     assert signals["disagreements"]["episodes"]["air_ground"] >= 1
     recent = signals["disagreements"]["recent"]
     lies = [d for d in recent if d["name"] == "air_ground" and d["duration_s"] > 300]
     assert lies, [(d["name"], d["duration_s"], d["values"]) for d in recent]
-    start = dt.datetime(2024, 7, 6, 7, 24, tzinfo=dt.UTC).timestamp()
-    assert abs(lies[0]["since_utc"] - start) < 10, lies[0]
+    assert abs(lies[0]["since_utc"] - LIE_FROM) < 10, lies[0]
     assert signals["disagreements"]["episodes"]["air_ground"] >= 1
     print("disagreement seen on BITE:", seen["bite"]["reason"])
