@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPEED ?= 60
 N ?= 1000
 
-.PHONY: run test lint imports bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
+.PHONY: run test lint imports wheelhouse bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
 	test-system
 
 $(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiver/pyproject.toml
@@ -32,23 +32,59 @@ $(CONTENT_SRC)/genesis.txt:
 	mkdir -p $(CONTENT_SRC)
 	bible -f Gen1:1-50:26 | sed -E 's/^Ge([0-9]+):1 /\nChapter \1\n\n1 /; s/^Ge[0-9]+:([0-9]+) /\1 /' > $@.tmp
 	mv $@.tmp $@
-$(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 | $(BIN)/.installed
-	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0"
+## the film's second soundtrack (French narration) and audio description (English), spoken by
+## espeak-ng over the soundtrack; subtitles and closed captions from media/demo/ (issue 19)
+DEMO := media/demo
+$(CONTENT_SRC)/bbb-%.m4a: $(CONTENT_SRC)/bigbuckbunny.mp4 $(DEMO)/bbb.%.txt
+	espeak-ng -v $(firstword $(subst ., ,$*)) -s 150 -w $@.voice.wav -f $(DEMO)/bbb.$*.txt
+	ffmpeg -v error -y -i $< -i $@.voice.wav -filter_complex "[0:a]volume=0.35[a];[a][1:a]amix=inputs=2:duration=first:normalize=0" -vn -ac 2 -c:a aac $@.tmp.m4a
+	mv $@.tmp.m4a $@ && rm -f $@.voice.wav
+$(CONTENT)/big-buck-bunny/package.json: $(CONTENT_SRC)/bigbuckbunny.mp4 $(CONTENT_SRC)/bbb-fr.say.m4a $(CONTENT_SRC)/bbb-en.ad.m4a $(wildcard $(DEMO)/bbb.*.vtt) | $(BIN)/.installed
+	$(BIN)/media package $< --out $(CONTENT)/big-buck-bunny --force --id big-buck-bunny --title "Big Buck Bunny" --rating G --licence CC-BY-3.0 --attribution "Big Buck Bunny © 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC BY 3.0" \
+	  --lang en --audio fr=$(CONTENT_SRC)/bbb-fr.say.m4a --audio-description en=$(CONTENT_SRC)/bbb-en.ad.m4a \
+	  --subtitles en=$(DEMO)/bbb.en.vtt --subtitles fr=$(DEMO)/bbb.fr.vtt --captions en=$(DEMO)/bbb.en.cc.vtt \
+	  --localized "fr:title=Le Gros Lapin" --localized "es:title=El Gran Conejo" --localized "fr:rating=TP"
+## a real publisher's EPUB (Debian's live-manual-epub, GPL-3+), normalised to EPUB 3 and checked
+LIVE_MANUAL := /usr/share/doc/live-manual/epub/live-manual.en.epub
+$(CONTENT)/live-manual-en/package.json: | $(BIN)/.installed
+	$(BIN)/media package $(LIVE_MANUAL) --out $(CONTENT)/live-manual-en --force --id live-manual-en --title "Live Systems Manual" --lang en --licence GPL-3.0-or-later --attribution "Live Systems Project, Debian package live-manual-epub"
 $(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.installed
 	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
-var/vendor/hls.min.js:
-	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2
+var/vendor/epub.min.js:
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
 	mkdir -p var/vendor
 	cp var/npm/node_modules/hls.js/dist/hls.min.js var/npm/node_modules/world-atlas/countries-50m.json var/vendor/
-content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json var/vendor/hls.min.js
+	cp var/npm/node_modules/epubjs/dist/epub.min.js var/npm/node_modules/jszip/dist/jszip.min.js var/vendor/
+## axe-core: the accessibility rules the portal's tests run in Chromium (npm, never shipped)
+var/npm/node_modules/axe-core/axe.min.js:
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
+content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/epub.min.js var/npm/node_modules/axe-core/axe.min.js
 
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
-## with the real content installed; the portal is http://127.0.0.1:8080/
+## with the real content installed; the portal is http://127.0.0.1:8080/, media on 8082 (the
+## environment overrides: APPLIANCE_CONTENT__MEDIA_PORT=N make run; APPLIANCE_PASSENGER__PORT ...)
 run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/appliance content install $(CONTENT)/big-buck-bunny
 	$(BIN)/appliance content install $(CONTENT)/genesis-kjv
-	APPLIANCE_CONTENT__MEDIA_PORT=8082 APPLIANCE_CONTENT__ORIGIN=LFPG APPLIANCE_CONTENT__DESTINATION=LFBO \
+	$(BIN)/appliance content install $(CONTENT)/live-manual-en
+	APPLIANCE_CONTENT__MEDIA_PORT=$${APPLIANCE_CONTENT__MEDIA_PORT:-8082} \
+	  APPLIANCE_CONTENT__ORIGIN=$${APPLIANCE_CONTENT__ORIGIN:-LFPG} \
+	  APPLIANCE_CONTENT__DESTINATION=$${APPLIANCE_CONTENT__DESTINATION:-LFBO} \
 	  $(BIN)/appliance demo --speed $(SPEED)
+
+## wheelhouse: every third-party wheel the appliance needs (pinned to the dev venv: pip freeze), from
+## the package index, for the offline software-bundle test (tests/intake/test_venv_install.py)
+WHEELHOUSE := var/wheelhouse
+$(WHEELHOUSE)/.done: pyproject.toml setup.py firmware-bridge/pyproject.toml | $(BIN)/.installed
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip freeze --exclude-editable --disable-pip-version-check > $(WHEELHOUSE)/constraints.txt
+	src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+	  tar --exclude=./.venv --exclude=./var --exclude=./.git --exclude='*.egg-info' --exclude=./build \
+	    --exclude='.*_cache' --exclude=./.hypothesis -cf - . | tar -C "$$src" -xf - && \
+	  $(BIN)/pip wheel --quiet --disable-pip-version-check -c $(WHEELHOUSE)/constraints.txt \
+	    -w $(WHEELHOUSE) "$$src/firmware-bridge" "$$src"
+	touch $@
+wheelhouse: $(WHEELHOUSE)/.done
 
 ## lint: ruff, mypy (strict on appliance) and the import contracts (lint-imports)
 lint: $(BIN)/.installed
@@ -71,16 +107,20 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 ## test-system: the whole-system tests (marked `system`): the sync over a lossy, cut link between
 ## network namespaces, CAN across processes in a namespace, systemd under nspawn, the image (skips
 ## without `make image`)
-test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content $(WHEELHOUSE)/.done
 	$(BIN)/pytest -m system
 
-## bench: benchmarks (never part of `make test`)
+## bench: benchmarks (never part of `make test`); bench_cabinnet: 300 phones join the cabin network
+## within 60 s (namespaces, root), p99 per step beside the same load on loopback
 bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_codec.py
 	$(BIN)/python tests/bench/bench_pipeline.py
+	$(BIN)/python tests/bench/bench_replay_summary.py
 	$(BIN)/python tests/bench/bench_durable.py
 	$(BIN)/python tests/bench/bench_sync.py
+	$(BIN)/python tests/bench/bench_fleet.py
 	$(BIN)/python tests/bench/bench_media.py
+	$(BIN)/python tests/bench/bench_cabinnet.py
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses
 ## unsynced writes; fails if anything acknowledged is lost (about 2.2 s a cut; needs root, /dev/fuse)

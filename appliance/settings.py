@@ -16,7 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .bussettings import AirGroundSettings, CanSettings, SerialSettings
 from .errors import ConfigError
+from .netsettings import CabinNetSettings
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
            "EdgeSettings", "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
@@ -35,72 +37,6 @@ class Listen(_Section):
     port: int = Field(8080, ge=0, le=65535)
 
 
-class SerialSettings(_Section):
-    """The avionics interface card on a serial line (or pty).
-
-    Card time is checked against the host's monotonic receive time (appliance.avionics.cardtime):
-    a frame is used only if its card time is at most ``max_card_time_rate`` card seconds per host
-    second (plus ``card_time_slack_s`` host seconds) ahead of the best-placed frame seen. 1.0 is a
-    real card; a card simulator replaying onto the line at xN needs at least N (``appliance demo``
-    raises it to its ``--speed``). Rejected frames that agree with each other for
-    ``card_time_resync_s`` host seconds become the new time base.
-    """
-
-    enabled: bool = True
-    port: str = "var/card"
-    baudrate: int = 921600
-    label_reversed: bool = True
-    reconnect_s: float = Field(0.5, gt=0)
-    channel_name: str = "card"
-    #: Card seconds per host second at most (1.0: real card; >= the replay speed of a simulator).
-    max_card_time_rate: float = Field(1.0, gt=0)
-    #: Host seconds of allowance for the receive latency of the reference frame and clock drift.
-    card_time_slack_s: float = Field(0.5, ge=0)
-    #: Host seconds of self-consistent rejected frames before they become the new time base.
-    card_time_resync_s: float = Field(5.0, ge=0)
-
-
-class CanSettings(_Section):
-    """The CAN bus, through python-can (``interface`` and ``channel`` as python-can takes them)."""
-
-    enabled: bool = False
-    interface: str = "virtual"
-    channel: str = "cabin"
-    bitrate: int = 500000
-    #: Name of the source (its parameters' ``source``, plus ``/nodeN`` for CANaerospace units).
-    channel_name: str = "can"
-    #: A DBC replacing the shipped ones (CANaerospace + the integration layout); None: shipped.
-    dbc: Path | None = None
-    #: Avionics seconds per second of message time: 1.0 on a real bus; a simulator playing at xN
-    #: onto a bus stamped with receive time (udp_multicast, SocketCAN) needs N.
-    time_rate: float = Field(1.0, gt=0)
-    #: Where parameter time comes from: the message stamp ("receive") or the avionics UTC on the
-    #: bus plus the stamp since it ("utc"; see appliance.avionics.can_source).
-    time_source: Literal["receive", "utc"] = "receive"
-    #: SO_RCVBUF of the bus's socket (SocketCAN, udp_multicast), bytes (capped by the kernel's
-    #: net.core.rmem_max); None: the kernel default. Bursts beyond it are lost.
-    receive_buffer_bytes: int | None = Field(None, gt=0)
-
-
-class AirGroundSettings(_Section):
-    """Air/ground persistence (s), plausibility limits (kt), redundancy.
-
-    Redundancy: per-input debounce of discretes (s), and the tolerances between redundant sources
-    (kt, ft) beyond which neither is trusted.
-    """
-
-    to_air_s: float = Field(2.0, ge=0)
-    to_ground_s: float = Field(3.0, ge=0)
-    min_air_cas_kt: float = 60.0
-    min_air_gs_kt: float = 50.0
-    max_ground_cas_kt: float = 200.0
-    max_ground_gs_kt: float = 250.0
-    discrete_debounce_s: float = Field(0.5, ge=0)
-    cas_tolerance_kt: float = Field(25.0, gt=0)
-    gs_tolerance_kt: float = Field(25.0, gt=0)
-    altitude_tolerance_ft: float = Field(500.0, gt=0)
-
-
 class LinkSettings(_Section):
     """One air/ground link (its name is a ``sync`` key of the mode policy: gatelink, satcom).
 
@@ -109,13 +45,15 @@ class LinkSettings(_Section):
     interfaces listed the probe alone decides. ``bytes_per_flight_hour`` caps what the link may
     carry (request and response bytes, headers included) in each hour since take-off; None is no cap.
     ``bind_device`` pins the link's sockets to the up interface (SO_BINDTODEVICE, needs
-    CAP_NET_RAW); otherwise the routing table chooses.
+    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's known rate (bits/s):
+    its sockets are paced just under it (no modem queue overflow, no idle after tail drops).
     """
 
     interfaces: tuple[str, ...] = ()
     receiver_url: str | None = None
     bind_device: bool = False
     bytes_per_flight_hour: int | None = Field(None, gt=0)
+    rate_bps: int | None = Field(None, gt=0)
 
 
 class SyncSettings(_Section):
@@ -130,11 +68,14 @@ class SyncSettings(_Section):
 
     enabled: bool = False
     receiver_url: str = "http://127.0.0.1:8443"
-    token: SecretStr | None = None
+    token: SecretStr | None = None  # legacy: used only without a signing_key_file
+    signing_key_file: Path | None = None  # Ed25519 key (PEM) signing requests (sync.identity)
+    ground_public_key: str | None = None  # base64 Ed25519 key of downlink documents (sync.downlink)
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit")
+    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
+                                         "flight_health")
     outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
     budget_low_water: float = Field(0.9, gt=0, le=1)
     never_drop: tuple[str, ...] = ("orders", "usage", "events", "audit")
@@ -153,6 +94,7 @@ class SyncSettings(_Section):
     probe_interval_s: float = Field(10.0, gt=0)
     status_refresh_s: float = Field(5.0, gt=0)
     summaries: bool = True
+    #: The summaries' sample period, in card (avionics) seconds: a replay samples the same.
     sample_period_s: float = Field(1.0, gt=0)
     track_period_s: float = Field(30.0, gt=0)
     track_turn_deg: float = Field(15.0, gt=0)
@@ -306,8 +248,11 @@ class IntakeRole(_Section):
 class IntakeSettings(_Section):
     """Hangar intake of signed bundles (appliance.intake).
 
-    ``roles``: per bundle kind (``content``, ``software``) the pinned keys and how many of them
-    must sign. ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
+    ``roles``: per bundle kind (``content``, ``software``, ``keys``) the pinned keys and how many
+    of them must sign: the initial key set. A ``keys`` bundle signed by the ``keys`` role's
+    threshold replaces the whole set (key rotation, ``appliance hangar keyset``); from then on the
+    rotated set, kept in the journal database, is in force and these are no longer read.
+    ``staging_dir`` (default ``<data_dir>/intake``) holds uploads, unpacked and staged
     bundles and the software slots; it must be on the same filesystem as ``<data_dir>/content``.
     ``max_bundle_bytes`` caps a payload; ``chunk_bytes`` is the chunk size the push client is told
     to use; ``free_margin_bytes`` is kept free after a bundle's worst-case footprint.
@@ -325,7 +270,7 @@ class IntakeSettings(_Section):
     """
 
     enabled: bool = True
-    roles: dict[Literal["content", "software"], IntakeRole] = {}
+    roles: dict[Literal["content", "software", "keys"], IntakeRole] = {}
     staging_dir: Path | None = None
     max_bundle_bytes: int = Field(8 << 30, gt=0)
     chunk_bytes: int = Field(1 << 20, ge=4096)
@@ -463,6 +408,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     content: ContentSettings = ContentSettings()
     cabin_network: CabinNetworkSettings = CabinNetworkSettings()
+    cabinnet: CabinNetSettings = CabinNetSettings()  #: DHCP, DNS, the gate (appliance.netsettings)
     intake: IntakeSettings = IntakeSettings()
     edge: EdgeSettings = EdgeSettings()
     #: Test-only switch for the power-cut harness; FULL is the only setting that keeps the promise.

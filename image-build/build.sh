@@ -48,6 +48,7 @@ log "$(ls "$OUT/wheels" | wc -l) wheels"
 
 # 2. The root filesystem.
 pkgs=systemd,systemd-sysv,udev,dbus,libpam-systemd,python3,python3-venv,netbase,iproute2,e2fsprogs,procps,less
+pkgs=$pkgs,dnsmasq-base,nftables  # the cabin network (issue 15)
 if [ "$KERNEL" = 1 ]; then pkgs=$pkgs,linux-image-amd64,systemd-boot-efi,initramfs-tools; fi
 rm -rf "$OUT/rootfs.new"
 log "mmdebstrap $SUITE (sources: $APT_SOURCES) -> $OUT/rootfs"

@@ -79,5 +79,11 @@ tmpfs                     /tmp                tmpfs mode=1777,nodev,nosuid,size=
 EOF
 mkdir -p "$root/efi" "$root/var/lib/appliance"
 
+# --- the cabin network (issue 15): the service runs dnsmasq and nftables (packages in build.sh)
+# with the capabilities of its drop-in; static addresses for the passenger bridge and maintenance.
+install -Dm644 "$sd/cabinnet.conf" "$root/usr/lib/systemd/system/appliance.service.d/cabinnet.conf"
+install -Dm644 "$sd/cabinnet-pax0.network" "$root/etc/systemd/network/20-cabinnet-pax0.network"
+install -Dm644 "$sd/cabinnet-mnt0.network" "$root/etc/systemd/network/20-cabinnet-mnt0.network"
+
 # Smaller: caches that a read-only system never uses.
 rm -rf "$root/var/cache/apt/"*.bin "$root/var/lib/apt/lists/"*_Packages 2>/dev/null || true

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["package_book"]
+__all__ = ["cover_svg", "package_book"]
 
 _PAGE = """<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8">
@@ -51,7 +51,8 @@ def _chapters(text: str, chapter_regex: str) -> list[tuple[str, list[str]]]:
     return [c for c in chapters if c[1] or c[0] != "Preface"]
 
 
-def _cover(title: str, author: str) -> str:
+def cover_svg(title: str, author: str) -> str:
+    """A cover image (SVG text) with the title and author."""
     words, lines, cur = title.split(), [], ""
     for w in words:
         if len(cur) + len(w) > 14 and cur:
@@ -97,5 +98,5 @@ def package_book(src: Path, out: Path, *, title: str, author: str = "", language
         lang=esc(language), title=esc(title),
         body=f"<h1>{esc(title)}</h1><p>{esc(author)}</p><ol>{items}</ol>", nav=""), encoding="utf-8")
     (book / "toc.json").write_text(json.dumps(toc, ensure_ascii=False))
-    (out / "cover.svg").write_text(_cover(title, author), encoding="utf-8")
+    (out / "cover.svg").write_text(cover_svg(title, author), encoding="utf-8")
     return "book/index.html", "cover.svg", len(chapters)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .tracks import Track, package_tracks, write_master
 
 __all__ = ["LADDER", "Probe", "package_video", "probe"]
 
@@ -59,6 +63,12 @@ def probe(src: Path) -> Probe:
                  int(frames) if frames and frames.isdigit() else None)
 
 
+def _run(cmd: list[str]) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise VideoError(f"ffmpeg failed: {res.stderr.strip()[-2000:]}")
+
+
 def _ladder(src_height: int, renditions: int) -> list[tuple[int, int]]:
     rungs = [r for r in LADDER if r[0] <= src_height] or [LADDER[-1]]
     if len(rungs) < renditions:
@@ -68,12 +78,44 @@ def _ladder(src_height: int, renditions: int) -> list[tuple[int, int]]:
     return sorted(picked[:renditions], reverse=True)
 
 
+def run_with_progress(cmd: list[str], duration_s: float,
+                      progress: Callable[[float, float], None] | None) -> None:
+    """Run ffmpeg ``cmd`` with ``-progress`` on its stdout, calling ``progress(done_s, total_s)``.
+
+    ``done_s`` is ffmpeg's ``out_time`` (seconds of the source encoded so far), reported about
+    twice a second and once more (= ``total_s``) at the end. Raises VideoError with the end of
+    ffmpeg's error output if it fails.
+    """
+    full = [cmd[0], "-progress", "pipe:1", "-stats_period", "0.5", "-nostats", *cmd[1:]]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=err, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            key, _, value = line.strip().partition("=")
+            if progress is not None and key == "out_time_us" and value.isdigit():
+                progress(min(int(value) / 1e6, duration_s), duration_s)
+        code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            raise VideoError(f"ffmpeg failed: {err.read().decode(errors='replace').strip()[-2000:]}")
+    if progress is not None:
+        progress(duration_s, duration_s)
+
+
 def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int = 2,
-                  segment_type: Literal["mpegts", "fmp4"] = "mpegts") -> tuple[str, str, Probe]:
+                  segment_type: Literal["mpegts", "fmp4"] = "mpegts", tracks: Sequence[Track] = (),
+                  audio_language: str = "en",
+                  progress: Callable[[float, float], None] | None = None,
+                  ) -> tuple[str, str, Probe]:
     """Cut ``src`` into an HLS ladder under ``out/hls`` and a poster ``out/poster.jpg``.
 
-    Returns (entry playlist path, poster path, source probe), paths relative to ``out``. Raises
-    VideoError if ffmpeg fails; ``segment_s`` must be 4..6 (the appliance's players expect it).
+    With ``tracks`` (more audio languages, an audio description, subtitles, captions: see
+    :mod:`media.tracks`) the variants are video only and every soundtrack, the source's own
+    (language ``audio_language``) first, is an AUDIO rendition; without, the source's audio is
+    muxed into each variant. Returns (entry playlist path, poster path, source probe), paths
+    relative to ``out``. Raises VideoError if ffmpeg fails; ``segment_s`` must be 4..6 (the
+    appliance's players expect it). ``progress(done_s, total_s)``: seconds of the source encoded
+    so far by the ladder's ffmpeg run, from its ``-progress`` output (see :func:`run_with_progress`).
     """
     if not 4 <= segment_s <= 6:
         raise VideoError("segment_s must be between 4 and 6 seconds")
@@ -91,7 +133,7 @@ def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int =
     for i, (_, kbps) in enumerate(ladder):
         cmd += ["-map", f"[v{i}]", f"-c:v:{i}", "libx264", f"-b:v:{i}", f"{kbps}k",
                 f"-maxrate:v:{i}", f"{kbps * 11 // 10}k", f"-bufsize:v:{i}", f"{kbps * 2}k"]
-    if info.audio:
+    if info.audio and not tracks:
         for _ in ladder:
             cmd += ["-map", "0:a:0"]
         cmd += ["-c:a", "aac", "-b:a", "96k", "-ac", "2"]
@@ -100,7 +142,7 @@ def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int =
             "-fps_mode", "passthrough",
             "-f", "hls", "-hls_time", str(segment_s), "-hls_playlist_type", "vod",
             "-hls_flags", "independent_segments", "-master_pl_name", "master.m3u8",
-            "-var_stream_map", " ".join(f"v:{i},a:{i}" if info.audio else f"v:{i}"
+            "-var_stream_map", " ".join(f"v:{i},a:{i}" if info.audio and not tracks else f"v:{i}"
                                         for i in range(n))]
     if segment_type == "fmp4":
         cmd += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
@@ -110,9 +152,15 @@ def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int =
     cmd.append(str(hls / "v%v" / "index.m3u8"))
     for i in range(n):
         (hls / f"v{i}").mkdir(exist_ok=True)
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise VideoError(f"ffmpeg failed: {res.stderr.strip()[-2000:]}")
+    run_with_progress(cmd, info.duration_s, progress)
+    if tracks:
+        own = [Track("audio", audio_language, None)] if info.audio else []
+        every = [*own, *tracks]
+        try:
+            package_tracks(_tool("ffmpeg"), src, hls, every, segment_s, info.duration_s, _run)
+        except ValueError as e:
+            raise VideoError(str(e)) from e
+        write_master(hls, (hls / "master.m3u8").read_text(), every)
     poster = out / "poster.jpg"
     res = subprocess.run([_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
                           "-ss", f"{info.duration_s * 0.4:.3f}", "-i", str(src), "-frames:v", "1",

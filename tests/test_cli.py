@@ -77,4 +77,5 @@ def test_replay_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "x.json"
     bad.write_text("garbage")
     r = run("replay", str(bad))
-    assert r.returncode == 2 and "neither" in r.stderr
+    assert r.returncode == 2 and "found text starting 'garbage'" in r.stderr
+    assert "expected" in r.stderr and "Traceback" not in r.stderr

@@ -47,7 +47,6 @@ source on the chain's time base (:mod:`appliance.avionics.timebase`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import importlib.resources
 import logging
@@ -438,7 +437,7 @@ class CanReader(Source):
             params = handler(values, t)
             if not used:  # a UTC frame out of step with the bus's time: not a valid UTC
                 st.out_of_range += 1
-                params = [dataclasses.replace(p, validity=Validity.OUT_OF_RANGE) for p in params]
+                params = [p._replace(validity=Validity.OUT_OF_RANGE) for p in params]
             return params
         except (KeyError, BadFrame):  # a custom DBC without one of the signals; a wrong data type
             st.decode_errors += 1

@@ -1,55 +1,61 @@
 """The avionics chain: frames -> parameters -> validity -> UTC, air/ground, phase, mode -> events.
 
-Events go out on ``chain.events`` (an :class:`~appliance.modes.bus.EventBus`: ``unsub =
-chain.subscribe(fn)``; a subscriber that raises is logged and counted, the chain goes on), and the
-card time of every evaluation on ``chain.ticks`` (agents that sample on card time: flight profile,
-track summaries, flight info). The chain implements :class:`~appliance.modes.state.FlightState`,
-the read-only view the features depend on.
+The stages are agents of :mod:`appliance.avionics.stages` (decode, validity, time base, vote,
+phase, mode); this class wires them. Events go out on ``chain.events`` (an
+:class:`~appliance.modes.bus.EventBus`: ``unsub = chain.subscribe(fn)``; a subscriber that raises
+is logged and counted, the chain goes on), and the card time of every evaluation on
+``chain.ticks``: the agents that sample on card time (flight profile, summaries, flight info)
+are stages too, run inside the chain's evaluation. The chain implements
+:class:`~appliance.modes.state.FlightState`, the read-only view the features depend on.
 
 The same chain runs in the live service (fed by the serial and CAN readers on the event loop) and
-in ``appliance replay`` (fed from the simulator's bytes in memory). State machines are evaluated on a
-fixed grid of card time (every ``EVAL_PERIOD_S``), so the result does not depend on how the bytes
-were chunked or how fast they were played.
+in ``appliance replay`` (fed from the simulator's bytes in memory). Everything is driven by card
+time: the state machines are evaluated on a fixed grid of card time (every ``EVAL_PERIOD_S``),
+and frames are decoded and taken one by one in arrival order, so the result (events, samples,
+counters at each evaluation) does not depend on how the bytes were chunked or how fast they were
+played.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from firmware_bridge.frame import Frame
 from firmware_bridge.labels import LabelTable
 
-from ..modes import airground, phase
-from ..modes.airground import AirGround, AirGroundConfig, AirGroundInputs, AirGroundState
+from ..modes.airground import AirGround, AirGroundConfig, AirGroundState
 from ..modes.bus import EventBus, Unsubscribe
 from ..modes.events import AirGroundChanged, Event, ModeChanged, PhaseChanged, TimeSource
-from ..modes.phase import PhaseInputs, PhaseState
+from ..modes.phase import PhaseState
 from ..modes.policy import Mode
 from ..modes.state import FlightSnapshot
 from .cardtime import CARD_RESET_S
 from .clock import UtcClock
 from .decode import CardDecoder
-from .params import Parameter, ParameterStore
+from .params import DISCRETE_MAX_AGE_S, Parameter, ParameterStore, Validity
+from .position import POSITION_NAMES, PositionGuard
 from .redundancy import TOLERANCES, Redundancy, RedundancyConfig
+from .stages import (
+    AIR_GROUND_SOURCES,
+    EVAL_PERIOD_S,
+    ClimbRate,
+    ModeStage,
+    PhaseStage,
+    TimeGrid,
+    Vote,
+    airground_inputs,
+    doors_open,
+    phase_inputs,
+)
 from .timebase import TimeBase
 
 __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain"]
 
 log = logging.getLogger(__name__)
 
-EVAL_PERIOD_S = 0.25
-#: Door discretes (True = closed); an open door on the ground at rest is "at the gate".
-DOOR_INPUTS = ("door_fwd_closed", "door_aft_closed")
-#: Parameters that vote on air/ground, and how to read "on ground" from their value.
-AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
-    "wow_left": bool,
-    "wow_right": bool,
-    "air_ground_word": lambda v: bool(int(v) & 1),
-    "air_ground": bool,
-}
+_UTC_NAMES = frozenset({"utc_time", "utc_date"})
 
 
 class AvionicsChain:
@@ -70,20 +76,54 @@ class AvionicsChain:
                 "altitude_rate": TOLERANCES["altitude_rate"]}))
         self.clock = clock or UtcClock()
         self.ag_config = ag_config
-        self.ag = AirGroundState()
-        self.phase = PhaseState()
-        self.mode = initial_mode
-        self.maintenance = initial_mode is Mode.MAINTENANCE
+        self.grid = TimeGrid(EVAL_PERIOD_S, CARD_RESET_S)
+        self.vote = Vote(ag_config)
+        self.phases = PhaseStage()
+        self.modes = ModeStage(initial_mode)
+        self.climb = ClimbRate()
         #: Mode, air/ground and phase changes, to isolated subscribers.
         self.events: EventBus[Event] = EventBus("avionics.events")
         #: The card time (s) after every evaluation (every EVAL_PERIOD_S of card time).
         self.ticks: EventBus[float] = EventBus("avionics.ticks")
         self.decoders: dict[str, CardDecoder] = {}
+        #: Position plausibility: implausible latitude/longitude words are stored as such.
+        self.position = PositionGuard()
         #: Set by the daemon when several sources share this chain (appliance.avionics.timebase).
         self.timebase: TimeBase | None = None
-        self._next_eval: float | None = None
-        self._last_t: dict[str, float] = {}  #: top source name -> its latest time (s)
-        self._alt_hist: collections.deque[tuple[float, float]] = collections.deque()
+        self._tops: dict[str, str] = {}  #: source -> its top source (``card`` for ``card/sdi1``)
+
+    # The stages' states, as the features read them (and tests set them).
+    @property
+    def ag(self) -> AirGroundState:
+        """The air/ground vote's state."""
+        return self.vote.state
+
+    @ag.setter
+    def ag(self, state: AirGroundState) -> None:
+        self.vote.state = state
+
+    @property
+    def phase(self) -> PhaseState:
+        """The phase machine's state."""
+        return self.phases.state
+
+    @phase.setter
+    def phase(self, state: PhaseState) -> None:
+        self.phases.state = state
+
+    @property
+    def mode(self) -> Mode:
+        """The current mode."""
+        return self.modes.mode
+
+    @mode.setter
+    def mode(self, mode: Mode) -> None:
+        self.modes.mode = mode
+
+    @property
+    def maintenance(self) -> bool:
+        """True while MAINTENANCE is asked for (it applies on the ground)."""
+        return self.modes.maintenance
 
     def subscribe(self, target: Callable[[Event], None]) -> Unsubscribe:
         """Call ``target`` with every change (isolated); returns the function that unsubscribes."""
@@ -116,30 +156,68 @@ class AvionicsChain:
         return d
 
     def feed_frames(self, frames: list[Frame], source: str = "card") -> None:
-        """Decode card frames from ``source`` and advance the chain."""
+        """Decode card frames from ``source`` and advance the chain, frame by frame."""
         if frames:
-            self.feed(self.decoder(source).decode(frames))
+            self.feed(self.decoder(source).iter_decode(frames))
 
-    def feed(self, params: list[Parameter]) -> None:
-        """Take parameters in arrival order and evaluate the state machines on the time grid."""
-        store, clock = self.store, self.clock
+    def feed(self, params: Iterable[Parameter]) -> None:
+        """Take parameters in arrival order and evaluate the state machines on the time grid.
+
+        The hot path (once per parameter): validity store (by name and by source), UTC clock,
+        time base. A card reset is checked per top source (several sources may arrive out of
+        step): that source's parameters go stale and the grid restarts.
+        """
+        store, clock, grid = self.store, self.clock, self.grid
+        latest, by_source, source_now = store.latest, store.by_source, store.source_now
+        max_age, tops = store._max_age, self._tops
+        utc_names = _UTC_NAMES
+        position_names, position = POSITION_NAMES, self.position
+        valid, reset_s = Validity.VALID, CARD_RESET_S
+        # card times kept in locals on the hot path, written back before anything reads them
+        last, now, nxt = grid.last_t, store.now, grid.next_t
         for p in params:
-            top = p.source.split("/", 1)[0]
-            last = self._last_t.get(top, 0.0)
-            if p.t < last - CARD_RESET_S:  # per source: several sources may arrive out of step
-                log.warning("card clock went back from %.3f to %.3f s: card reset", last, p.t)
+            t = p.t
+            src = p.source
+            top = tops.get(src)
+            if top is None:
+                top = tops[src] = src.split("/", 1)[0]
+            src_t = source_now.get(top)
+            if src_t is None or t > src_t:
+                source_now[top] = t
+            elif t < src_t - reset_s:
+                log.warning("card clock of %s went back from %.3f to %.3f s: card reset",
+                            top, src_t, t)
                 store.expire_source(top)
-                store.restart_time(p.t)
-                self._next_eval = None
-            self._last_t[top] = p.t
-            store.put(p)
-            if p.name in ("utc_time", "utc_date"):
+                source_now[top] = t
+                grid.restart(t)
+                now = t
+                nxt = grid.next_t
+            last = t
+            name = p.name
+            if name in position_names:  # a few a second: the plausibility check reads the store
+                store.now = max(now, t)
+                p = position.filter(p, store)
+            # store.put(p), inlined: by source, and as the name's latest unless it would hide a
+            # valid, fresh value of another source
+            by = by_source.get(name)
+            if by is None:
+                by = by_source[name] = {}
+            by[src] = p
+            cur = latest.get(name)
+            if (cur is None or p.validity is valid or cur.source == src
+                    or cur.validity is not valid
+                    or t - cur.t > max_age.get(name, DISCRETE_MAX_AGE_S)):
+                latest[name] = p
+            if t > now:
+                now = t
+            if name in utc_names:
                 clock.observe(p)
-            if self._next_eval is None:
-                self._next_eval = p.t + EVAL_PERIOD_S
-            elif p.t >= self._next_eval:
-                self.evaluate(p.t)
-                self._next_eval += EVAL_PERIOD_S * (1 + int((p.t - self._next_eval) / EVAL_PERIOD_S))
+            if t >= nxt:
+                grid.last_t, store.now = last, now
+                if grid.due(t):
+                    self.evaluate(t)
+                nxt = grid.next_t
+        grid.last_t, store.now = last, now
 
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
         """Each air/ground input of each source seen: True on ground, False in air, None unusable.
@@ -150,69 +228,34 @@ class AvionicsChain:
 
     def doors_open(self, t: float) -> bool | None:
         """True if a valid door input of any source shows a cabin door open; None: none valid."""
-        seen = [not p.value for n in DOOR_INPUTS for p in self.store.sources(n, t) if p.valid]
-        return any(seen) if seen else None
-
-    def _num(self, name: str, t: float) -> float | None:
-        return self.redundancy.value(name, t)
-
-    def _rate(self, t: float, alt: float | None) -> float | None:
-        rate = self._num("altitude_rate", t)
-        hist = self._alt_hist
-        if alt is not None:
-            hist.append((t, alt))
-            while hist and t - hist[0][0] > 10.0:
-                hist.popleft()
-        if rate is None and len(hist) >= 2 and hist[-1][0] - hist[0][0] >= 5.0:
-            rate = (hist[-1][1] - hist[0][1]) / (hist[-1][0] - hist[0][0]) * 60.0
-        return rate
+        return doors_open(self.store, t)
 
     def evaluate(self, t: float) -> None:
-        """Run air/ground, phase and mode at card time ``t`` (s); emit the changes."""
-        cas, gs = self._num("computed_airspeed", t), self._num("ground_speed", t)
-        votes = self.votes(t)
+        """Run air/ground, phase and mode at card time ``t`` (s); emit the changes; tick."""
         red = self.redundancy
-        red.check_votes(votes, t)
-        split = [n for n in ("computed_airspeed", "ground_speed") if n in red.disagreeing(t)]
-        self.ag, change = airground.step(self.ag, AirGroundInputs(
-            t, votes, cas, gs, f"sources disagree on {', '.join(split)}" if split else None),
-            self.ag_config)
-        if change is not None:
+        inputs = airground_inputs(self.store, t, redundancy=red)
+        for change in self.vote.push(inputs):
             utc, src = self.clock.utc(t)
             self.events.send(AirGroundChanged(t, utc, src, change.previous, change.current,
                                               change.evidence))
             self._update_mode(t, change.evidence)
-        alt = self._num("pressure_altitude", t)
-        self.phase, pchange = phase.step(self.phase, PhaseInputs(
-            t, self.ag.state, alt, self._rate(t, alt), gs, cas, self.doors_open(t)))
-        if pchange is not None:
+        for pchange in self.phases.push(phase_inputs(self.store, t, self.ag.state, self.climb,
+                                                     inputs.gs_kt, inputs.cas_kt, red)):
             utc, src = self.clock.utc(t)
             self.events.send(PhaseChanged(t, utc, src, pchange.previous, pchange.current,
                                           pchange.evidence))
         self.ticks.send(t)
 
-    def _mode_for(self) -> Mode:
-        if self.ag.state is AirGround.AIR:
-            return Mode.FLIGHT
-        if self.ag.state is AirGround.GROUND:
-            return Mode.MAINTENANCE if self.maintenance else Mode.GROUND
-        return self.mode
-
     def _update_mode(self, t: float, evidence: dict[str, Any]) -> None:
-        if self.ag.state is AirGround.AIR:
-            self.maintenance = False
-        new = self._mode_for()
-        if new is not self.mode:
+        for old, new in self.modes.push(self.ag.state):
             utc, src = self.clock.utc(t)
-            ev = ModeChanged(t, utc, src, self.mode, new,
-                             {**evidence, "air_ground": str(self.ag.state)})
-            self.mode = new
-            self.events.send(ev)
+            self.events.send(ModeChanged(t, utc, src, old, new,
+                                         {**evidence, "air_ground": str(self.ag.state)}))
 
     def set_maintenance(self, on: bool, reason: str) -> bool:
         """Ask for (or leave) MAINTENANCE; allowed only on the ground. Returns True if granted."""
         if on and self.ag.state is not AirGround.GROUND:
             return False
-        self.maintenance = on
+        self.modes.maintenance = on
         self._update_mode(self.store.now, {"override": on, "reason": reason})
         return True

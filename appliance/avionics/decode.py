@@ -13,13 +13,15 @@ from the left and right systems is two sources of one parameter (voted and cross
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Callable, Iterable, Iterator
 
-from firmware_bridge.arinc429 import DecodeError, Status
+from firmware_bridge.arinc429 import SSM_TABLES, DecodeError, Status
 from firmware_bridge.frame import DiscreteBits, Frame, FrameType
 from firmware_bridge.labels import LabelTable
 
-from .params import Parameter, SourceStats, Validity
+from .params import Parameter, SourceStats, Validity, Value
 
 __all__ = ["DISCRETE_NAMES", "CardDecoder"]
 
@@ -31,10 +33,10 @@ _STATUS_VALIDITY = {
     Status.FUNCTIONAL_TEST: Validity.FUNCTIONAL_TEST,
     Status.FAILURE_WARNING: Validity.FAILURE_WARNING,
 }
-_STATUS_COUNTER = {
-    Status.NO_COMPUTED_DATA: "no_computed_data",
-    Status.FUNCTIONAL_TEST: "functional_test",
-    Status.FAILURE_WARNING: "failure_warning",
+_VALIDITY_COUNTER = {
+    Validity.NO_COMPUTED_DATA: "no_computed_data",
+    Validity.FUNCTIONAL_TEST: "functional_test",
+    Validity.FAILURE_WARNING: "failure_warning",
 }
 #: Discrete input bit -> parameter name (values: True = asserted: WOW compressed, door closed).
 DISCRETE_NAMES = (
@@ -44,6 +46,46 @@ DISCRETE_NAMES = (
     (DiscreteBits.DOOR_AFT_CLOSED, "door_aft_closed"),
     (DiscreteBits.PA_ACTIVE, "pa_active"),
 )
+
+
+#: Per label: name, unit, BNR field (shift, mask, sign bit, 2**width, resolution) or the value
+#: function of other encodings, the validity of each SSM (0-3), whether a plausible range applies
+#: and its bounds (-inf/inf when open), and the parameter's source by SDI (0-3).
+_Entry = tuple[str, str, int, int, int, int, float, "Callable[[int], Value] | None",
+               tuple[Validity, Validity, Validity, Validity], bool, float, float,
+               tuple[str, str, str, str]]
+_DISCRETES = tuple((int(bit), name) for bit, name in DISCRETE_NAMES)
+_VALID = Validity.VALID
+_A429_WORD, _DISCRETES_FRAME, _HEARTBEAT = (int(FrameType.A429_WORD), int(FrameType.DISCRETES),
+                                            int(FrameType.HEARTBEAT))
+_new_parameter = tuple.__new__
+_NUMERIC = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
+
+
+def _entries(table: LabelTable, source: str) -> dict[int, _Entry]:
+    """The decoding table: the word's low byte as it arrives -> what :class:`CardDecoder` needs.
+
+    A label that carries an SDI names its source by it: ``source/sdiN`` (SDI 0 keeps ``source``).
+    """
+    out: dict[int, _Entry] = {}
+    by_sdi = (source, f"{source}/sdi1", f"{source}/sdi2", f"{source}/sdi3")
+    no_sdi = (source, source, source, source)
+    for wire, spec in table.by_wire.items():
+        sources = by_sdi if spec.sdi else no_sdi
+        ssm = SSM_TABLES[spec.ssm_kind]
+        validities = (_STATUS_VALIDITY[ssm[0]], _STATUS_VALIDITY[ssm[1]],
+                      _STATUS_VALIDITY[ssm[2]], _STATUS_VALIDITY[ssm[3]])
+        ranged = spec.encoding in _NUMERIC and (spec.min is not None or spec.max is not None)
+        lo = -math.inf if spec.min is None else spec.min
+        hi = math.inf if spec.max is None else spec.max
+        if spec.encoding == "bnr":
+            width = 30 - spec.lsb
+            out[wire] = (spec.name, spec.unit, spec.lsb - 1, (1 << width) - 1, 1 << (width - 1),
+                         1 << width, spec.resolution, None, validities, ranged, lo, hi, sources)
+        else:
+            out[wire] = (spec.name, spec.unit, 0, 0, 0, 0, 1.0, spec._value, validities,
+                         ranged, lo, hi, sources)
+    return out
 
 
 class CardDecoder:
@@ -56,58 +98,75 @@ class CardDecoder:
         self.source = source
         self.stats = stats if stats is not None else SourceStats()
         self.last_heartbeat: tuple[int, ...] | None = None
-        self._sdi_sources = ("", f"{source}/sdi1", f"{source}/sdi2", f"{source}/sdi3")
+        self._entries = _entries(table, source)
 
-    def decode(self, frames: list[Frame]) -> list[Parameter]:
+    def decode(self, frames: Iterable[Frame]) -> list[Parameter]:
         """Turn frames into parameters (0..n per frame); never raises on bad input."""
-        out: list[Parameter] = []
+        return list(self.iter_decode(frames))
+
+    def iter_decode(self, frames: Iterable[Frame]) -> Iterator[Parameter]:
+        """As :meth:`decode`, lazily, frame by frame.
+
+        A frame is decoded and counted when its parameters are asked for, so a consumer that acts
+        between them (the chain evaluating) sees the counters of the frames up to it only.
+        """
         st = self.stats
-        decoders = self.table.decoders
+        entries = self._entries
         src = self.source
-        sdi_sources = self._sdi_sources
+        unpack = _U32.unpack
+        new, P = _new_parameter, Parameter
+        a429, discretes, heartbeat = _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT
+        t = None
         for f in frames:
-            t = f.t_us * 1e-6
-            st.last_frame_t = t
-            ftype = f.type
-            if ftype == FrameType.A429_WORD:
-                if len(f.payload) != 4:
+            ftype, _, t_us, payload = f
+            t = t_us * 1e-6
+            if ftype == a429:
+                try:
+                    word = unpack(payload)[0]
+                except struct.error:
                     st.bad_frames += 1
                     continue
                 st.words += 1
-                word = _U32.unpack(f.payload)[0]
                 if not word.bit_count() & 1:
                     st.parity_errors += 1
                     continue
-                decode = decoders.get(word & 0xFF)
-                if decode is None:
+                e = entries.get(word & 0xFF)
+                if e is None:
                     st.unknown_labels += 1
                     continue
-                try:
-                    spec, value, status, sdi = decode(word)
-                except DecodeError:
-                    st.decode_errors += 1
-                    continue
-                validity = _STATUS_VALIDITY[status]
-                if validity is not Validity.VALID:
-                    counter = _STATUS_COUNTER[status]
+                (name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi,
+                 sources) = e
+                value: Value
+                if value_of is None:
+                    raw = (word >> shift) & mask
+                    value = (raw - full if raw & sign else raw) * res
+                else:
+                    try:
+                        value = value_of(word)
+                    except DecodeError:
+                        st.decode_errors += 1
+                        continue
+                validity = validities[(word >> 29) & 3]
+                if validity is not _VALID:
+                    counter = _VALIDITY_COUNTER[validity]
                     setattr(st, counter, getattr(st, counter) + 1)
-                elif not spec.in_range(value):
+                elif ranged and not lo <= value <= hi:  # type: ignore[operator]
                     st.out_of_range += 1
                     validity = Validity.OUT_OF_RANGE
-                out.append(Parameter(spec.name, value, spec.unit, validity, t,
-                                     sdi_sources[sdi] if sdi else src))
-            elif ftype == FrameType.DISCRETES:
-                if len(f.payload) != 4:
+                yield new(P, (name, value, unit, validity, t, sources[(word >> 8) & 3]))
+            elif ftype == discretes:
+                if len(payload) != 4:
                     st.bad_frames += 1
                     continue
                 st.discrete_frames += 1
-                states, faults = _HH.unpack(f.payload)
-                for bit, name in DISCRETE_NAMES:
-                    validity = Validity.FAULT if faults & bit else Validity.VALID
-                    out.append(Parameter(name, bool(states & bit), "bool", validity, t, src))
-            elif ftype == FrameType.HEARTBEAT:
+                states, faults = _HH.unpack(payload)
+                for bit, name in _DISCRETES:
+                    yield new(P, (name, bool(states & bit), "bool",
+                                  Validity.FAULT if faults & bit else _VALID, t, src))
+            elif ftype == heartbeat:
                 st.heartbeats += 1
-                self.last_heartbeat = (f.t_us, *f.payload)
+                self.last_heartbeat = (t_us, *payload)
             else:
                 st.bad_frames += 1
-        return out
+        if t is not None:
+            st.last_frame_t = t

@@ -15,8 +15,8 @@ A source name is hierarchical: ``card`` covers ``card/sdi1`` (:meth:`ParameterSt
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 from firmware_bridge.labels import LabelTable
 
@@ -40,11 +40,15 @@ class Validity(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     FAULT = "fault"  #: the card flagged the input (open circuit)
     STALE = "stale"
+    IMPLAUSIBLE = "implausible"  #: a value the aircraft cannot have (see avionics.position)
 
 
-@dataclass(frozen=True, slots=True)
-class Parameter:
-    """One value: ``t`` is the card time in seconds when it was received."""
+class Parameter(NamedTuple):
+    """One value: ``t`` is the card time in seconds when it was received.
+
+    A named tuple (immutable, as a frozen dataclass, but built in a fraction of the time: one is
+    built per ARINC word on the hot path).
+    """
 
     name: str
     value: Value
@@ -104,13 +108,21 @@ class SourceStats:
 
 
 class ParameterStore:
-    """Latest parameter by name, with staleness from the label table's refresh rates."""
+    """Latest parameter by name and by ``(name, source)``, staleness from the label table's rates.
+
+    The chain's hot path writes :attr:`latest`, :attr:`by_source` and :attr:`source_now` directly
+    (as :meth:`put` does).
+    """
 
     def __init__(self, table: LabelTable) -> None:
         """Take the max age of each label parameter from ``table``; discretes use 0.75 s."""
-        self._latest: dict[str, Parameter] = {}
-        self._by_source: dict[str, dict[str, Parameter]] = {}
-        self._source_now: dict[str, float] = {}  #: top source name -> its latest time (s)
+        #: The latest usable parameter by name (what the stages read; see :meth:`put`).
+        self.latest: dict[str, Parameter] = {}
+        self._latest = self.latest
+        #: name -> source -> its latest parameter.
+        self.by_source: dict[str, dict[str, Parameter]] = {}
+        #: top source name (``card`` for ``card/sdi1``) -> its latest card time (s).
+        self.source_now: dict[str, float] = {}
         self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
         self.now = 0.0  #: latest card time seen (s)
 
@@ -118,24 +130,27 @@ class ParameterStore:
         """Age (s) after which ``name`` is stale."""
         return self._max_age.get(name, DISCRETE_MAX_AGE_S)
 
-    def put(self, p: Parameter) -> None:
-        """Store ``p`` as the latest of its ``(name, source)``, and usually of its name.
+    def keeps_latest(self, p: Parameter, cur: Parameter | None) -> bool:
+        """True if ``p`` replaces ``cur`` as the latest of its name.
 
-        Not of its name when ``p`` is invalid while the name's latest is a valid, fresh value from
-        another source.
+        Not when ``p`` is invalid while ``cur`` is a valid, fresh value from another source.
         """
+        return (cur is None or p.validity is Validity.VALID or cur.source == p.source
+                or cur.validity is not Validity.VALID
+                or p.t - cur.t > self._max_age.get(p.name, DISCRETE_MAX_AGE_S))
+
+    def put(self, p: Parameter) -> None:
+        """Store ``p`` as the latest of its ``(name, source)``, and usually of its name."""
         name = p.name
-        cur = self._latest.get(name)
-        if (cur is None or p.validity is Validity.VALID or cur.source == p.source
-                or cur.validity is not Validity.VALID or p.t - cur.t > self.max_age(name)):
+        if self.keeps_latest(p, self._latest.get(name)):
             self._latest[name] = p
-        by = self._by_source.get(name)
+        by = self.by_source.get(name)
         if by is None:
-            by = self._by_source[name] = {}
+            by = self.by_source[name] = {}
         by[p.source] = p
         top = p.source.split("/", 1)[0]
-        if p.t > self._source_now.get(top, -float("inf")):
-            self._source_now[top] = p.t
+        if p.t > self.source_now.get(top, -float("inf")):
+            self.source_now[top] = p.t
         if p.t > self.now:
             self.now = p.t
 
@@ -148,15 +163,19 @@ class ParameterStore:
         p = self._latest.get(name)
         if p is None:
             return None
-        now = self.now if now is None else now
-        if now - p.t > self.max_age(name) and p.validity is not Validity.STALE:
-            return replace(p, validity=Validity.STALE)
+        if (self.now if now is None else now) - p.t > self._max_age.get(
+                name, DISCRETE_MAX_AGE_S) and p.validity is not Validity.STALE:
+            return p._replace(validity=Validity.STALE)
         return p
 
     def value(self, name: str, now: float | None = None) -> Value | None:
         """The value of ``name`` if it is valid and fresh at ``now``, else None."""
-        p = self.get(name, now)
-        return p.value if p is not None and p.validity is Validity.VALID else None
+        p = self._latest.get(name)
+        if p is None or p.validity is not Validity.VALID or (
+                (self.now if now is None else now) - p.t
+                > self._max_age.get(name, DISCRETE_MAX_AGE_S)):
+            return None
+        return p.value
 
     def sources(self, name: str, now: float | None = None) -> list[Parameter]:
         """The latest ``name`` of every source that sent it (staleness applied), by source.
@@ -165,23 +184,23 @@ class ParameterStore:
         not this), or behind ``now`` by more than its max age plus :data:`SOURCE_SKEW_S` (the
         source fell behind or silent). With one source both are the single-source rule.
         """
-        by = self._by_source.get(name)
+        by = self.by_source.get(name)
         if not by:
             return []
         now = self.now if now is None else now
         age = self.max_age(name)
         out = []
         for _, p in sorted(by.items()):
-            own = min(now, self._source_now.get(p.source.split("/", 1)[0], now))
+            own = min(now, self.source_now.get(p.source.split("/", 1)[0], now))
             if p.validity is not Validity.STALE and (
                     own - p.t > age or now - p.t > age + SOURCE_SKEW_S):
-                p = replace(p, validity=Validity.STALE)
+                p = p._replace(validity=Validity.STALE)
             out.append(p)
         return out
 
     def all(self, now: float | None = None) -> list[Parameter]:
         """Every parameter of every source seen, staleness applied, by name then source."""
-        return [p for n in sorted(self._by_source) for p in self.sources(n, now)]
+        return [p for n in sorted(self.by_source) for p in self.sources(n, now)]
 
     def expire_source(self, source: str) -> None:
         """Mark every parameter of ``source`` (and of its sub-sources) stale (the source was lost)."""
@@ -191,8 +210,8 @@ class ParameterStore:
             return p.source == source or p.source.startswith(prefix)
         for name, p in list(self._latest.items()):
             if lost(p):
-                self._latest[name] = replace(p, validity=Validity.STALE)
-        for by in self._by_source.values():
+                self._latest[name] = p._replace(validity=Validity.STALE)
+        for by in self.by_source.values():
             for src, p in list(by.items()):
                 if lost(p):
-                    by[src] = replace(p, validity=Validity.STALE)
+                    by[src] = p._replace(validity=Validity.STALE)

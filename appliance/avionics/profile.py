@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from typing import Any
 
 from ..modes.events import Event
@@ -28,7 +29,7 @@ class FlightProfile:
         self.every_s = every_s
         self.points: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=max_points)
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
-        self._last = -float("inf")
+        self._window: int | None = None
         self._unsubscribe = (chain.on_tick(self.sample), chain.subscribe(self.on_event))
 
     def close(self) -> None:
@@ -37,10 +38,11 @@ class FlightProfile:
             unsub()
 
     def sample(self, t: float) -> None:
-        """Take one point if ``every_s`` of card time passed (card clock resets restart the grid)."""
-        if 0 <= t - self._last < self.every_s:
+        """Take one point at the first tick of each ``every_s`` of the card's clock."""
+        window = math.floor(t / self.every_s)
+        if window == self._window:
             return
-        self._last = t
+        self._window = window
         c = self.chain
         store = c.store
         utc, _ = c.clock.utc(t)

@@ -8,13 +8,16 @@ Both are agents over the live parameter stream, as small pure parts tested with 
 - :class:`FlightHealth`: samples in, one summary out at the end of the flight: per parameter how
   many samples were valid and why the others were not, extremes of altitude and speeds, the
   flight's duration and phases.
+- :class:`FlightSummaries`: mode changes and samples in, outbox records out: ``flight_track``
+  records of ``points_per_record`` points (and the rest at landing, ``final: true``) and one
+  ``flight_health`` record per flight. A flight interrupted by a restart gets a summary for each
+  part (``resumed: true`` on the second); stopping flushes what is pending (``final: false``).
 
-:class:`SummaryAgents` feeds them from the chain (a sample every ``sample_period_s`` of wall time,
-taken from the latest-value store when card time moved) during FLIGHT and queues their output in
-the outbox, through the single writer: ``flight_track`` records of ``points_per_record`` points
-(and the rest at landing, ``final: true``) and one ``flight_health`` record per flight. Stopping
-the service flushes what is pending (``final: false``); a flight interrupted by a restart gets a
-summary for each part (``resumed: true`` on the second).
+:class:`SummarySampler` is the summaries stage of the chain: it feeds a :class:`FlightSummaries`
+a sample every ``sample_period_s`` of *card* time, on the chain's evaluation ticks, so the live
+service and ``appliance replay`` give the same records for the same flight.
+:class:`SummaryAgents` is the live service's: the sampler, its records queued in the outbox
+through the single writer.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -34,8 +37,9 @@ from ..store.writer import Writer
 from .chain import AvionicsChain
 from .params import Parameter
 
-__all__ = ["FlightHealth", "Sample", "SummariesStatus", "SummaryAgents", "TrackDownsampler",
-           "TrackPoint", "downsample"]
+__all__ = ["FlightHealth", "FlightSummaries", "Record", "Sample", "SummariesStatus", "SummaryAgents",
+           "SummaryConfig", "SummarySampler", "TrackDownsampler", "TrackPoint", "chain_source_counts",
+           "downsample"]
 
 
 class SummariesStatus(TypedDict):
@@ -186,74 +190,202 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
-class SummaryAgents:
-    """Feeds the agents from ``chain`` during FLIGHT and queues their output (see the module doc)."""
+#: One record for the ground: (outbox stream, payload).
+Record = tuple[str, dict[str, Any]]
+#: Per source (decoder name): counter name -> count; see :meth:`FlightSummaries.start_flight`.
+SourceCounts = dict[str, dict[str, int]]
 
-    def __init__(self, chain: AvionicsChain, writer: Writer, aircraft_id: str, *,
-                 period_s: float = 30.0, turn_deg: float = 15.0, points_per_record: int = 20,
-                 ) -> None:
-        """Wire to the chain (read on the event loop) and the single writer."""
-        self.chain = chain
-        self.writer = writer
+
+@dataclass(frozen=True, slots=True)
+class SummaryConfig:
+    """Sampling and downsampling of the summaries (the ``sync`` settings' defaults).
+
+    ``sample_period_s``: card seconds between samples; ``period_s`` and ``turn_deg``: the track's
+    downsampling (:class:`TrackDownsampler`); ``points_per_record``: track points per record.
+    """
+
+    sample_period_s: float = 1.0
+    period_s: float = 30.0
+    turn_deg: float = 15.0
+    points_per_record: int = 20
+
+
+class FlightSummaries:
+    """The summaries agent, pure: mode changes and samples in, outbox records out.
+
+    :meth:`on_mode` (a ModeChanged into FLIGHT starts a flight, out of FLIGHT ends it),
+    :meth:`push` (one sample, with the phase and mode at that moment) and :meth:`flush` (the
+    service stops) each return the records to queue, in order: ``flight_track`` records of
+    ``points_per_record`` points (the rest at landing, ``final: true``), one ``flight_health``
+    per flight. ``source_counts`` gives the bus sources' counters; the health record carries
+    their increase over the flight.
+    """
+
+    def __init__(self, aircraft_id: str, config: SummaryConfig = SummaryConfig(),
+                 source_counts: Callable[[], SourceCounts] = dict) -> None:
+        """No flight until a mode change into FLIGHT (or a sample taken in FLIGHT: resumed)."""
         self.aircraft_id = aircraft_id
-        self.period_s = period_s
-        self.turn_deg = turn_deg
-        self.points_per_record = points_per_record
+        self.config = config
+        self.source_counts = source_counts
         self.flight_id: str | None = None
         self.segment = 0
         self.points: list[TrackPoint] = []
         self.track: TrackDownsampler | None = None
         self.health: FlightHealth | None = None
         self.resumed = False
-        self.records_queued = 0
-        self._last_t: float | None = None
-        self._baseline: dict[str, dict[str, int]] = {}
-        self._pending: list[asyncio.Future[Any]] = []
-
-    def _source_counts(self) -> dict[str, dict[str, int]]:
-        return {n: {"frames": d.stats.frames, "bad_words": d.stats.bad_words,
-                    "crc_errors": d.stats.crc_errors, "garbage_bytes": d.stats.garbage_bytes}
-                for n, d in self.chain.decoders.items()}
+        self._baseline: SourceCounts = {}
 
     def start_flight(self, utc: float, resumed: bool = False) -> None:
         """Begin a flight at ``utc`` (epoch s): fresh agents, a new flight id."""
+        c = self.config
         self.flight_id = f"{self.aircraft_id}-{_iso(utc)}"
         self.segment = 0
         self.points = []
-        self.track = TrackDownsampler(self.period_s, self.turn_deg)
+        self.track = TrackDownsampler(c.period_s, c.turn_deg)
         self.health = FlightHealth()
         self.resumed = resumed
-        self._baseline = self._source_counts()
+        self._baseline = self.source_counts()
 
-    def on_event(self, ev: Event) -> None:
-        """Chain listener: a ModeChanged into FLIGHT starts a flight, out of FLIGHT ends it."""
-        if not isinstance(ev, ModeChanged):
-            return
+    def on_mode(self, ev: ModeChanged) -> list[Record]:
+        """A mode change: into FLIGHT starts a flight, out of FLIGHT ends it (its records)."""
         if ev.current == Mode.FLIGHT and self.flight_id is None:
             self.start_flight(ev.utc)
         elif ev.previous == Mode.FLIGHT and ev.current != Mode.FLIGHT and self.flight_id:
-            self._finish(final=True)
+            return self._finish(final=True)
+        return []
 
-    def tick(self) -> None:
-        """Take a sample if card time moved (call every ``sample_period_s``)."""
-        chain = self.chain
-        if self.flight_id is None and chain.mode is Mode.FLIGHT:
-            self.start_flight(chain.utc()[0], resumed=True)
-        if self.flight_id is None or self.track is None or self.health is None:
-            return
-        t = chain.store.now
-        if self._last_t is not None and t <= self._last_t:
-            return
-        self._last_t = t
-        names = set(TRACK_PARAMS) | set(self.health.params)
-        params = {n: p for n in names if (p := chain.store.get(n, t)) is not None}
-        sample = Sample(t, chain.clock.utc(t)[0], params)
-        self.health.push(sample, str(chain.phase.phase))
+    def push(self, sample: Sample, phase: str | None, mode: Mode) -> list[Record]:
+        """Take one sample (and the phase and mode then); returns a track record when one fills.
+
+        A sample in FLIGHT with no flight started (the service restarted mid-flight) starts one
+        (``resumed: true``).
+        """
+        if self.flight_id is None and mode is Mode.FLIGHT:
+            self.start_flight(sample.utc, resumed=True)
+        if self.track is None or self.health is None:
+            return []
+        self.health.push(sample, phase)
         point = self.track.push(sample)
-        if point is not None:
-            self.points.append(point)
-            if len(self.points) >= self.points_per_record:
-                self._queue_track(final=False)
+        if point is None:
+            return []
+        self.points.append(point)
+        if len(self.points) >= self.config.points_per_record:
+            return self._track_record(final=False)
+        return []
+
+    def flush(self) -> list[Record]:
+        """The records of a flight in progress (``final: false``): the service is stopping."""
+        return self._finish(final=False) if self.flight_id is not None else []
+
+    def _track_record(self, final: bool) -> list[Record]:
+        if not self.points and not final:
+            return []
+        self.segment += 1
+        rec = ("flight_track", {
+            "kind": "track", "flight_id": self.flight_id, "segment": self.segment,
+            "final": final, "period_s": self.config.period_s,
+            "fields": ["utc", "lat", "lon", "alt_ft", "gs_kt", "track_deg"],
+            "points": [p.as_list() for p in self.points]})
+        self.points = []
+        return [rec]
+
+    def _finish(self, final: bool) -> list[Record]:
+        assert self.health is not None
+        out = self._track_record(final=final)
+        now = self.source_counts()
+        sources = {n: {k: v - self._baseline.get(n, {}).get(k, 0) for k, v in c.items()}
+                   for n, c in now.items()}
+        out.append(("flight_health", {
+            "kind": "flight_health", "flight_id": self.flight_id, "final": final,
+            "resumed": self.resumed, "track_points_segments": self.segment,
+            "sources": sources, **self.health.summary()}))
+        self.flight_id = self.track = self.health = None
+        return out
+
+
+def chain_source_counts(chain: AvionicsChain) -> SourceCounts:
+    """The counters the health record carries, per card decoder of ``chain``.
+
+    ``frames``: frames the chain decoded (ARINC words, discretes, heartbeats, bad frames: counted
+    one by one in card-time order, so the same at any chunking); ``bad_words``; ``crc_errors``
+    and ``garbage_bytes``: byte-level, counted as the bytes are read.
+    """
+    return {n: {"frames": st.words + st.discrete_frames + st.heartbeats + st.bad_frames,
+                "bad_words": st.bad_words, "crc_errors": st.crc_errors,
+                "garbage_bytes": st.garbage_bytes}
+            for n, d in chain.decoders.items() if (st := d.stats)}
+
+
+class SummarySampler:
+    """Drives a :class:`FlightSummaries` from a chain, on card time: the summaries stage.
+
+    Mode changes go to :meth:`FlightSummaries.on_mode`; at the first evaluation tick of every
+    ``sample_period_s`` of the card's clock (windows fixed on it, whenever the stream started) a
+    :class:`Sample` of the latest values, staleness applied, goes to :meth:`FlightSummaries.push`
+    while a flight is on (or the mode is FLIGHT). Records go to ``emit(stream, payload)``. The
+    live service and ``appliance replay`` wire it the same way, so they queue the same records
+    for the same flight.
+    """
+
+    def __init__(self, chain: AvionicsChain, agent: FlightSummaries,
+                 emit: Callable[[str, dict[str, Any]], None]) -> None:
+        """Subscribe to ``chain`` (events and ticks); :meth:`close` unsubscribes."""
+        self.chain = chain
+        self.agent = agent
+        self.emit = emit
+        self._window: int | None = None
+        self._names = tuple(sorted(set(TRACK_PARAMS) | set(HEALTH_PARAMS)))
+        self._unsubscribe = (chain.subscribe(self.on_event), chain.on_tick(self.on_tick))
+
+    def close(self) -> None:
+        """Stop listening to the chain."""
+        for unsub in self._unsubscribe:
+            unsub()
+
+    def _send(self, records: list[Record]) -> None:
+        for stream, payload in records:
+            self.emit(stream, payload)
+
+    def on_event(self, ev: Event) -> None:
+        """Chain listener: mode changes start and end flights."""
+        if isinstance(ev, ModeChanged):
+            self._send(self.agent.on_mode(ev))
+
+    def on_tick(self, t: float) -> None:
+        """Take a sample at the first tick of each ``sample_period_s`` of the card's clock."""
+        window = math.floor(t / self.agent.config.sample_period_s)
+        if window == self._window:
+            return
+        self._window = window
+        chain = self.chain
+        if self.agent.flight_id is None and chain.mode is not Mode.FLIGHT:
+            return
+        store = chain.store
+        params = {n: p for n in self._names if (p := store.get(n, t)) is not None}
+        sample = Sample(t, chain.clock.utc(t)[0], params)
+        self._send(self.agent.push(sample, str(chain.phase.phase), chain.mode))
+
+    def flush(self) -> None:
+        """Emit what a flight in progress has (``final: false``)."""
+        self._send(self.agent.flush())
+
+
+class SummaryAgents:
+    """The live service's summaries: the sampler on the chain, records queued in the outbox.
+
+    Records go through the single writer (:func:`~appliance.store.outbox.enqueue`); :meth:`stop`
+    flushes a flight in progress and waits for the writes (bounded).
+    """
+
+    def __init__(self, chain: AvionicsChain, writer: Writer, aircraft_id: str,
+                 config: SummaryConfig = SummaryConfig()) -> None:
+        """Attach to the chain at once (samples on its card time) and queue into ``writer``."""
+        self.writer = writer
+        self.aircraft_id = aircraft_id
+        self.agent = FlightSummaries(aircraft_id, config, lambda: chain_source_counts(chain))
+        self.sampler = SummarySampler(chain, self.agent, self._queue)
+        self.records_queued = 0
+        self._pending: list[asyncio.Future[Any]] = []
 
     def _queue(self, stream: str, payload: dict[str, Any]) -> None:
         fut = asyncio.wrap_future(self.writer.submit(
@@ -261,33 +393,10 @@ class SummaryAgents:
         self._pending = [f for f in self._pending if not f.done()] + [fut]
         self.records_queued += 1
 
-    def _queue_track(self, final: bool) -> None:
-        if not self.points and not final:
-            return
-        self.segment += 1
-        self._queue("flight_track", {
-            "kind": "track", "flight_id": self.flight_id, "segment": self.segment,
-            "final": final, "period_s": self.period_s,
-            "fields": ["utc", "lat", "lon", "alt_ft", "gs_kt", "track_deg"],
-            "points": [p.as_list() for p in self.points]})
-        self.points = []
-
-    def _finish(self, final: bool) -> None:
-        assert self.health is not None
-        self._queue_track(final=final)
-        now = self._source_counts()
-        sources = {n: {k: v - self._baseline.get(n, {}).get(k, 0) for k, v in c.items()}
-                   for n, c in now.items()}
-        self._queue("flight_health", {
-            "kind": "flight_health", "flight_id": self.flight_id, "final": final,
-            "resumed": self.resumed, "track_points_segments": self.segment,
-            "sources": sources, **self.health.summary()})
-        self.flight_id = self.track = self.health = None
-
     async def stop(self, timeout: float = 5.0) -> None:
-        """Flush a flight in progress (``final: false``) and wait for the writes (bounded)."""
-        if self.flight_id is not None:
-            self._finish(final=False)
+        """Stop sampling, flush a flight in progress (``final: false``), wait for the writes."""
+        self.sampler.close()
+        self.sampler.flush()
         if self._pending:
             try:
                 await asyncio.wait_for(asyncio.gather(*self._pending, return_exceptions=True),
@@ -297,6 +406,6 @@ class SummaryAgents:
 
     def as_dict(self) -> SummariesStatus:
         """For the status."""
-        return SummariesStatus(flight_id=self.flight_id, segment=self.segment,
-                               points_pending=len(self.points), records_queued=self.records_queued)
-
+        a = self.agent
+        return SummariesStatus(flight_id=a.flight_id, segment=a.segment,
+                               points_pending=len(a.points), records_queued=self.records_queued)

@@ -23,7 +23,7 @@ name (the physical source and its clock).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .cardtime import CARD_RESET_S
 from .params import Parameter
@@ -95,7 +95,7 @@ class TimeBase:
                 continue
             off = c.offset
             assert off is not None
-            out.append(p if off == 0.0 else replace(p, t=p.t + off))
+            out.append(p if off == 0.0 else p._replace(t=p.t + off))
         return out
 
     def _join(self, top: str, c: _Clock, t: float) -> bool:

@@ -208,6 +208,8 @@ class Catalog:
                     "languages": list(m.languages), "duration_s": m.duration_s,
                     "rating": m.rating, "licence": m.licence, "attribution": m.attribution,
                     "description": m.description, "flight_only": m.flight_only,
+                    "localized": {lang: loc.model_dump(exclude_none=True)
+                                  for lang, loc in m.localized.items()},
                     "available": a is Access.OK,
                     "message": None if a is Access.OK else LOCKED_MESSAGE,
                     "poster": t.url(m.poster) if m.poster else None,

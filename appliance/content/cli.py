@@ -80,15 +80,20 @@ def _remove(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Add the ``content`` command to the ``appliance`` subparsers ``sub``."""
-    p = sub.add_parser("content", help="install, list or remove content packages")
-    csub = p.add_subparsers(dest="content_cmd", required=True)
-    for name, fn, helptext in (("install", _install, "install a package directory"),
-                               ("list", _list, "list installed titles"),
-                               ("remove", _remove, "remove a title from the catalog")):
-        c = csub.add_parser(name, help=helptext)
-        c.add_argument("--config", help="TOML config file (default: $APPLIANCE_CONFIG)")
+    p = sub.add_parser("content", help="install, list or remove content packages",
+                       description="Install, list or remove content packages in the data "
+                                   "directory (works while the service runs).")
+    csub = p.add_subparsers(dest="content_cmd", required=True, metavar="COMMAND")
+    for name, fn, helptext in (
+            ("install", _install, "check a package directory (made by media package) and "
+                                  "install it; refused with the reason when bad"),
+            ("list", _list, "list installed titles"),
+            ("remove", _remove, "remove a title from the catalog")):
+        c = csub.add_parser(name, help=helptext, description=helptext)
+        c.add_argument("--config", help="the service's TOML config file (default: "
+                                        "$APPLIANCE_CONFIG); its data_dir holds the content")
         if name == "install":
-            c.add_argument("dir", type=Path)
+            c.add_argument("dir", type=Path, help="the package directory (with package.json)")
         elif name == "remove":
-            c.add_argument("id")
+            c.add_argument("id", help="the title's content id (see content list)")
         c.set_defaults(fn=fn)

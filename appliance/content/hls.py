@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from ..errors import PackageError
 
-__all__ = ["MediaPlaylist", "Variant", "parse_attributes", "parse_master", "parse_media"]
+__all__ = ["MediaPlaylist", "Rendition", "Variant", "parse_attributes", "parse_master", "parse_media",
+           "parse_renditions"]
 
 _ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)')
 
@@ -29,6 +30,24 @@ class Variant:
     bandwidth: int
     resolution: tuple[int, int]
     codecs: str
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """An ``#EXT-X-MEDIA`` of the master playlist (RFC 8216 4.3.4.1).
+
+    TYPE (AUDIO, SUBTITLES), GROUP-ID, LANGUAGE, NAME, DEFAULT/AUTOSELECT, CHARACTERISTICS
+    (comma-separated UTIs) and the rendition's playlist path.
+    """
+
+    type: str
+    group: str
+    language: str
+    name: str
+    default: bool
+    autoselect: bool
+    characteristics: tuple[str, ...]
     uri: str
 
 
@@ -83,6 +102,43 @@ def parse_master(text: str, name: str) -> list[Variant]:
                            _join(name, lines[i + 1], where)))
     if not out:
         raise PackageError(f"{name}: a master playlist with no #EXT-X-STREAM-INF")
+    return out
+
+
+def parse_renditions(text: str, name: str) -> list[Rendition]:
+    """The AUDIO and SUBTITLES renditions of the master playlist ``name``.
+
+    Each needs GROUP-ID, NAME and a URI; a variant that names an AUDIO or SUBTITLES group needs
+    that group; DEFAULT=YES at most once per group. Raises PackageError with the line.
+    """
+    lines = _lines(text, name)
+    out: list[Rendition] = []
+    groups: dict[str, set[str]] = {"AUDIO": set(), "SUBTITLES": set()}
+    for i, line in enumerate(lines):
+        where = f"{name} line {i + 1}"
+        if line.startswith("#EXT-X-MEDIA:"):
+            a = parse_attributes(line.split(":", 1)[1])
+            kind = a.get("TYPE", "")
+            if kind not in groups:
+                raise PackageError(f"{where}: #EXT-X-MEDIA TYPE {kind!r} (AUDIO or SUBTITLES)")
+            missing = [k for k in ("GROUP-ID", "NAME", "URI") if not a.get(k)]
+            if missing:
+                raise PackageError(f"{where}: #EXT-X-MEDIA lacks {', '.join(missing)}")
+            r = Rendition(kind, a["GROUP-ID"], a.get("LANGUAGE", ""), a["NAME"],
+                          a.get("DEFAULT") == "YES", a.get("AUTOSELECT") == "YES",
+                          tuple(c for c in a.get("CHARACTERISTICS", "").split(",") if c),
+                          _join(name, a["URI"], where))
+            if r.default and any(o.default and o.type == kind and o.group == r.group for o in out):
+                raise PackageError(f"{where}: two DEFAULT=YES renditions in group {r.group!r}")
+            groups[kind].add(r.group)
+            out.append(r)
+    for i, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            a = parse_attributes(line.split(":", 1)[1])
+            for kind in groups:
+                if kind in a and a[kind] not in groups[kind]:
+                    raise PackageError(f"{name} line {i + 1}: {kind} group {a[kind]!r} is not "
+                                       "defined by an #EXT-X-MEDIA")
     return out
 
 

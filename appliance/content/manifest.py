@@ -44,6 +44,16 @@ class FileEntry(BaseModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+class Localized(BaseModel):
+    """A title's title, synopsis and rating in one language (any of them may be left out)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    rating: Annotated[str, Field(max_length=16)] | None = None
+
+
 class Manifest(BaseModel):
     """``package.json``; raises pydantic's ValidationError on any bad or unknown field."""
 
@@ -62,6 +72,10 @@ class Manifest(BaseModel):
     not_before: dt.datetime | None = None
     not_after: dt.datetime | None = None
     flight_only: bool = False
+    #: Title, synopsis and rating per language (BCP 47 tag -> Localized); the top-level ones are
+    #: the default. Optional: packages made before it have none.
+    localized: dict[Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")],
+                    Localized] = Field(default_factory=dict)
     entry: str
     poster: str | None = None
     files: dict[str, FileEntry]
@@ -108,8 +122,10 @@ class Manifest(BaseModel):
 
     def canonical(self) -> bytes:
         """The manifest as canonical JSON bytes (sorted keys, no spaces)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
-                          separators=(",", ":")).encode()
+        doc = self.model_dump(mode="json")
+        if not doc["localized"]:  # a package without translations keeps the version it had
+            del doc["localized"]
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def digest(manifest: Manifest) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import PackageError
-from .hls import MediaPlaylist, Variant, parse_master, parse_media
+from .hls import MediaPlaylist, Variant, parse_master, parse_media, parse_renditions
 from .manifest import MANIFEST, Manifest, digest
 
 __all__ = ["CheckedPackage", "check_package", "file_sha256", "load_manifest", "read_hls"]
@@ -75,20 +75,23 @@ def _walk(root: Path) -> set[str]:
 
 
 def read_hls(root: Path, entry: str) -> tuple[list[Variant], list[tuple[str, MediaPlaylist]]]:
-    """Parse the master playlist ``entry`` and each variant's media playlist under ``root``."""
+    """Parse the master playlist ``entry`` and the media playlist of each variant and rendition."""
     try:
-        variants = parse_master((root / entry).read_text(encoding="utf-8"), entry)
+        master = (root / entry).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise PackageError(f"{entry}: cannot read the master playlist: {e}") from e
+    variants = parse_master(master, entry)
+    renditions = parse_renditions(master, entry)
     playlists: list[tuple[str, MediaPlaylist]] = []
-    for v in variants:
+    uris = [v.uri for v in variants] + [r.uri for r in renditions]
+    for uri in uris:
         try:
-            text = (root / v.uri).read_text(encoding="utf-8")
+            text = (root / uri).read_text(encoding="utf-8")
         except FileNotFoundError as e:
-            raise PackageError(f"{entry}: variant playlist {v.uri} is missing") from e
+            raise PackageError(f"{entry}: playlist {uri} is missing") from e
         except (OSError, UnicodeDecodeError) as e:
-            raise PackageError(f"{v.uri}: cannot read: {e}") from e
-        playlists.append((v.uri, parse_media(text, v.uri)))
+            raise PackageError(f"{uri}: cannot read: {e}") from e
+        playlists.append((uri, parse_media(text, uri)))
     return variants, playlists
 
 

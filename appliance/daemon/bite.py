@@ -39,6 +39,8 @@ CARD_TIME_AMBER_S = 10.0
 #: The journal stays amber this long (s, wall clock) after a failure cleared; its history
 #: (count, first/last failure, cleared at) is shown for ever.
 JOURNAL_FAULT_AMBER_S = 3600.0
+#: Card seconds after the latest implausible position during which the position stays amber.
+POSITION_AMBER_S = 60.0
 
 
 def _iso(utc: float) -> str:
@@ -138,6 +140,16 @@ class Bite:
         n = sum(red.counts.values())
         return _status(GREEN, f"redundant sources agree ({n} disagreement(s) so far)", **extra)
 
+    def _position(self) -> dict[str, Any]:
+        g = self.chain.position
+        extra = {"bad_positions": g.bad_positions, "by_rule": dict(g.by_rule),
+                 "last_reason": g.last_reason}
+        now = self.chain.store.now
+        if g.last_bad_t is not None and 0 <= now - g.last_bad_t < POSITION_AMBER_S:
+            return _status(AMBER, f"implausible position {now - g.last_bad_t:.0f} s ago "
+                                  f"({g.last_reason}); holding the last good one", **extra)
+        return _status(GREEN, f"{g.bad_positions} implausible position(s) so far", **extra)
+
     def _journal(self) -> dict[str, Any]:
         w = self.writer
         history = {"faults": w.faults, "first_fault_utc": w.first_fault_utc,
@@ -184,6 +196,8 @@ class Bite:
             out["bus"] = _status(RED, "no avionics source has delivered anything")
         out["air_ground"] = self._air_ground()
         out["redundancy"] = self._redundancy()
+
+        out["position"] = self._position()
         out["time"] = self._time()
         out["journal"] = self._journal()
         out["disk"] = self._disk()

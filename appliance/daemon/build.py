@@ -34,6 +34,7 @@ from ..content.store import ContentStore
 from ..content.usage import UsageJournal
 from ..intake.activators import SoftwareActivator
 from ..intake.bundle import Trust, Verified
+from ..intake.keyset import keys_activator
 from ..intake.service import Activator, IntakeConfig, IntakeService
 from ..intake.slots import SoftwareSlots, venv_installer
 from ..modes.policy import PolicyTable
@@ -44,7 +45,8 @@ from ..web.admin.cabin import make_router as cabin_router
 from ..web.admin.intake import make_router as intake_router
 from ..web.passenger.flightinfo import FlightInfo, airport
 from ..web.passenger.media import MediaASGI
-from ..web.passenger.portal import CaptiveState, PortalAssets, portal_router
+from ..web.passenger.portal import Captive, CaptiveState, PortalAssets, portal_router
+from .cabinnet import portal_urls
 
 __all__ = ["PassengerContent", "build_cabin_network", "build_intake", "build_passenger_content",
            "content_activator"]
@@ -80,8 +82,12 @@ class PassengerContent:
 
 
 def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Writer,
-                            reader_engine: Engine, policy: PolicyTable) -> PassengerContent:
-    """The content store, catalog, usage journal, media server, flight info, survey and portal."""
+                            reader_engine: Engine, policy: PolicyTable,
+                            captive: Captive | None = None) -> PassengerContent:
+    """The content store, catalog, usage journal, media server, flight info, survey and portal.
+
+    ``captive``: who accepted the portal (the cabin network's gate; default: in memory per address).
+    """
     cs = settings.content
     if not cs.enabled:
         return PassengerContent()
@@ -107,11 +113,14 @@ def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Wr
         log.warning("content: no portal vendor files in %s (make vendor): native HLS only, no "
                     "coastline on the map", cs.vendor_dir)
     feedback = Feedback(writer, reader_engine, settings.aircraft_id, chain.utc)
+    redirect, venue = portal_urls(settings)
     router = portal_router(chain, policy, catalog, info, feedback,
-                           CaptiveState(cs.captive_accept_s), assets,
+                           captive or CaptiveState(cs.captive_accept_s), assets,
                            RateLimiter(cs.api_requests_per_s, cs.api_burst),
                            streams_per_client=cs.event_streams_per_client,
-                           portal_url=cs.portal_url)
+                           portal_url=cs.portal_url, redirect_url=redirect, venue_info_url=venue,
+                           captive_api_url=settings.cabinnet.captive_api_url
+                           if settings.cabinnet.enabled else None)
     service = ContentService(store, catalog, usage, media, poll_s=cs.catalog_poll_s)
     return PassengerContent([router], [("/media", MediaASGI(files))], service, info)
 
@@ -157,6 +166,8 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
     activators: dict[str, Activator] = {"software": soft}
     if content_store is not None:
         activators["content"] = content_activator(content_store)
+    service: IntakeService
+    activators["keys"] = keys_activator(writer, lambda: service.trust_in_force())
     service = IntakeService(
         IntakeConfig(root, settings.aircraft_id, cfg.max_bundle_bytes, cfg.chunk_bytes,
                      cfg.free_margin_bytes, cfg.quiet_wait_s,

@@ -42,13 +42,14 @@ from .. import __version__
 from ..avionics.chain import AvionicsChain
 from ..avionics.profile import FlightProfile
 from ..avionics.source import Source
-from ..avionics.summaries import SummaryAgents
+from ..avionics.summaries import SummaryAgents, SummaryConfig
 from ..content.orders import Orders
 from ..errors import ApplianceError, StartupError
 from ..modes.airground import AirGroundConfig
 from ..modes.events import Event, ModeChanged, TimeSource
 from ..modes.policy import Mode, PolicyTable
 from ..notify import notify
+from ..running import running
 from ..settings import Settings
 from ..store.engine import make_engine
 from ..store.export import export_logs
@@ -60,12 +61,14 @@ from ..store.writer import Writer
 from ..sync import SyncService
 from ..web import admin, passenger
 from ..web.admin.auth import AdminAuth, Role
+from ..web.admin.content import make_router as content_inventory
 from ..web.admin.dashboard import dashboard_html
 from ..web.admin.metrics import ApplianceCollector, make_metrics
 from ..web.admin.sync import sync_router
 from ..web.passenger.traffic import PassengerTraffic
 from .bite import Bite, content_bite, orders_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
+from .cabinnet import build_cabinnet, cabinnet_collectors, start_cabinnet
 from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, warm_imports, web_config
 from .sources import build_sources
 
@@ -261,10 +264,9 @@ class Daemon:
         self.bite.add("orders", lambda: orders_bite(self.orders.queued, s.orders.max_queued,
                                                     self.orders.refused_full,
                                                     self.order_limits.limited))
-        summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id,
-                                   period_s=s.sync.track_period_s, turn_deg=s.sync.track_turn_deg,
-                                   points_per_record=s.sync.track_points_per_record)
-                     if s.sync.summaries else None)
+        summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id, SummaryConfig(
+            s.sync.sample_period_s, s.sync.track_period_s, s.sync.track_turn_deg,
+            s.sync.track_points_per_record)) if s.sync.summaries else None)
         self.sync = SyncService(s, self.writer, self.reader, self.chain, summaries=summaries,
                                 policy=self.policy)
         await self.sync.start()
@@ -276,8 +278,10 @@ class Daemon:
     async def _start_passenger(self, stack: contextlib.AsyncExitStack) -> None:
         """Passenger content (store, catalog, media server, flight info) and the passenger port."""
         s = self.settings
+        self.cabinnet = build_cabinnet(s, self.chain, self.writer, self.reader, self.policy)
         self.content = build_passenger_content(s, self.chain, self.writer, self.reader,
-                                               self.policy)
+                                               self.policy,
+                                               self.cabinnet.gate if self.cabinnet else None)
         for part in (self.content.service, self.content.flight_info):
             if part is not None:
                 await part.start()
@@ -289,6 +293,11 @@ class Daemon:
                                    order_limits=self.order_limits)
         await self._serve_web(stack, "passenger", web_config(app, s.passenger.host, s.passenger.port,
                                                              s.edge.passenger))
+        if self.cabinnet is not None:  # the captive API over HTTPS, the gate, DHCP and DNS
+            media = self.content.service.media if self.content.service else None
+            await start_cabinnet(self.cabinnet, s, app, self.chain, self.bite,
+                                 media.port if media else None,
+                                 functools.partial(self._serve_web, stack), stack)
 
     async def _start_admin(self, stack: contextlib.AsyncExitStack) -> None:
         """The subsystems behind the admin port (cabin network, intake) and the admin port."""
@@ -316,10 +325,11 @@ class Daemon:
             profile=self.profile.view,
             export=lambda since, until: export_logs(self.journal, s.data_dir / "logs",
                                                     s.aircraft_id, since, until),
-            metrics=make_metrics(collector, self.reader),
+            metrics=make_metrics(collector, self.reader, *cabinnet_collectors(self.cabinnet)),
             dashboard_html=dashboard_html(),
             routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router,
-                     intake_router],
+                     intake_router,
+                     *([content_inventory(self.content.store)] if self.content.store else [])],
             unaudited=(("PUT", "/admin/v1/intake/uploads/"),))
         await self._serve_web(stack, "admin", web_config(admin.create_app(deps), s.admin.host,
                                                          s.admin.port, s.edge.admin,
@@ -418,6 +428,7 @@ class Daemon:
         w = self.writer.stats
         return {
             "version": __version__,
+            "software": running(),
             "aircraft_id": self.settings.aircraft_id,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "mode": str(c.mode),

@@ -1,4 +1,4 @@
-"""The intake's software activator: install into the inactive A/B slot, flip, restart.
+"""The activators' protocol; the software activator: install into the inactive A/B slot, flip, restart.
 
 The daemon builds them (``appliance.daemon.build``). Software activation installs into the
 inactive A/B slot under ``<staging_dir>/software``, flips ``current`` and calls ``restart``
@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
@@ -19,7 +19,18 @@ from ..store.writer import Writer
 from .bundle import Verified
 from .slots import SlotInstaller, SoftwareSlots
 
-__all__ = ["SoftwareActivator"]
+__all__ = ["Activator", "SoftwareActivator"]
+
+
+class Activator(Protocol):
+    """Switches a staged bundle in: ``extra(conn, detail)`` must run inside the switching transaction."""
+
+    async def __call__(self, staged: Path, v: Verified,
+                       extra: Callable[[Connection, dict[str, Any]], Any]) -> dict[str, Any]:
+        """Switch ``staged`` in, running ``extra(conn, detail)`` in the switching transaction.
+
+        ``detail`` says what was switched (titles, slot); it is also returned.
+        """
 
 
 class SoftwareActivator:

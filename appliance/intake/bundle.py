@@ -4,7 +4,7 @@ A bundle on the hangar station is a directory ``NAME.bundle/`` holding ``metadat
 ``payload.tar.zst``. ``metadata.json`` is a TUF-style envelope::
 
     {"signed": {"_type": "bundle", "spec_version": "1.0", "name": "films-2026-11",
-                "kind": "content" | "software", "version": 7,          # integer, only goes up
+                "kind": "content" | "software" | "keys", "version": 7,  # integer, only goes up
                 "issued": "2026-11-20T10:00:00Z", "expires": "2026-12-20T10:00:00Z",
                 "payload": {"length": 123456, "sha256": "<hex>", "compression": "zstd"},
                 "files": {"pkg-a/package.json": {"length": 812, "hashes": {"sha256": "<hex>"}}, ...}},
@@ -18,6 +18,15 @@ reason: every signature must come from a key pinned for the bundle's kind (*unkn
 valid (*bad signature*); distinct valid keys must reach the kind's threshold (*below threshold*);
 the version must be greater than the installed one of that kind (*rollback* / *replay*: an old
 validly signed bundle has a version at most the installed one); the bundle must not be expired.
+
+**Key rotation** (as TUF rotates its root). A ``keys`` bundle carries a new key set in its signed
+part (``"keys": {"content": {"keys": [hex...], "threshold": n}, "software": ..., "keys": ...}``,
+every kind) and a ``keys.json`` payload file with the same set, for people. It must be signed by
+the threshold of the ``keys`` role now in force (*below threshold*) and by the threshold of the
+new set's ``keys`` role (*below threshold of the new key set*: the new keys prove they are held);
+its version (the key set's) must be above the installed one, so a replayed older key set is
+refused. Once it is active, a signature by a key that the new set no longer pins is refused as
+*retired key* (:attr:`Trust.retired`).
 
 **The clock for expiry** (:func:`floor_clock`). Security decisions use a time that never goes
 back, whatever the bus says: ``now = max(stored floor, local wall clock)``. The floor (persisted,
@@ -51,7 +60,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import BundleRefused
 
-__all__ = ["METADATA", "PAYLOAD", "BundleMeta", "Envelope", "FileMeta", "PayloadMeta", "Trust",
+__all__ = ["KINDS", "METADATA", "PAYLOAD", "BundleMeta", "Envelope", "FileMeta", "PayloadMeta",
+           "RoleMeta", "Trust",
            "Verified", "canonical", "colliding_paths", "floor_clock", "keyid", "load_envelope",
            "parse_time", "safe_path", "sign", "verify"]
 
@@ -59,7 +69,9 @@ METADATA = "metadata.json"
 PAYLOAD = "payload.tar.zst"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _HEX64 = r"^[0-9a-f]{64}$"
-Kind = Literal["content", "software"]
+Kind = Literal["content", "software", "keys"]
+#: The kinds a key set must pin (a ``keys`` bundle gives all of them).
+KINDS: tuple[str, ...] = ("content", "software", "keys")
 
 
 def safe_path(path: str) -> str | None:
@@ -127,6 +139,28 @@ class PayloadMeta(BaseModel):
     compression: Literal["zstd"] = "zstd"
 
 
+class RoleMeta(BaseModel):
+    """One role of a new key set: pinned Ed25519 public keys (hex, 32 bytes raw) and the threshold.
+
+    ValidationError if a key is malformed or repeated, or the threshold exceeds the keys.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    keys: Annotated[list[Annotated[str, Field(pattern=_HEX64)]], Field(min_length=1)]
+    threshold: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> RoleMeta:
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("a key is listed twice")
+        if self.threshold > len(self.keys):
+            raise ValueError(f"threshold {self.threshold} is above the {len(self.keys)} key(s) "
+                             "given: nothing could ever be signed")
+        for k in self.keys:
+            Ed25519PublicKey.from_public_bytes(bytes.fromhex(k))
+        return self
+
+
 class BundleMeta(BaseModel):
     """The ``signed`` part; raises ValidationError on any bad or unknown field or unsafe path."""
 
@@ -140,6 +174,8 @@ class BundleMeta(BaseModel):
     expires: str
     payload: PayloadMeta
     files: Annotated[dict[str, FileMeta], Field(min_length=1)]
+    #: Only in a ``keys`` bundle: the new key set, every kind of :data:`KINDS`.
+    keys: dict[Kind, RoleMeta] | None = None
 
     @field_validator("issued", "expires")
     @classmethod
@@ -156,6 +192,11 @@ class BundleMeta(BaseModel):
             raise ValueError(reason)
         if parse_time(self.expires) <= parse_time(self.issued):
             raise ValueError("expires is not after issued")
+        if (self.kind == "keys") != (self.keys is not None):
+            raise ValueError("a keys bundle (and only a keys bundle) carries the new key set 'keys'")
+        if self.keys is not None and (missing := [k for k in KINDS if k not in self.keys]):
+            raise ValueError(f"the new key set pins no keys for {', '.join(missing)}: every kind "
+                             "must have its keys")
         return self
 
     def total_length(self) -> int:
@@ -232,18 +273,30 @@ def load_envelope(raw: bytes | str | Path | Mapping[str, Any]) -> Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Trust:
-    """The pinned keys and threshold per kind: ``{kind: ({keyid: public key}, threshold)}``."""
+    """The pinned keys and threshold per kind: ``{kind: ({keyid: public key}, threshold)}``.
+
+    ``version``: the key set's version (0: the keys pinned in the configuration; N: installed by
+    the ``keys`` bundle of version N); ``retired``: key ids that earlier key sets pinned and this
+    one does not (a signature by one is refused as *retired key*).
+    """
 
     roles: Mapping[str, tuple[Mapping[str, Ed25519PublicKey], int]]
+    version: int = 0
+    retired: frozenset[str] = frozenset()
 
     @classmethod
-    def from_hex(cls, roles: Mapping[str, tuple[list[str], int]]) -> Trust:
+    def from_hex(cls, roles: Mapping[str, tuple[list[str], int]], version: int = 0,
+                 retired: Iterable[str] = ()) -> Trust:
         """From hex raw public keys; ValueError on a malformed key."""
         out: dict[str, tuple[dict[str, Ed25519PublicKey], int]] = {}
         for kind, (keys, threshold) in roles.items():
             pubs = [Ed25519PublicKey.from_public_bytes(bytes.fromhex(k)) for k in keys]
             out[kind] = ({keyid(p): p for p in pubs}, threshold)
-        return cls(out)
+        return cls(out, version, frozenset(retired))
+
+    def keyids(self) -> set[str]:
+        """Every key id pinned for any kind."""
+        return {k for keys, _ in self.roles.values() for k in keys}
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,11 +323,21 @@ def verify(envelope: Envelope, trust: Trust, installed_version: int, now: float 
     if role is None or not role[0]:
         raise BundleRefused(f"no keys are pinned for {meta.kind} bundles: nothing can be accepted")
     keys, threshold = role
+    new: tuple[dict[str, Ed25519PublicKey], int] | None = None
+    if meta.keys is not None:  # a rotation: the new keys role may (and must) sign too
+        r = meta.keys["keys"]
+        pubs = [Ed25519PublicKey.from_public_bytes(bytes.fromhex(k)) for k in r.keys]
+        new = ({keyid(p): p for p in pubs}, r.threshold)
+    known = {**keys, **(new[0] if new else {})}
     message = canonical(envelope.signed)
     good: set[str] = set()
     for s in envelope.signatures:
-        pub = keys.get(s.keyid)
+        pub = known.get(s.keyid)
         if pub is None:
+            if s.keyid in trust.retired:
+                raise BundleRefused(
+                    f"retired key: signature by key {s.keyid[:16]}, which a key rotation retired "
+                    f"(key set v{trust.version} is in force); sign with the current keys")
             raise BundleRefused(f"unknown key: signature by key {s.keyid[:16]} which is not pinned "
                                 f"for {meta.kind} bundles")
         try:
@@ -283,9 +346,14 @@ def verify(envelope: Envelope, trust: Trust, installed_version: int, now: float 
             raise BundleRefused(f"bad signature by key {s.keyid[:16]}: the metadata was altered "
                                 "or signed with another key") from e
         good.add(s.keyid)
-    if len(good) < threshold:
-        raise BundleRefused(f"below threshold: {len(good)} valid signature(s) from distinct pinned "
-                            f"keys, {meta.kind} bundles need {threshold}")
+    if len(good & keys.keys()) < threshold:
+        what = "of the keys now pinned, " if new else ""
+        raise BundleRefused(f"below threshold: {len(good & keys.keys())} valid signature(s) from "
+                            f"distinct pinned keys, {what}{meta.kind} bundles need {threshold}")
+    if new is not None and len(good & new[0].keys()) < new[1]:
+        raise BundleRefused(f"below threshold of the new key set: {len(good & new[0].keys())} "
+                            f"valid signature(s) by its keys role, it needs {new[1]} (the new "
+                            "keys must prove they are held)")
     if meta.version <= installed_version:
         what = "replay of an already installed bundle" if meta.version == installed_version \
             else "rollback"

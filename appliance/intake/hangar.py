@@ -1,23 +1,18 @@
-"""``appliance hangar``: the hangar station's tool — build, sign and push bundles, see what is installed.
+"""The hangar station's library: build, sign and push bundles (the commands are in .hangar_cli).
 
-Commands (each has ``--help``)::
-
-    appliance hangar keygen KEY                      new Ed25519 key: KEY (private, PEM) and KEY.pub (hex)
-    appliance hangar build --kind content|software --name N --version V SRC... -o OUT.bundle
-    appliance hangar sign OUT.bundle --key KEY [--key KEY2 ...]
-    appliance hangar push OUT.bundle --url http://AIRCRAFT:8081 --token T [--no-activate]
-    appliance hangar status --url ... --token T
-
-``build`` takes content package directories (each becomes a top-level directory of the bundle)
-or, for software, wheel files or a prebuilt slot directory. ``push`` resumes after any interruption
-(link drop, appliance power cut, take-off): it asks the aircraft for the stored offset and sends
-only the rest, with a progress bar; it exits 0 once the bundle is active (or staged with
-``--no-activate``), 2 when the aircraft refused it (the reason is printed), 1 on other failures.
+- ``build_bundle(kind, name, version, sources, out_dir)``: an unsigned bundle directory
+  (``metadata.json`` + ``payload.tar.zst``); ``bundlefile.pack`` makes it the one file that
+  ``appliance hangar build -o OUT.bundle`` writes.
+- ``sign_bundle(bundle, key_files)``: adds signatures (bundle file or directory).
+- ``push(bundle, url, token)``: uploads resumably, stages and activates. It retries only what
+  retrying can fix (a lost link after the aircraft answered once, a dropped stalled body, a busy or
+  restarting aircraft, a pause in FLIGHT) and fails at once, with one line, on everything else
+  (no token, a refused token, nothing listening at ``url``, the passenger port): PushError.
+- ``answer_error``/``check_target``: that classification, shared with ``hangar status``.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import os
@@ -31,10 +26,11 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from ..errors import BundleRefused
 from .archive import build_payload
-from .bundle import METADATA, PAYLOAD, Envelope, keyid, load_envelope, sign
+from .bundle import METADATA, PAYLOAD, Envelope, load_envelope, sign
+from .bundlefile import BundleFileError, open_bundle, write_metadata
 
 __all__ = ["PushError", "PushResult", "add_parser", "build_bundle", "main", "push", "sign_bundle"]
 
@@ -74,8 +70,12 @@ def _collect(kind: str, sources: list[Path]) -> tuple[Path, dict[str, Path]]:
 
 
 def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: Path,
-                 expires_days: float = 30.0, issued: float | None = None) -> Envelope:
-    """Write ``out/metadata.json`` (unsigned) and ``out/payload.tar.zst``; returns the envelope."""
+                 expires_days: float = 30.0, issued: float | None = None,
+                 keys: dict[str, Any] | None = None) -> Envelope:
+    """Write ``out/metadata.json`` (unsigned) and ``out/payload.tar.zst``; returns the envelope.
+
+    ``keys``: the new key set of a ``keys`` bundle (see :mod:`.hangar_keys`), signed with it.
+    """
     _, files = _collect(kind, sources)
     out.mkdir(parents=True, exist_ok=True)
     stage = out / ".src"
@@ -101,6 +101,8 @@ def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: P
                     "compression": "zstd"},
         "files": {rel: {"length": p.stat().st_size, "hashes": {"sha256": _sha256(p)}}
                   for rel, p in sorted(files.items())}}
+    if keys is not None:
+        signed["keys"] = keys
     env = Envelope(signed=signed, signatures=[])
     env.meta()  # validate now, at the hangar
     (out / METADATA).write_bytes(env.to_json())
@@ -116,11 +118,15 @@ def load_key(path: Path) -> Ed25519PrivateKey:
 
 
 def sign_bundle(bundle: Path, keys: list[Path]) -> Envelope:
-    """Add a signature by each key file to ``bundle/metadata.json``; returns the envelope."""
-    env = load_envelope(bundle / METADATA)
+    """Add a signature by each key file to the bundle's metadata; returns the envelope.
+
+    ``bundle`` is a bundle file or directory (:mod:`.bundlefile`). Raises BundleFileError (not a
+    bundle), BundleRefused (malformed metadata), OSError or ValueError (a key file).
+    """
+    env = load_envelope(open_bundle(bundle).metadata)
     for k in keys:
         env = sign(env, load_key(k))
-    (bundle / METADATA).write_bytes(env.to_json())
+    write_metadata(bundle, env.to_json())
     return env
 
 
@@ -134,7 +140,63 @@ class PushError(Exception):
 
 
 class _Resume(Exception):
-    """The aircraft dropped our request (stalled body): resume from its stored offset."""
+    """A fault that retrying fixes: a dropped stalled body (408), a busy or restarting aircraft."""
+
+
+#: HTTP answers that retrying fixes: our stalled body was dropped, or the aircraft (or a proxy in
+#: front of it) is busy or restarting.
+_RETRY_STATUS = frozenset({408, 429, 502, 503, 504})
+
+
+def _detail(r: httpx.Response) -> str:
+    """The ``detail`` of a JSON error answer, else the start of its text."""
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text.strip()[:200]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:200]
+
+
+def answer_error(r: httpx.Response, url: str, path: str) -> PushError | None:
+    """The one-line PushError for an answer retrying cannot fix, or None (2xx, 409, retryable).
+
+    401: the token is not the aircraft's; 403: its role may not act; 404 on the intake's own
+    routes: ``url`` is not the aircraft's admin port; 422: the bundle is refused (the reason);
+    507: the aircraft is short of disk space (a later push resumes).
+    """
+    code = r.status_code
+    if code < 400 or code == 409 or code in _RETRY_STATUS:
+        return None
+    if code == 401:
+        return PushError(f"the aircraft at {url} did not accept the token (HTTP 401): use its "
+                         "admin_token (--token or $APPLIANCE_ADMIN_TOKEN) or a maintenance session")
+    if code == 403:
+        return PushError(f"the token may not do this (HTTP 403: {_detail(r)}): a maintenance "
+                         "token is needed")
+    if code == 404 and not path.startswith("/uploads/"):
+        return PushError(f"{url} has no hangar intake (HTTP 404 on /admin/v1/intake{path}): "
+                         "--url must be the aircraft's admin port (8081 by default), not the "
+                         "passenger port")
+    if code == 422:
+        return PushError(_detail(r), refused=True)
+    if code == 507:
+        return PushError(f"aircraft short of disk space: {_detail(r)}")
+    return PushError(f"{path}: the aircraft answered HTTP {code}: {_detail(r)}")
+
+
+def check_target(url: str, token: str | None) -> None:
+    """Refuse an unusable ``url`` or an empty ``token`` before any request (PushError)."""
+    if not token or not token.strip():
+        raise PushError("no token: pass --token or set APPLIANCE_ADMIN_TOKEN (the aircraft's "
+                        "admin_token, or a maintenance session token)")
+    if any(c.isspace() for c in token):
+        raise PushError("the token contains white space: check --token / $APPLIANCE_ADMIN_TOKEN")
+    try:
+        u = httpx.URL(url)
+    except httpx.InvalidURL as e:
+        raise PushError(f"--url {url!r}: {e}") from e
+    if u.scheme not in ("http", "https") or not u.host:
+        raise PushError(f"--url {url!r}: give the aircraft's admin URL, http://HOST:PORT")
 
 
 @dataclass
@@ -148,39 +210,55 @@ class PushResult:
 
 
 def push(bundle: Path, url: str, token: str, *, activate: bool = True, timeout_s: float = 30.0,
-         give_up_s: float = 3600.0, retry_s: float = 0.5,
+         give_up_s: float = 3600.0, retry_s: float = 0.5, max_retry_s: float = 5.0,
          progress: Callable[[int, int], None] | None = None,
          log: Callable[[str], None] = lambda s: None) -> PushResult:
-    """Push ``bundle`` to the aircraft at ``url`` until it is staged (and activated).
+    """Push ``bundle`` (file or directory) to the aircraft at ``url`` until staged (and activated).
 
-    Resumes after connection errors, pauses (FLIGHT) and a dropped stalled upload (408) from the
-    aircraft's stored offset; ``progress(received, total)`` after each step. ``timeout_s`` bounds
-    each request: keep it above the aircraft's ``intake.idle_timeout_s`` (10 s by default), the
-    longest a PUT waits behind a stalled connection of the same upload before it is answered.
+    Retries only what retrying can fix: after the aircraft has answered once, a lost connection,
+    a timeout, a dropped stalled upload (408) or a busy/restarting aircraft (429, 502-504) resume
+    from the aircraft's stored offset (waits from ``retry_s`` doubling to ``max_retry_s``), and
+    pauses (409: FLIGHT) wait. Everything else fails at once with one line: a missing or empty
+    token, a bundle that is not one, a refused connection before any answer (wrong host or
+    port), 401/403 (token), 404 (not the admin port), an answer that is not JSON.
+    ``progress(received, total)`` after each step. ``timeout_s`` bounds each request: keep it
+    above the aircraft's ``intake.idle_timeout_s`` (10 s by default), the longest a PUT waits
+    behind a stalled connection of the same upload before it is answered.
     Raises PushError (``refused`` for a refusal; on 507, the aircraft is short of disk space:
     the reason says how much is needed, and a later push resumes) or after ``give_up_s`` seconds
     without success.
     """
-    env = load_envelope(bundle / METADATA)
-    payload = bundle / PAYLOAD
+    check_target(url, token)
+    try:
+        src = open_bundle(bundle)
+        env = load_envelope(src.metadata)
+    except (BundleFileError, BundleRefused) as e:
+        raise PushError(str(e)) from e
     base = url.rstrip("/") + "/admin/v1/intake"
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token.strip()}"}
     sent = resumes = 0
+    contacted = False
+    wait = retry_s
     deadline = time.monotonic() + give_up_s
-    with httpx.Client(headers=headers, timeout=timeout_s) as client, open(payload, "rb") as f:
+    with httpx.Client(headers=headers, timeout=timeout_s) as client, \
+            open(src.payload_path, "rb") as f:
         def call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+            nonlocal contacted
             r = client.request(method, base + path, **kw)
-            if r.status_code == 408:  # our body stalled and the aircraft dropped it: resume
-                raise _Resume(r.json().get("detail", r.text))
-            if r.status_code == 422:
-                raise PushError(r.json().get("detail", r.text), refused=True)
-            if r.status_code == 507:
-                raise PushError(f"aircraft short of disk space: {r.json().get('detail', r.text)}")
-            if r.status_code in (401, 403):
-                raise PushError(f"not authorised: {r.text}")
-            if r.status_code >= 400 and r.status_code != 409:
-                raise PushError(f"{method} {path}: HTTP {r.status_code}: {r.text}")
-            body: dict[str, Any] = r.json()
+            contacted = True
+            if r.status_code in _RETRY_STATUS:
+                raise _Resume(f"HTTP {r.status_code}: {_detail(r)}")
+            err = answer_error(r, url, path)
+            if err is not None:
+                raise err
+            try:
+                body: dict[str, Any] = r.json()
+            except ValueError:
+                raise PushError(f"{url} answered {path} with something that is not JSON: is "
+                                "--url the aircraft's admin port?") from None
+            if not isinstance(body, dict):
+                raise PushError(f"{url} answered {path} with an unexpected body: is --url the "
+                                "aircraft's admin port?")
             body["_http"] = r.status_code
             return body
 
@@ -196,13 +274,14 @@ def push(bundle: Path, url: str, token: str, *, activate: bool = True, timeout_s
                         st = None
                         time.sleep(retry_s)
                         continue
+                wait = retry_s
                 bid = st["id"]
                 if progress:
                     progress(st["received"], st["length"])
                 if st["state"] == "receiving":
                     off = st["received"]
-                    f.seek(off)
-                    chunk = f.read(st["chunk_bytes"])
+                    f.seek(src.payload_offset + off)
+                    chunk = f.read(min(st["chunk_bytes"], src.payload_length - off))
                     sent += len(chunk)
                     st = call("PUT", f"/uploads/{bid}", params={"offset": off}, content=chunk)
                     if st["_http"] == 409:
@@ -229,124 +308,37 @@ def push(bundle: Path, url: str, token: str, *, activate: bool = True, timeout_s
                     return PushResult(sent, resumes, st, installed)
                 raise PushError(f"upload is {st['state']}: {st.get('reason')}",
                                 refused=st["state"] == "refused")
-            except (httpx.TransportError, ValueError, _Resume) as e:
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as e:
+                raise PushError(f"cannot send to {url}: {e}") from e
+            except httpx.ConnectError as e:
+                if not contacted:  # nothing listens there: a wrong host or port, not a link fault
+                    raise PushError(f"cannot connect to {url} ({e}): is the aircraft up, and "
+                                    "--url its admin port (8081 by default)?") from e
                 resumes += 1
-                log(f"link lost ({type(e).__name__}: {e}); resuming")
-                time.sleep(retry_s)
+                log(f"link lost ({type(e).__name__}: {e}); resuming in {wait:g} s")
+                time.sleep(wait)
+                wait = min(wait * 2, max_retry_s)
+                st = None
+            except (httpx.TransportError, _Resume) as e:
+                resumes += 1
+                log(f"link lost ({type(e).__name__}: {e}); resuming in {wait:g} s")
+                time.sleep(wait)
+                wait = min(wait * 2, max_retry_s)
                 st = None
 
 
-def _cmd_keygen(a: argparse.Namespace) -> int:
-    key = Ed25519PrivateKey.generate()
-    a.key.write_bytes(key.private_bytes(Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()))
-    os.chmod(a.key, 0o600)
-    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
-    Path(f"{a.key}.pub").write_text(pub + "\n")
-    print(f"private key {a.key}, public key {a.key}.pub\n  pin in [intake.roles.<kind>] keys: {pub}"
-          f"\n  key id {keyid(key.public_key())}")
-    return 0
-
-
-def _cmd_build(a: argparse.Namespace) -> int:
-    env = build_bundle(a.kind, a.name, a.version, a.sources, a.output, a.expires_days)
-    m = env.meta()
-    print(f"built {a.output}: {m.kind} {m.name} v{m.version}, {len(m.files)} files, "
-          f"{m.total_length()} bytes, payload {m.payload.length} bytes, expires {m.expires}")
-    return 0
-
-
-def _cmd_sign(a: argparse.Namespace) -> int:
-    env = sign_bundle(a.bundle, a.key)
-    print(f"{a.bundle}: {len(env.signatures)} signature(s): "
-          + ", ".join(s.keyid[:16] for s in env.signatures))
-    return 0
-
-
-def _cmd_push(a: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    console = Console(stderr=True)
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=console) as bar:
-        task = bar.add_task(f"push {a.bundle.name}", total=None)
-        try:
-            res = push(a.bundle, a.url, a.token, activate=not a.no_activate, give_up_s=a.give_up_s,
-                       timeout_s=a.timeout_s,
-                       progress=lambda done, total: bar.update(task, completed=done, total=total),
-                       log=lambda s: console.print(f"[yellow]{s}"))
-        except PushError as e:
-            console.print(f"[red]{'refused' if e.refused else 'failed'}: {e}")
-            return 2 if e.refused else 1
-    st = res.status
-    print(f"{st['kind']} {st['name']} v{st['version']}: {st['state']}; sent {res.bytes_sent} "
-          f"payload bytes of {st['length']} ({res.resumes} resume(s))")
-    return 0
-
-
-def _cmd_status(a: argparse.Namespace) -> int:
-    r = httpx.get(a.url.rstrip("/") + "/admin/v1/intake/installed",
-                  headers={"Authorization": f"Bearer {a.token}"}, timeout=10)
-    if r.status_code != 200:
-        print(f"HTTP {r.status_code}: {r.text}", file=sys.stderr)
-        return 1
-    data = r.json()
-    print(f"mode {data['mode']}, intake {'open' if data['intake_open'] else 'closed'}")
-    for kind, row in sorted(data["installed"].items()):
-        print(f"  {kind:8} {row['name']} v{row['version']} installed {_iso(row['installed_at'])} "
-              f"signed by {', '.join(k[:12] for k in row['keyids'])}")
-    if not data["installed"]:
-        print("  nothing installed through intake")
-    return 0
-
-
 def add_parser(sub: Any) -> None:
-    """Add ``hangar`` and its subcommands to the ``appliance`` CLI's subparsers."""
-    p = sub.add_parser("hangar", help="hangar station: build, sign, push bundles; show installed",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    hs = p.add_subparsers(dest="hangar_cmd", required=True)
-    k = hs.add_parser("keygen", help="create an Ed25519 signing key (PEM) and its public key (hex)")
-    k.add_argument("key", type=Path, help="private key file to write; KEY.pub gets the public key")
-    k.set_defaults(fn=_cmd_keygen)
-    b = hs.add_parser("build", help="build an unsigned bundle from content packages or wheels")
-    b.add_argument("--kind", choices=("content", "software"), required=True)
-    b.add_argument("--name", required=True, help="bundle name (letters, digits, _.-)")
-    b.add_argument("--version", type=int, required=True,
-                   help="integer version; must be above the aircraft's installed one")
-    b.add_argument("--expires-days", type=float, default=30.0, help="validity from now (days)")
-    b.add_argument("sources", type=Path, nargs="+",
-                   help="content package directories, or wheels / a slot directory (software)")
-    b.add_argument("-o", "--output", type=Path, required=True, help="bundle directory to write")
-    b.set_defaults(fn=_cmd_build)
-    s = hs.add_parser("sign", help="add signatures (one per key file) to a bundle's metadata")
-    s.add_argument("bundle", type=Path)
-    s.add_argument("--key", type=Path, action="append", required=True,
-                   help="private key file (PEM); repeat for a threshold of keys")
-    s.set_defaults(fn=_cmd_sign)
-    u = hs.add_parser("push", help="upload (resumably), stage and activate a bundle")
-    u.add_argument("bundle", type=Path)
-    u.add_argument("--url", required=True, help="the aircraft's admin URL, http://HOST:PORT")
-    u.add_argument("--token", default=os.environ.get("APPLIANCE_ADMIN_TOKEN"),
-                   help="maintenance token (default: $APPLIANCE_ADMIN_TOKEN)")
-    u.add_argument("--no-activate", action="store_true", help="stop once staged")
-    u.add_argument("--give-up-s", type=float, default=3600.0,
-                   help="give up after this many seconds without finishing")
-    u.add_argument("--timeout-s", type=float, default=30.0,
-                   help="bound on each request (s); above the aircraft's intake idle timeout (10 s)")
-    u.set_defaults(fn=_cmd_push)
-    t = hs.add_parser("status", help="what the aircraft has installed, and whether intake is open")
-    t.add_argument("--url", required=True)
-    t.add_argument("--token", default=os.environ.get("APPLIANCE_ADMIN_TOKEN"))
-    t.set_defaults(fn=_cmd_status)
+    """Add ``hangar`` and its subcommands to the ``appliance`` CLI's subparsers (see .hangar_cli)."""
+    from .hangar_cli import add_parser as add
+
+    add(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m appliance.intake.hangar ...`` (the same as ``appliance hangar ...``)."""
-    ap = argparse.ArgumentParser(prog="appliance")
-    add_parser(ap.add_subparsers(dest="cmd", required=True))
-    args = ap.parse_args(["hangar", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.fn(args))
+    from .hangar_cli import main as run
+
+    return run(argv)
 
 
 if __name__ == "__main__":

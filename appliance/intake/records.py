@@ -87,6 +87,13 @@ class IntakeRecords:
             floor = conn.execute(select(state.c.value).where(state.c.key == TIME_FLOOR_KEY)).scalar()
         return None if floor is None else float(floor)
 
+    def key_set(self) -> dict[str, Any] | None:
+        """The installed ``keys`` row (the rotated key set, see :mod:`.keyset`), or None."""
+        with self.reader.connect() as conn:
+            row = conn.execute(select(intake_installed)
+                               .where(intake_installed.c.kind == "keys")).mappings().first()
+        return None if row is None else dict(row)
+
     def installed(self) -> dict[str, dict[str, Any]]:
         """Per kind: ``{kind, version, bundle_id, name, keyids, installed_at, detail}``."""
         with self.reader.connect() as conn:

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -36,9 +36,11 @@ from ..modes.events import Event, ModeChanged
 from ..modes.policy import Mode, PolicyTable
 from ..store.files import fsync_dir
 from ..store.writer import Writer
+from .activators import Activator
 from .archive import max_tar_bytes
 from .area import StagingArea
 from .bundle import Envelope, Trust, Verified, floor_clock, load_envelope, parse_time, verify
+from .keyset import trust_from_row
 from .receive import Progress, receive
 from .records import IntakeRecords
 from .slots import SoftwareSlots
@@ -47,17 +49,6 @@ from .space import Space, free_bytes, unpacked_bytes
 __all__ = ["Activator", "IntakeConfig", "IntakeService"]
 
 log = logging.getLogger(__name__)
-
-
-class Activator(Protocol):
-    """Switches a staged bundle in: ``extra(conn, detail)`` must run inside the switching transaction."""
-
-    async def __call__(self, staged: Path, v: Verified,
-                       extra: Callable[[Connection, dict[str, Any]], Any]) -> dict[str, Any]:
-        """Switch ``staged`` in, running ``extra(conn, detail)`` in the switching transaction.
-
-        ``detail`` says what was switched (titles, slot); it is also returned.
-        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +201,14 @@ class IntakeService:
         """
         return floor_clock(self.records.time_floor(), self.wall())
 
+    def trust_in_force(self) -> Trust:
+        """The newest key set installed by a ``keys`` bundle, else ``trust`` (config); blocking."""
+        return trust_from_row(self.records.key_set(), self.trust)
+
     def _verify(self, env: Envelope) -> Verified:
-        """Check ``env`` against the trust, the installed version and the clock; blocking."""
+        """Check ``env`` against the trust in force, the installed version and the clock; blocking."""
         now, clock = self.clock()
-        return verify(env, self.trust, self.installed_version(env.meta().kind), now, clock)
+        return verify(env, self.trust_in_force(), self.installed_version(env.meta().kind), now, clock)
 
     async def _refuse(self, what: str, reason: str, data: dict[str, Any]) -> None:
         await self.writer.run(lambda c: self.records.journal(
@@ -418,7 +413,7 @@ class IntakeService:
         """
         r = await self._row(bid)
         software = r.kind == "software"
-        self._check_mode("software activation" if software else "content activation", software)
+        self._check_mode(f"{r.kind} activation", software)
         async with self._lock(bid):
             r = await self._row(bid)
             if r.state == "active":
@@ -431,7 +426,7 @@ class IntakeService:
             except BundleRefused as e:
                 await self._fail(bid, "refused", str(e))
                 raise
-            if not software:
+            if r.kind == "content":
                 await self._wait_quiet(bid)
             self._check_mode("activation", software)
             now = time.time()

@@ -3,12 +3,15 @@
 Layout under ``root`` (``<staging_dir>/software``)::
 
     slots/a/, slots/b/     two slot directories (a virtualenv each; ``slot.json`` says what it holds)
+    slots/.building-X      present while slot X is being built (removed once it is whole)
     current -> slots/a     the active slot: a relative symlink, replaced atomically (rename + fsync)
     trial.json             present while a newly activated slot is on trial: {"new", "old", ...}
     report.json            the outcome of the last trial, until the intake service journals it
 
-Install (:meth:`SoftwareSlots.install`): the inactive slot is rebuilt in ``slots/.new-X``, then
-renamed over ``slots/X`` (fsync), so a slot is whole or absent. Activation
+Install (:meth:`SoftwareSlots.install`): the inactive slot is rebuilt in place (a virtualenv
+cannot be moved) between a durable marker ``slots/.building-X`` and its removal once every file is
+fsynced; a cut in between leaves the marker and the next :meth:`~SoftwareSlots.prepare` removes the
+half-built slot, so a slot without a marker is whole. Activation
 (:meth:`SoftwareSlots.activate`): write ``trial.json`` durably, then flip ``current``; a cut
 between the two leaves the old slot current and a stale trial that :meth:`Supervisor.boot`
 clears. The :class:`Supervisor` (the process manager around the service: in production the
@@ -38,7 +41,8 @@ from typing import Any
 from ..errors import IntakeError
 from ..store.files import atomic_write, ensure_dir, fsync_dir
 
-__all__ = ["SlotInstaller", "SoftwareSlots", "Supervisor", "copy_installer", "venv_installer"]
+__all__ = ["SlotInstaller", "SoftwareSlots", "Supervisor", "copy_installer", "fsync_tree",
+           "venv_installer"]
 
 log = logging.getLogger(__name__)
 SlotInstaller = Callable[[Path, Path], None]
@@ -58,14 +62,42 @@ def copy_installer(staged: Path, slot: Path) -> None:
         fsync_dir(slot / rel)
 
 
+def fsync_tree(root: Path) -> None:
+    """Fsync every regular file and directory under ``root`` (and ``root``), so it survives a cut."""
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            if p.is_file() and not p.is_symlink():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+        fsync_dir(dirpath)
+
+
 def venv_installer(staged: Path, slot: Path) -> None:
-    """Make ``slot`` a virtualenv and install the staged wheels into it (no index, no network)."""
+    """Make ``slot`` a virtualenv and install the staged wheels into it (no index, no network).
+
+    pip resolves every dependency from the bundle's wheels alone (``--no-index --find-links``, no
+    pip configuration file read), so a bundle missing a dependency fails here, not at the next
+    start. Runs at the slot's final path: a virtualenv's scripts name their interpreter by its
+    absolute path, so a virtualenv cannot be moved once built. Raises IntakeError with pip's last
+    words when it fails.
+    """
     wheels = sorted(str(p) for p in staged.rglob("*.whl"))
     if not wheels:
         raise IntakeError("software bundle holds no wheel")
-    subprocess.run([sys.executable, "-m", "venv", str(slot)], check=True, capture_output=True)
-    subprocess.run([str(slot / "bin" / "pip"), "install", "--no-index", "--no-deps", *wheels],
-                   check=True, capture_output=True)
+    links = sorted({str(Path(w).parent) for w in wheels})
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+    env.pop("PYTHONPATH", None)
+    steps = [[sys.executable, "-m", "venv", str(slot)],
+             [str(slot / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-cache-dir",
+              "--disable-pip-version-check", "--quiet",
+              *[x for d in links for x in ("--find-links", d)], *wheels]]
+    for cmd in steps:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-3:])
+            raise IntakeError(f"installing the software bundle failed ({cmd[2]}, "
+                              f"status {out.returncode}): {tail}")
     copy_installer(staged, slot / "bundle")
 
 
@@ -81,10 +113,17 @@ class SoftwareSlots:
         self.report_path = root / "report.json"
 
     def prepare(self) -> None:
-        """Create the folders durably; remove half-built slots left by a cut."""
+        """Create the folders durably; remove half-built slots left by a cut (see :meth:`install`)."""
         ensure_dir(self.slots)
         for d in self.slots.glob(".new-*"):
             shutil.rmtree(d, ignore_errors=True)
+        for marker in self.slots.glob(".building-*"):
+            slot = marker.name.removeprefix(".building-")
+            if slot in SLOTS and slot != self.current():
+                log.warning("software slot %s was half built at a cut: removed", slot)
+                shutil.rmtree(self.slots / slot, ignore_errors=True)
+            marker.unlink()
+        fsync_dir(self.slots)
 
     def current(self) -> str | None:
         """The active slot name (``a``/``b``) or None before the first activation."""
@@ -112,22 +151,34 @@ class SoftwareSlots:
     def install(self, staged: Path, info: dict[str, Any], installer: SlotInstaller) -> str:
         """Build the inactive slot from ``staged`` with ``installer``; returns its name.
 
-        The slot directory is replaced only once complete (rename + fsync). Raises IntakeError
-        (or the installer's error) with the old slot untouched.
+        The slot is built at its final path (a virtualenv cannot move) between a durable marker
+        ``slots/.building-X`` and the marker's removal, after every file of the slot and its
+        ``slot.json`` are fsynced: a cut in between leaves the marker, and :meth:`prepare` removes
+        the half-built slot, so a slot without a marker is whole. Refused (IntakeError) while a slot
+        is on trial (``trial.json`` names the current slot): the inactive slot is then the one a
+        rollback returns to. Raises IntakeError
+        (or the installer's error) with the running slot untouched and the inactive one removed.
         """
+        if (trial := self.trial()) is not None and trial.get("new") == self.current():
+            raise IntakeError(f"software slot {trial.get('new')} is on trial; install again once "
+                              "it is committed or rolled back")
         slot = self.inactive()
-        work = Path(tempfile.mkdtemp(prefix=f".new-{slot}.", dir=self.slots))
+        final = self.slots / slot
+        marker = self.slots / f".building-{slot}"
+        atomic_write(marker, json.dumps(info, sort_keys=True).encode())
         try:
-            installer(staged, work)
-            atomic_write(work / "slot.json", json.dumps(info, sort_keys=True).encode())
-            fsync_dir(work)
-            final = self.slots / slot
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(work, final)
+            shutil.rmtree(final, ignore_errors=True)
+            final.mkdir()
+            installer(staged, final)
+            atomic_write(final / "slot.json", json.dumps(info, sort_keys=True).encode())
+            fsync_tree(final)
+            fsync_dir(self.slots)
+            marker.unlink()
             fsync_dir(self.slots)
         except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            marker.unlink(missing_ok=True)
+            fsync_dir(self.slots)
             raise
         return slot
 

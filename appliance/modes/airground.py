@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["AirGround", "AirGroundChange", "AirGroundConfig", "AirGroundInputs", "AirGroundState",
            "step", "vote"]
@@ -63,9 +63,10 @@ class AirGroundConfig:
     altitude_tolerance_ft: float = 500.0
 
 
-@dataclass(frozen=True, slots=True)
-class AirGroundInputs:
+class AirGroundInputs(NamedTuple):
     """One evaluation: card time ``t`` (s), votes (source, True = on ground, None = no vote), speeds.
+
+    A named tuple: one is built 4 times per second of card time (hot in replays).
 
     ``cas_kt`` (computed airspeed) and ``gs_kt`` (ground speed) are None when invalid or stale;
     ``disagreement`` says why redundant speed sources are not trusted (None: they agree).

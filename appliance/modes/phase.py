@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .airground import AirGround
 
@@ -41,9 +42,8 @@ class Phase(enum.StrEnum):
 AIR_PHASES = frozenset({Phase.TAKEOFF, Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.APPROACH})
 
 
-@dataclass(frozen=True, slots=True)
-class PhaseInputs:
-    """One evaluation at card time ``t`` (s); None for an invalid or stale input."""
+class PhaseInputs(NamedTuple):
+    """One evaluation at card time ``t`` (s); None for an invalid or stale input (a named tuple)."""
 
     t: float
     air_ground: AirGround
@@ -127,7 +127,8 @@ def step(s: PhaseState, i: PhaseInputs) -> tuple[PhaseState, PhaseChange | None]
     """Advance by one evaluation; returns the new state and the change, if any."""
     if i.air_ground is AirGround.GROUND and i.altitude_ft is not None and (
             i.gs_kt is None or i.gs_kt < 40):
-        s = replace(s, field_alt_ft=i.altitude_ft)
+        if s.field_alt_ft != i.altitude_ft:
+            s = replace(s, field_alt_ft=i.altitude_ft)
     elif i.air_ground is AirGround.AIR and not s.flown:
         s = replace(s, flown=True)
     target, now = _target(s, i)

@@ -9,9 +9,10 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Literal, cast
 
-__all__ = ["Mode", "ModePolicy", "PolicyTable", "SyncScope"]
+__all__ = ["GateScope", "Mode", "ModePolicy", "PolicyTable", "SyncScope"]
 
 SyncScope = Literal["all", "priority", "none"]
+GateScope = Literal["portal", "closed"]
 
 
 class Mode(enum.StrEnum):
@@ -24,13 +25,20 @@ class Mode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModePolicy:
-    """What one mode opens."""
+    """What one mode opens.
+
+    ``passenger_gate``: what the cabin network's gate lets phones reach ("portal": the portal, and
+    everything once accepted; "closed": DHCP and DNS only). ``gate_reset_on_entry``: entering this
+    mode returns every accepted phone to the portal (at landing, for the next flight's passengers).
+    """
 
     passenger_services: bool
     flight_only_content: bool
     hangar_intake: bool
     software_activation: bool
     sync: MappingProxyType[str, SyncScope]
+    passenger_gate: GateScope = "portal"
+    gate_reset_on_entry: bool = False
 
 
 class PolicyTable:
@@ -56,6 +64,8 @@ class PolicyTable:
             sync = row.pop("sync", {})
             if any(v not in ("all", "priority", "none") for v in sync.values()):
                 raise ValueError(f"{name}: bad sync scope in {sync}")
+            if row.get("passenger_gate", "portal") not in ("portal", "closed"):
+                raise ValueError(f"{name}: bad passenger_gate {row['passenger_gate']!r}")
             try:
                 out[Mode(name)] = ModePolicy(**row, sync=MappingProxyType(
                     cast(dict[str, SyncScope], sync)))

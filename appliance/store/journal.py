@@ -24,6 +24,8 @@ Row (table ``journal``), the same for every kind::
     intake                  {"action": str, ...the step's fields (bundle_id, kind, version, ...)}
     wap                     {"event": "job"|"device", ...the job's or the device's fields}
     sync_lost               {"stream", "seq_lo", "seq_hi", "records", "acked", "watermark"}
+    gate                    {"event": "held"|"open"|"expired"|"reset"|"policy", ...} (cabin network
+                            gate: "mac", "ip", "until" epoch s, "reason"; see appliance.cabinnet.gate)
 
 A row written with a ``stream`` also queues one outbox record for the ground in the same
 transaction (mode changes on ``events``, BITE and WAP on ``health``, admin on ``audit``, intake on
@@ -70,6 +72,7 @@ class JournalKind(StrEnum):
     INTAKE = "intake"
     WAP = "wap"
     SYNC_LOST = "sync_lost"
+    GATE = "gate"
 
 
 def iso_utc(epoch: float) -> str:

@@ -81,11 +81,13 @@ def _chunk_json(stream: str, priority: int, items: Sequence[Record | DropRange])
 
 def build_batch(reader: OutboxReader, aircraft: str, streams: Sequence[tuple[str, int]],
                 cursors: Mapping[str, int], limits: BatchLimits,
-                compressor: zstandard.ZstdCompressor | None = None) -> Batch:
+                compressor: zstandard.ZstdCompressor | None = None,
+                status: Mapping[str, object] | None = None) -> Batch:
     """Read the next items of ``streams`` ((name, priority) in sending order) after ``cursors``.
 
     Blocking (database reads, compression): call it from a worker thread. The result may be
-    :attr:`Batch.empty`.
+    :attr:`Batch.empty`. ``status``: the aircraft's state for the ground's fleet view
+    (``{"backlog": {stream: n}, "bite": {...}, "software": ..., "content": ...}``), or None.
     """
     chunks: list[str] = []
     start: dict[str, int] = {}
@@ -113,7 +115,8 @@ def build_batch(reader: OutboxReader, aircraft: str, streams: Sequence[tuple[str
         nrec += n
         nbytes += len(text)
     batch_id = new_batch_id(aircraft)
+    extra = f'"status":{json.dumps(status, separators=(",", ":"))},' if status else ""
     raw = (f'{{"v":1,"aircraft":{json.dumps(aircraft)},"batch_id":{json.dumps(batch_id)},'
-           f'"sent":{time.time()!r},"streams":[{",".join(chunks)}]}}').encode()
+           f'"sent":{time.time()!r},{extra}"streams":[{",".join(chunks)}]}}').encode()
     cctx = compressor or zstandard.ZstdCompressor(level=limits.level)
     return Batch(batch_id, cctx.compress(raw), len(raw), nrec, start, end, counts, holes)

@@ -17,9 +17,11 @@ passed to ``on_bytes`` (the link budget).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any, TypedDict
@@ -28,11 +30,14 @@ import httpx
 
 from .batch import Batch
 from .errors import BatchTooLarge, ReceiverRejected, ReceiverUnavailable
+from .identity import AircraftKey
 
 __all__ = ["GAP", "BatchAnswer", "ReceiverClient", "StreamRefusal"]
 
 log = logging.getLogger(__name__)
 
+#: Linux socket option (asm-generic/socket.h); not exported by Python's socket module.
+SO_MAX_PACING_RATE = 47
 #: Size of each write of a body, bytes.
 CHUNK = 65536
 #: The receiver's code for a stream part it deferred: an earlier seq has not arrived yet.
@@ -69,21 +74,35 @@ class ReceiverClient:
     """Talks to one receiver URL over one link.
 
     ``bind_device``: an interface name to pin the sockets to (SO_BINDTODEVICE; needs
-    CAP_NET_RAW), or None to let the routing table choose. Timeouts in seconds.
+    CAP_NET_RAW), or None to let the routing table choose. Timeouts in seconds. ``key``: the
+    aircraft's key: every request is signed (:mod:`.identity`); without it the legacy bearer
+    ``token`` is sent.
     """
 
     def __init__(self, base_url: str, token: str, *, connect_timeout_s: float = 5.0,
                  request_timeout_s: float = 30.0, bind_device: str | None = None,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
-        """Create the connection pool (nothing is sent before the first request)."""
-        opts: list[tuple[int, int, bytes]] = []
+                 on_bytes: Callable[[int], None] | None = None,
+                 key: AircraftKey | None = None, pacing_bps: int | None = None) -> None:
+        """Create the connection pool (nothing is sent before the first request).
+
+        ``pacing_bps``: pace each socket at this rate (bits/s of IP packets; Linux
+        SO_MAX_PACING_RATE, TCP's own pacing), or None.
+        """
+        opts: list[tuple[int, int, int] | tuple[int, int, bytes | bytearray]] = []
         if bind_device:
             opts.append((socket.SOL_SOCKET, socket.SO_BINDTODEVICE, bind_device.encode()))
-        transport = httpx.AsyncHTTPTransport(retries=0, socket_options=opts)
+        if pacing_bps:
+            opts.append((socket.SOL_SOCKET, SO_MAX_PACING_RATE, min(2**31 - 1, pacing_bps // 8)))
+        transport = httpx.AsyncHTTPTransport(retries=0, socket_options=opts, verify=_tls())
         timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(transport=transport, timeout=timeout, headers={
-            "Authorization": f"Bearer {token}", "User-Agent": "cabin-server-sync/1"})
+        headers = {"User-Agent": "cabin-server-sync/1"}
+        if key is None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers)
+        self.key = key
+        #: The ``downlink`` documents of the last watermarks answer (``appliance.sync.downlink``).
+        self.last_downlink: list[Any] = []
         self.on_bytes = on_bytes
         self.wire_bytes = 0
 
@@ -91,11 +110,14 @@ class ReceiverClient:
         """Close the connections."""
         await self._client.aclose()
 
-    async def _request(self, method: str, path: str, body_size: int = 0, **kw: Any,
+    async def _request(self, method: str, path: str, payload: bytes = b"", **kw: Any,
                        ) -> dict[str, Any]:
+        if self.key is not None:
+            full = httpx.URL(self.base_url + path).path
+            kw["headers"] = {**kw.get("headers", {}), **self.key.headers(method, full, payload)}
         req = self._client.build_request(method, self.base_url + path, **kw)
         size = len(method) + len(str(req.url.raw_path)) + 11 + _headers_size(req.headers)
-        size += body_size
+        size += len(payload)
         try:
             try:
                 resp = await self._client.send(req)
@@ -130,10 +152,20 @@ class ReceiverClient:
         Raises ReceiverUnavailable or ReceiverRejected.
         """
         body = await self._request("GET", "/v1/watermarks")
+        docs = body.get("downlink")
+        self.last_downlink = docs if isinstance(docs, list) else []
         try:
             return _watermarks(body["watermarks"])
         except (KeyError, AttributeError, TypeError, ValueError) as e:
             raise ReceiverUnavailable(f"watermarks answer malformed: {body!r:.200}") from e
+
+    async def ack(self, body: bytes) -> None:
+        """``POST /v1/downlink/ack`` with this JSON body (a downlink acknowledgement).
+
+        Raises ReceiverUnavailable or ReceiverRejected.
+        """
+        await self._request("POST", "/v1/downlink/ack", body, content=body,
+                            headers={"Content-Type": "application/json"})
 
     async def post(self, batch: Batch, on_sent: Callable[[], None] | None = None,
                    ) -> BatchAnswer:
@@ -150,7 +182,7 @@ class ReceiverClient:
             if on_sent is not None:
                 on_sent()
 
-        body = await self._request("POST", "/v1/batches", len(batch.body), content=chunks(),
+        body = await self._request("POST", "/v1/batches", batch.body, content=chunks(),
                                    headers={"Content-Type": "application/json",
                                             "Content-Encoding": "zstd",
                                             "Content-Length": str(len(batch.body)),
@@ -164,6 +196,12 @@ class ReceiverClient:
                                resumed=False)
         except (AttributeError, TypeError, ValueError) as e:
             raise ReceiverUnavailable(f"batch answer malformed: {body!r:.200}") from e
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: loading the CA store takes ~0.1 s of blocked loop."""
+    return ssl.create_default_context()
 
 
 def _field(body: Any, key: str, default: Any) -> str:

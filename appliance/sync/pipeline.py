@@ -96,6 +96,8 @@ class Pipeline:
                                   settings.zstd_level)
         self.acks: list[concurrent.futures.Future[int]] = []
         self._ratio = 3.0  # raw / compressed, learnt from each batch
+        #: The aircraft's state for the ground's fleet view, put in each batch (None: none).
+        self.ground_status: Callable[[], Mapping[str, object] | None] = lambda: None
 
     def halve(self) -> None:
         """The receiver takes smaller batches: halve ours (records and bytes)."""
@@ -132,7 +134,8 @@ class Pipeline:
                 cursors = dict(book.cursors)
                 t0 = time.monotonic()
                 batch = await asyncio.to_thread(build_batch, self.reader, self.aircraft_id,
-                                                streams, cursors, limits)
+                                                streams, cursors, limits, None,
+                                                self.ground_status())
                 log.debug("built %s: %d records, %d -> %d bytes in %.3f s", batch.batch_id,
                           batch.records, batch.raw_bytes, len(batch.body), time.monotonic() - t0)
                 if budget is None or batch.empty or len(batch.body) <= left:

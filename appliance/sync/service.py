@@ -5,9 +5,11 @@
 :class:`~appliance.sync.status.SyncStatus`), ``sync_now()``.
 
 It runs, as asyncio tasks: the uplink (only with ``sync.enabled``), the disk budget check (every
-``budget_check_s``), the status snapshot (every ``status_refresh_s``) and, with
-``sync.summaries``, the summaries agents' sampler (every ``sample_period_s``). It listens to the
-chain's domain events: mode changes start and end flights (summaries, flight-hour budgets).
+``budget_check_s``) and the status snapshot (every ``status_refresh_s``). It listens to the chain's
+domain events: mode changes start and end flight-hour budgets. The summaries agents (with
+``sync.summaries``) sample the chain on card time themselves, inside the chain
+(:class:`~appliance.avionics.summaries.SummarySampler`); the service flushes them when it stops and
+shows their status.
 """
 
 from __future__ import annotations
@@ -56,12 +58,6 @@ log = logging.getLogger(__name__)
 class SummarySink(Protocol):
     """What the sync needs of the summaries agents (``appliance.avionics.summaries``)."""
 
-    def on_event(self, ev: Event) -> None:
-        """A mode change starts or ends a flight."""
-
-    def tick(self) -> None:
-        """Take a sample now."""
-
     async def stop(self, timeout: float = 5.0) -> None:
         """Flush what is pending (bounded)."""
 
@@ -78,8 +74,8 @@ class SyncService:
         """Build the parts; nothing runs before :meth:`start`. ``reader``: a read-only engine.
 
         ``chain``: the flight state (mode, change events). ``summaries``: the flight-track and
-        health agents (built by the daemon when ``sync.summaries`` is on), sampled every
-        ``sample_period_s`` and told of every change; stopped (flushed) by :meth:`stop`.
+        health agents (built by the daemon when ``sync.summaries`` is on, sampling the chain on
+        card time); stopped (flushed) by :meth:`stop`.
         """
         self.settings = settings
         self.s = settings.sync
@@ -91,7 +87,9 @@ class SyncService:
         self.budget = BudgetPolicy(self.s.outbox_budget_bytes, self.s.budget_low_water,
                                    frozenset(self.s.never_drop))
         self.uplink = Uplink(self.s, settings.aircraft_id, writer, self.outbox, self.policy,
-                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs)
+                             lambda: chain.mode, emit=self._record, clock=clock, sysfs=sysfs,
+                             downlink_dir=Path(settings.data_dir) / "downlink")
+        self.uplink.pipeline.ground_status = self._ground_status
         self.summaries = summaries
         self.events: collections.deque[SyncEvent] = collections.deque(maxlen=50)
         self.drops: list[RecordsDropped] = []
@@ -107,12 +105,6 @@ class SyncService:
         self._unsubscribe = self.chain.subscribe(self._on_chain_event)
         self._spawn("sync-budget", self._every(self.s.budget_check_s, self.check_budget))
         self._spawn("sync-status", self._every(self.s.status_refresh_s, self.refresh))
-        if self.summaries is not None:
-            summaries = self.summaries
-
-            async def sample() -> None:
-                summaries.tick()
-            self._spawn("sync-summaries", self._every(self.s.sample_period_s, sample))
         if self.s.enabled:
             self._spawn("sync-uplink", self.uplink.run)
         else:
@@ -190,14 +182,16 @@ class SyncService:
         self._streams = await asyncio.to_thread(self.outbox.stats)
         self._snapshot_at = self.clock()
 
+    def _ground_status(self) -> dict[str, object]:
+        """What the ground's fleet view shows of this aircraft: the queue depth per stream."""
+        return {"backlog": {s: st.depth for s, st in self._streams.items()}}
+
     def _record(self, ev: SyncEvent) -> None:
         self.events.append(ev)
         if isinstance(ev, RecordsDropped):
             self.drops.append(ev)
 
     def _on_chain_event(self, ev: Event) -> None:
-        if self.summaries is not None:
-            self.summaries.on_event(ev)
         if isinstance(ev, ModeChanged):
             self.uplink.on_mode(ev.previous, ev.current, self.clock())
 

@@ -49,14 +49,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..modes.policy import Mode, PolicyTable
 from ..settings import SyncSettings
 from ..store.outbox import STREAM_PRIORITY
 from ..store.writer import Writer
 from .batch import Batch
 from .client import ReceiverClient
+from .downlink import Ack, Downlink, FleetConfig
 from .errors import BatchTooLarge, ReceiverRejected, ReceiverUnavailable
 from .events import LinkChanged, SyncEvent
+from .identity import AircraftKey
 from .link import SYSFS_NET, LinkState
 from .link_budget import budget_writer, load_budgets, mode_changed
 from .pipeline import REQUEST_OVERHEAD, InFlight, OverBudget, Pipeline, log_failure, retrying
@@ -69,6 +72,9 @@ __all__ = ["Uplink", "UplinkState", "UplinkStats"]
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.5
+#: Sockets are paced at this share of a link's known rate: IP packets at 97 % stay under the
+#: rate once the link layer adds its own header (1514 / 1500 on Ethernet-like links).
+PACING = 0.97
 
 
 class Uplink:
@@ -77,8 +83,12 @@ class Uplink:
     def __init__(self, settings: SyncSettings, aircraft_id: str, writer: Writer,
                  reader: OutboxReader, policy: PolicyTable, mode: Callable[[], Mode], *,
                  emit: Callable[[SyncEvent], None] | None = None,
-                 clock: Callable[[], float] = time.time, sysfs: Path = SYSFS_NET) -> None:
-        """Wire to the writer and reader; ``mode()`` gives the current mode; ``clock()`` epoch s."""
+                 clock: Callable[[], float] = time.time, sysfs: Path = SYSFS_NET,
+                 downlink_dir: Path | None = None) -> None:
+        """Wire to the writer and reader; ``mode()`` gives the current mode; ``clock()`` epoch s.
+
+        ``downlink_dir``: where applied ground documents are kept (None: no downlink).
+        """
         self.s = settings
         self.writer = writer
         self.reader = reader
@@ -90,11 +100,29 @@ class Uplink:
         self.budgets = {n: FlightHourBudget(ls.bytes_per_flight_hour)
                         for n, ls in settings.links.items() if ls.bytes_per_flight_hour}
         self.clients: dict[str, ReceiverClient] = {}
+        #: The aircraft's signing key (``signing_key_file``); None: the legacy bearer token.
+        self.key: AircraftKey | None = None
+        if settings.signing_key_file is not None:
+            try:
+                self.key = AircraftKey.load(aircraft_id, settings.signing_key_file)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"sync.signing_key_file: {e}") from e
         self.book = StreamBook(self.emit, clock)
         self.wake = asyncio.Event()
         self.state = UplinkState.STARTING
         self.active_link: str | None = None
         self.stats = UplinkStats()
+        self.downlink: Downlink | None = None
+        self._acks: list[Ack] = []  # downlink acknowledgements still to send
+        if downlink_dir is not None:
+            try:
+                self.downlink = Downlink(aircraft_id, downlink_dir, settings.ground_public_key,
+                                         policy, mode, clock)
+            except ValueError as e:
+                raise ConfigError(str(e)) from e
+            self.downlink.on_config = self._apply_config
+            if self.downlink.config is not None:
+                self._apply_config(self.downlink.config)
         self.pipeline = Pipeline(settings, aircraft_id, writer, reader, self.book, self.budgets,
                                  self.stats, emit=self.emit, clock=clock)
 
@@ -118,7 +146,8 @@ class Uplink:
                 ls.receiver_url or self.s.receiver_url, token,
                 connect_timeout_s=self.s.connect_timeout_s,
                 request_timeout_s=self.s.request_timeout_s, bind_device=device,
-                on_bytes=(lambda n: budget.charge(n, self.clock())) if budget else None)
+                on_bytes=(lambda n: budget.charge(n, self.clock())) if budget else None,
+                key=self.key, pacing_bps=int(ls.rate_bps * PACING) if ls.rate_bps else None)
         return c
 
     async def _drop_client(self, name: str) -> None:
@@ -153,10 +182,42 @@ class Uplink:
                 return name
         return None
 
+    def _apply_config(self, config: FleetConfig) -> None:
+        """A fleet configuration came into force: link budgets, priority streams."""
+        for link, per_hour in config.link_budgets.items():
+            if link not in self.links:
+                continue
+            if link in self.budgets:
+                self.budgets[link].per_hour = per_hour
+            else:
+                self.budgets[link] = FlightHourBudget(per_hour)
+                self.clients.pop(link, None)  # its byte counting starts with the next client
+
+    def _priority_streams(self) -> tuple[str, ...]:
+        cfg = self.downlink.config if self.downlink is not None else None
+        if cfg is not None and cfg.priority_streams is not None:
+            return cfg.priority_streams
+        return self.s.priority_streams
+
+    async def _probe(self, client: ReceiverClient) -> dict[str, int]:
+        """``GET /v1/watermarks`` (retried); take its downlink documents and send the acks."""
+        wm = await retrying(self.s, client.watermarks)
+        if self.downlink is not None:
+            self._acks += self.downlink.take(client.last_downlink)
+            while self._acks:
+                try:
+                    await client.ack(self._acks[0].body())
+                except ReceiverRejected as e:
+                    log.error("downlink ack %s refused: %s", self._acks[0], e)
+                except ReceiverUnavailable:
+                    break  # sent again after the next probe (the document comes again too)
+                self._acks.pop(0)
+        return wm
+
     def _streams(self, link: str) -> list[tuple[str, int]]:
         scope = link_scope(self.policy, self.mode(), link)
         ordered = sorted(STREAM_PRIORITY, key=lambda s: (STREAM_PRIORITY[s], s))
-        names = allowed_streams(scope, ordered, self.s.priority_streams)
+        names = allowed_streams(scope, ordered, self._priority_streams())
         return [(s, STREAM_PRIORITY[s]) for s in names if s not in self.book.blocked]
 
     # ------------------------------------------------------------------ main loop
@@ -208,7 +269,7 @@ class Uplink:
         ``unblock``: give blocked streams another go.
         """
         client = self._client(name)
-        wm = await retrying(self.s, client.watermarks)
+        wm = await self._probe(client)
         link = self.links[name]
         if not link.up:
             self.emit(LinkChanged(name, True, "receiver answered", self.clock()))
@@ -263,7 +324,7 @@ class Uplink:
                                 if self.book.blocked:  # give the blocked streams another go
                                     await self._resync(name, unblock=True)
                                 else:
-                                    await retrying(self.s, client.watermarks)  # keep it fresh
+                                    await self._probe(client)  # keep it fresh
                                     link.probed(True, None, self.clock())
                                 last_req = time.monotonic()
                             await self._wait(IDLE_POLL_S)
@@ -325,6 +386,8 @@ class Uplink:
         for name, b in self.budgets.items():
             mode_changed(b, previous, current, now)
             self.writer.submit(budget_writer(name, b)).add_done_callback(log_failure)
+        if self.downlink is not None:
+            self._acks += self.downlink.on_mode()  # deferred documents the new mode allows
         self.nudge()
 
     async def _save_budget(self, name: str) -> None:

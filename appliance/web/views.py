@@ -52,6 +52,12 @@ def flight_view(chain: AvionicsChain) -> dict[str, Any]:
     out["position"] = {"latitude": lat["value"], "longitude": lon["value"], "unit": "deg",
                        "validity": "valid" if pos_valid else
                        (lat["validity"] if lat["validity"] != "valid" else lon["validity"])}
+    good = chain.position.last_good
+    if out["position"]["validity"] == "implausible" and good is not None:
+        # an implausible position is never shown: the map holds the last good one
+        out["position"].update(latitude=good.lat, longitude=good.lon, held=True,
+                               held_age_s=round(now - good.t, 1),
+                               reason=chain.position.last_reason)
     parts = [store.value(f"flight_number_{i}", now) for i in range(1, 5)]
     number = "".join(str(p) for p in parts).strip() if all(p is not None for p in parts) else None
     out["flight_number"] = {"value": number, "validity": "valid" if number else "no_data"}

@@ -46,6 +46,7 @@ class Reading(NamedTuple):
 RawReading = tuple["LabelSpec", Value, Status, int]
 
 _DATE_DIGITS = ((28, 29), (24, 27), (23, 23), (19, 22), (15, 18), (11, 14))
+_SSM_KIND = {"bnr": "bnr", "bcd": "bcd", "date": "bcd"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class LabelSpec:
     @property
     def ssm_kind(self) -> str:
         """Which SSM table applies: 'bnr', 'bcd' or 'discrete'."""
-        return {"bnr": "bnr", "bcd": "bcd", "date": "bcd"}.get(self.encoding, "discrete")
+        return _SSM_KIND.get(self.encoding, "discrete")
 
     def __post_init__(self) -> None:
         """Compile this label's whole decoder into one closure (the hot path: one call per word).

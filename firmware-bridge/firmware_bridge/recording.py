@@ -1,6 +1,7 @@
 """Recorded flights: load them into a :class:`Trajectory` of time series, and fetch the default one.
 
-Two formats are read (see shared/AVIONICS.md):
+Every layout of :mod:`firmware_bridge.layouts` is read (rs1090 JSONL, JSON lists, pandas JSON,
+readsb traces, Flightradar24 JSON, CSV, Parquet), as one of two kinds (see shared/AVIONICS.md):
 
 - **rs1090 JSONL** (one received Mode-S frame per line: ``timestamp`` epoch s, ``frame`` hex, decoded
   fields where the frame carries them). Values are held from one frame to the next (sample and
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import gzip
-import json
 import math
 import os
 import subprocess
@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .layouts import MAX_EPOCH_S, LayoutError, read_rows
 
 __all__ = [
     "DEFAULT_FLIGHT",
@@ -136,7 +138,15 @@ _RS1090_FIELDS = ("altitude", "groundspeed", "track", "latitude", "longitude", "
                   "heading", "vertical_rate", "callsign")
 
 
-def _load_rs1090(lines: Iterable[str], name: str) -> Trajectory:
+def _fields_found(rows: list[dict[str, Any]]) -> str:
+    keys: dict[str, None] = {}
+    for r in rows[:200]:
+        keys.update(dict.fromkeys(r))
+    return ", ".join(list(keys)[:12]) or "none"
+
+
+def _load_rs1090(rows: Iterable[Any], name: str) -> Trajectory:
+    """Mode-S frame rows (dicts with ``timestamp`` epoch s and ``frame`` hex) into a Trajectory."""
     series: dict[str, Series] = {}
 
     def add(key: str, t: float, v: Any) -> None:
@@ -146,18 +156,9 @@ def _load_rs1090(lines: Iterable[str], name: str) -> Trajectory:
         s.t.append(t)
         s.v.append(v)
 
-    rows = []
-    for ln, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RecordingError(f"{name}:{ln}: not JSON: {e}") from e
-        # rows that are not objects with a numeric timestamp carry nothing usable
-        if isinstance(row, dict) and isinstance(row.get("timestamp"), (int, float)):
-            rows.append(row)
+    # rows that are not objects with a numeric timestamp carry nothing usable
+    rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("timestamp"), (int, float))
+            and not isinstance(r.get("timestamp"), bool) and 0 <= r["timestamp"] < MAX_EPOCH_S]
     rows.sort(key=lambda r: r.get("timestamp", 0.0))
     for r in rows:
         t = r.get("timestamp")
@@ -172,7 +173,11 @@ def _load_rs1090(lines: Iterable[str], name: str) -> Trajectory:
         if og is not None:
             add("onground", float(t), og)
     if not series.get("onground") or not series.get("altitude"):
-        raise RecordingError(f"{name}: no air/ground status or altitude in the recording")
+        missing = " and ".join(k for k in ("onground", "altitude") if not series.get(k))
+        raise RecordingError(
+            f"{name}: Mode-S frames without {missing}: expected frames whose first byte gives "
+            f"the air/ground status (DF 4/5/17/20/21) and an altitude field; found "
+            f"{len(rows)} rows with fields {_fields_found(rows)}")
     og_series = series["onground"]
     og_series.max_gap_s = math.inf  # the aircraft stays where it was last seen
     return Trajectory(series, rows[0]["timestamp"], rows[-1]["timestamp"], name)
@@ -228,7 +233,10 @@ def _load_samples(records: list[dict[str, Any]], name: str) -> Trajectory:
         if isinstance(cs, str) and cs.strip():
             add("callsign", t, cs.strip(), "hold")
     if "onground" not in series or "altitude" not in series:
-        raise RecordingError(f"{name}: no altitude/on-ground records")
+        raise RecordingError(
+            f"{name}: no altitude/on-ground records: expected numeric timestamp and altitude "
+            f"(ft; 0 or \"ground\" on the ground) or onground fields; found "
+            f"{len(records)} records with fields {_fields_found(records)}")
     series["onground"].max_gap_s = math.inf
     if "callsign" in series:
         series["callsign"].max_gap_s = math.inf
@@ -242,9 +250,10 @@ def _load_samples(records: list[dict[str, Any]], name: str) -> Trajectory:
 
 
 def load(path: str | os.PathLike[str]) -> Trajectory:
-    """Load a recording in either format, by content (JSONL frames or a JSON list), gzip or not.
+    """Load a recording in any layout of :mod:`firmware_bridge.layouts`, gzipped or not.
 
-    Raises RecordingError for an unreadable or empty recording; OSError if the file is missing.
+    Raises RecordingError for an unreadable or empty recording, with what was expected and what
+    was found; OSError if the file is missing.
     """
     p = Path(path)
     raw = p.read_bytes()
@@ -253,17 +262,16 @@ def load(path: str | os.PathLike[str]) -> Trajectory:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
             raise RecordingError(f"{p.name}: corrupt gzip: {e}") from e
-    text = raw.decode("utf-8", errors="replace")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            records = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            raise RecordingError(f"{p.name}: not a JSON list: {e}") from e
-        return _load_samples(records, p.name)
-    if stripped.startswith("{"):
-        return _load_rs1090(text.splitlines(), p.name)
-    raise RecordingError(f"{p.name}: neither JSONL frames nor a JSON list")
+    try:
+        layout, rows = read_rows(raw)
+    except LayoutError as e:
+        raise RecordingError(f"{p.name}: {e}") from e
+    if any(isinstance(r, dict) and "frame" in r for r in rows[:50]):
+        return _load_rs1090(rows, p.name)
+    if not rows:
+        raise RecordingError(f"{p.name}: {layout} with no record with a timestamp (expected "
+                             f"timestamp, altitude or onground, position, speeds)")
+    return _load_samples(rows, p.name)
 
 
 def fetch_default_flight(cache_dir: str | os.PathLike[str]) -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .frame import DiscreteBits, FrameType, Heartbeat, encode_discretes, encode_frame, encode_word
-from .labels import EncodeError, LabelTable, Status
+from .labels import EncodeError, LabelSpec, LabelTable, Status
 from .recording import Trajectory
 
 __all__ = ["GROUPS", "TICK_HZ", "Faults", "FaultSpecError", "generate"]
@@ -50,6 +50,8 @@ class Faults:
     - ``ncd``: (names, start, end): those labels sent with SSM No Computed Data
     - ``dropouts``: (names, start, end): those labels/discretes not sent at all
     - ``wow_glitches``: times at which one discrete sample shows both WOW inverted
+    - ``position_jumps``: (dlat, dlon, start, end): the position sent shifted by (dlat, dlon) deg,
+      as a spoofed or garbled navigation source would send it
     """
 
     garbage_rate: float = 0.0
@@ -57,6 +59,7 @@ class Faults:
     ncd: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
     dropouts: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
     wow_glitches: list[float] = field(default_factory=list)
+    position_jumps: list[tuple[float, float, float, float]] = field(default_factory=list)
     seed: int = 1
 
     @staticmethod
@@ -76,7 +79,8 @@ class Faults:
         """Parse fault specs relative to a recording starting at ``start`` (epoch s).
 
         Forms: ``garbage=RATE``, ``parity=RATE``, ``wow-glitch=TIME``,
-        ``dropout=NAMES@TIME/SECONDS``, ``ncd=NAMES@TIME/SECONDS``; NAMES is a comma-free
+        ``dropout=NAMES@TIME/SECONDS``, ``ncd=NAMES@TIME/SECONDS``,
+        ``position-jump=DLAT,DLON@TIME/SECONDS`` (deg); NAMES is a comma-free
         ``+``-joined list of parameter names, label numbers (``206``) or groups (airground, wow,
         speeds); TIME is ``HH:MM:SS`` UTC on the recording's day or ``+SECONDS`` from its start.
         Raises FaultSpecError on anything else.
@@ -92,6 +96,13 @@ class Faults:
                     f.parity_rate = float(arg)
                 elif kind == "wow-glitch":
                     f.wow_glitches.append(_parse_time(arg, start))
+                elif kind == "position-jump":
+                    m = re.fullmatch(r"([-+\d.]+),([-+\d.]+)@([^/]+)/([\d.]+)s?", arg)
+                    if not m:
+                        raise FaultSpecError(f"{spec!r}: expected DLAT,DLON@TIME/SECONDS")
+                    t0 = _parse_time(m.group(3), start)
+                    f.position_jumps.append((float(m.group(1)), float(m.group(2)), t0,
+                                             t0 + float(m.group(4))))
                 elif kind in ("dropout", "ncd"):
                     m = re.fullmatch(r"([\w+]+)@([^/]+)/([\d.]+)s?", arg)
                     if not m:
@@ -186,9 +197,12 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
     faults = faults or Faults()
     rng = random.Random(faults.seed)
     sources = _value_sources(traj)
+    if faults.position_jumps:
+        _shift_position(sources, faults.position_jumps)
     t0 = traj.start if start is None else start
     t_end = traj.end if end is None else end
-    plan = [(spec, max(1, round(TICK_HZ / spec.rate_hz)), sources[spec.name]) for spec in table
+    plan = [(spec, max(1, round(TICK_HZ / spec.rate_hz)), sources[spec.name],
+             _normal_encoder(spec, table.label_reversed)) for spec in table
             if spec.name in sources]
     discrete_every = TICK_HZ // DISCRETE_HZ
     glitches = sorted(faults.wow_glitches)
@@ -201,7 +215,7 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
         base_us = int((t - traj.start + CARD_BOOT_S) * 1e6)
         parts: list[bytes] = []
         slot = 0
-        for spec, every, source in plan:
+        for spec, every, source, normal in plan:
             if tick % every:
                 continue
             slot += 1
@@ -213,7 +227,8 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
             if value is None or (any_faults and faults.is_ncd(name, t)):
                 status, value = Status.NO_COMPUTED_DATA, (value if value is not None else 0)
             try:
-                word = spec.encode(value, status, sdi=0, label_reversed=table.label_reversed)
+                word = (normal(value) if normal is not None and status is Status.NORMAL
+                        else spec.encode(value, status, sdi=0, label_reversed=table.label_reversed))
             except EncodeError:
                 word = spec.encode(0, Status.NO_COMPUTED_DATA, sdi=0,
                                    label_reversed=table.label_reversed)
@@ -229,6 +244,49 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
             parts = [_garbage(rng) + p if rng.random() < faults.garbage_rate else p for p in parts]
         yield t, b"".join(parts)
         tick += 1
+
+
+def _shift_position(sources: dict[str, Callable[[float], Any]],
+                    jumps: list[tuple[float, float, float, float]]) -> None:
+    """Wrap the latitude and longitude sources so they send the jumped position in each window."""
+    for i, name in ((0, "latitude"), (1, "longitude")):
+        def shifted(t: float, base: Callable[[float], Any] = sources[name], i: int = i) -> Any:
+            v = base(t)
+            if v is None:
+                return None
+            for jump in jumps:
+                if jump[2] <= t < jump[3]:
+                    v = float(v) + jump[i]
+            return v
+        sources[name] = shifted
+
+
+def _normal_encoder(spec: LabelSpec, label_reversed: bool) -> Callable[[Any], int] | None:
+    """A fast encoder of ``spec``'s Normal-status words (BNR only, SDI 0), or None.
+
+    The same word as ``spec.encode(value, Status.NORMAL, sdi=0)`` (two's complement, rounded to
+    the nearest count, saturating half a count below range, odd parity); raises EncodeError
+    outside the range as it does. The simulator encodes a third of a million words a flight.
+    """
+    if spec.encoding != "bnr":
+        return None
+    lsb, res = spec.lsb, spec.resolution
+    width = 30 - lsb
+    top = 1 << (width - 1)
+    mask = (1 << width) - 1
+    base = spec.encode(0.0, Status.NORMAL, sdi=0, label_reversed=label_reversed) & 0x7FFFFFFF
+    shift = lsb - 1
+
+    def encode(value: Any) -> int:
+        v = float(value)
+        counts = round(v / res)
+        if counts == top and v < res * counts:
+            counts -= 1
+        if not -top <= counts < top:
+            raise EncodeError(f"{value} outside BNR range ±{res * top}")
+        word = base | ((counts & mask) << shift)
+        return word | 0x80000000 if word.bit_count() & 1 == 0 else word
+    return encode
 
 
 def _discretes(traj: Trajectory, faults: Faults, t: float, base_us: int,

@@ -4,12 +4,13 @@
 
     ReceiverError
     ├── BatchRejected       a batch that cannot be taken as sent (code says why)
+    ├── AuthRefused         a request whose aircraft identity does not hold (code says why)
     └── ConfigError         invalid receiver configuration
 """
 
 from __future__ import annotations
 
-__all__ = ["BatchRejected", "ConfigError", "ReceiverError"]
+__all__ = ["AuthRefused", "BatchRejected", "ConfigError", "ReceiverError"]
 
 
 class ReceiverError(Exception):
@@ -34,3 +35,18 @@ class BatchRejected(ReceiverError):
 
 class ConfigError(ReceiverError):
     """Invalid configuration (unknown key, bad value, unreadable file)."""
+
+
+class AuthRefused(ReceiverError):
+    """A request refused for its identity.
+
+    ``code``: ``unauthorized`` (no or malformed credentials, bad signature), ``unknown_aircraft``
+    (no such key registered for the aircraft), ``key_revoked`` (revoked or past its rotation
+    grace).
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        """Keep the machine-readable ``code`` and the human-readable ``detail``."""
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail

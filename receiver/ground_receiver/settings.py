@@ -19,17 +19,63 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
-__all__ = ["ReceiverSettings", "hash_token", "load_settings"]
+__all__ = ["Operator", "ReceiverSettings", "default_database_url", "hash_token", "load_settings",
+           "sqlite_path"]
+
+
+def default_database_url() -> str:
+    """SQLite in the XDG state directory: ``$XDG_STATE_HOME/ground-receiver/ground.db``.
+
+    ``XDG_STATE_HOME`` defaults to ``~/.local/state`` (XDG Base Directory spec); never the current
+    directory. The directory is created when the receiver opens the database.
+    """
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    state = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    return f"sqlite:///{state / 'ground-receiver' / 'ground.db'}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other databases or in-memory SQLite)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def hash_token(token: str) -> str:
     """The stored form of a bearer token: ``sha256:<64 hex digits>``."""
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _stored_token(tok: str) -> str:
+    if tok.startswith("sha256:"):
+        if len(tok) != 71 or any(c not in "0123456789abcdef" for c in tok[7:]):
+            raise ValueError("sha256 token hash must be 64 lowercase hex digits")
+        return tok
+    if len(tok) < 16:
+        raise ValueError("token must have at least 16 characters")
+    return hash_token(tok)
+
+
+class Operator(BaseModel):
+    """A ground operations user: its token (``sha256:<hex>`` or plain) and roles.
+
+    Roles: ``fleet`` (the fleet view), ``export`` (the daily CSV export).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str
+    roles: tuple[Literal["fleet", "export"], ...] = ("fleet",)
+
+    @field_validator("token")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        return _stored_token(v)
 
 
 class ReceiverSettings(BaseSettings):
@@ -38,11 +84,13 @@ class ReceiverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GROUND_RECEIVER_", env_nested_delimiter="__",
                                       extra="forbid", frozen=True)
 
-    #: SQLAlchemy URL: ``sqlite:///ground.db`` or ``postgresql+psycopg://user:pw@host/db``.
-    database_url: str = "sqlite:///ground.db"
+    #: SQLAlchemy URL: ``sqlite:////var/lib/ground/ground.db`` or
+    #: ``postgresql+psycopg://user:pw@host/db``; default :func:`default_database_url` (XDG state).
+    database_url: str = Field(default_factory=default_database_url)
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
-    #: aircraft id -> ``sha256:<hex>`` of its token, or the plain token.
+    #: Legacy, kept for aircraft not yet given a key pair: aircraft id -> ``sha256:<hex>`` of
+    #: its token, or the plain token. Aircraft with keys sign instead (``aircraft_keys`` table).
     aircraft: dict[str, str] = Field(default_factory=dict)
     #: A request body (compressed) larger than this is refused (413) before it is read whole.
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
@@ -54,6 +102,15 @@ class ReceiverSettings(BaseSettings):
     reorder_wait_s: float = Field(5.0, ge=0)
     #: SQLite only: FULL keeps the promise that an acknowledged batch survives a power cut.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: A signed request's X-Timestamp may be this far from the ground clock (s). Wide: an
+    #: aircraft clock may be off before its time source is set, and batches are idempotent.
+    signature_max_skew_s: float = Field(86400.0, gt=0)
+    #: Ground operations users (HTTP Basic on the fleet view and the export).
+    operators: dict[str, Operator] = Field(default_factory=dict)
+    #: The ground's Ed25519 private key (PEM) that signs downlink documents; None: no publishing
+    #: (``ground-receiver downlink keygen FILE`` makes one and prints the public key for the
+    #: aircraft's ``sync.ground_public_key``).
+    downlink_key_file: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("aircraft")

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from .db import aircraft_state, batches, conflicts, gaps, records, watermarks
 from .errors import BatchRejected
@@ -38,10 +39,19 @@ class _Early(Exception):
     """A stream of the batch starts beyond its watermark: roll back and wait for the rest."""
 
 
+def _canonical(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def payload_sha256(payload: Any) -> str:
     """SHA-256 (hex) of the canonical JSON of ``payload`` (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+_INSERT_RECORDS = ("INSERT INTO records (aircraft, stream, seq, idempotency_key, created, received, "
+                   "batch_id, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_COPY_RECORDS = ("COPY records (aircraft, stream, seq, idempotency_key, created, received, "
+                 "batch_id, sha256, payload) FROM STDIN")
 
 
 def _walk(chunk: StreamChunk, w: int) -> tuple[list[Record], list[tuple[int, Dropped]],
@@ -153,9 +163,11 @@ class BatchStore:
                 aircraft=aircraft, batch_id=batch.batch_id, sha256=body_sha256, received=now,
                 body_bytes=body_bytes, records=batch.record_count, applied=answer["applied"],
                 response={k: v for k, v in answer.items() if k != "watermarks"}))
+            status = ({"status": batch.status.model_dump(exclude_none=True)}
+                      if batch.status is not None else {})
             conn.execute(update(aircraft_state).where(aircraft_state.c.aircraft == aircraft).values(
                 batches=aircraft_state.c.batches + 1,
-                records=aircraft_state.c.records + answer["applied"], updated=now))
+                records=aircraft_state.c.records + answer["applied"], updated=now, **status))
             answer["watermarks"] = self._watermarks(conn, aircraft)
         return answer
 
@@ -170,11 +182,7 @@ class BatchStore:
             if error is not None:
                 errors.append(error)
             if new:
-                conn.execute(insert(records), [{
-                    "aircraft": aircraft, "stream": chunk.stream, "seq": r.seq,
-                    "idempotency_key": f"{aircraft}:{chunk.stream}:{r.seq}", "created": r.created,
-                    "received": now, "batch_id": batch.batch_id,
-                    "sha256": payload_sha256(r.payload), "payload": r.payload} for r in new])
+                self._insert_records(conn, aircraft, chunk.stream, new, batch.batch_id, now)
             if new_gaps:
                 conn.execute(insert(gaps), [{
                     "aircraft": aircraft, "stream": chunk.stream, "seq_lo": lo, "seq_hi": d.hi,
@@ -196,6 +204,34 @@ class BatchStore:
         return {"batch_id": batch.batch_id, "duplicate": False, "applied": applied,
                 "duplicates": dup_count, "conflicts": conflict_count, "gaps": gap_count,
                 "errors": errors}
+
+    def _insert_records(self, conn: Connection, aircraft: str, stream: str, new: list[Record],
+                        batch_id: str, now: float) -> None:
+        """Store ``new`` records in the batch's transaction (PostgreSQL COPY, SQLite executemany).
+
+        SQLite gets plain tuples: no per-row statement compilation, no second JSON dump.
+        """
+        if self._dialect == "postgresql":
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            dbapi_error = self.engine.dialect.loaded_dbapi.Error
+            try:
+                with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as cp:
+                    for r in new:
+                        text = _canonical(r.payload)
+                        cp.write_row((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}",
+                                      r.created, now, batch_id,
+                                      hashlib.sha256(text.encode()).hexdigest(), text))
+            except dbapi_error as e:  # the driver's own error, as SQLAlchemy's (503 if down)
+                raise DBAPIError.instance(_COPY_RECORDS, None, e, dbapi_error,
+                                          dialect=self.engine.dialect) from e
+            return
+        rows = []
+        for r in new:  # one canonical JSON per record: hashed and stored as is
+            text = _canonical(r.payload)
+            rows.append((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}", r.created, now,
+                         batch_id, hashlib.sha256(text.encode()).hexdigest(), text))
+        conn.exec_driver_sql(_INSERT_RECORDS, rows)
 
     @staticmethod
     def _check_duplicates(conn: Connection, aircraft: str, stream: str, dups: list[Record],

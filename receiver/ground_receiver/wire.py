@@ -14,6 +14,10 @@ A request body is a zstd frame (``Content-Encoding: zstd``) holding one JSON obj
 - ``dropped`` declares sequence ranges the aircraft deleted unsent (its outbox disk budget):
   the receiver records them as gaps and moves its watermark over them.
 - ``created``, ``sent``, ``at`` are epoch seconds (aircraft clock).
+- ``status`` (optional) is the aircraft's state for the fleet view, the latest kept:
+  ``{"backlog": {stream: records queued when the batch was built, its own included},
+  "bite": {subsystem: "green"|"amber"|"red"},
+  "software": "1.4.2", "content": "2024-07"}`` (each part optional).
 
 :func:`decode_body` raises :class:`~ground_receiver.errors.BatchRejected` (``too_large``,
 ``malformed``) and returns a :class:`Batch`.
@@ -30,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import BatchRejected
 
-__all__ = ["Batch", "Dropped", "Record", "StreamChunk", "decode_body"]
+__all__ = ["AircraftStatus", "Batch", "Dropped", "Record", "StreamChunk", "decode_body"]
 
 Seq = Annotated[int, Field(ge=1, le=2**62)]
 
@@ -79,6 +83,19 @@ class StreamChunk(_Strict):
         return self
 
 
+Short = Annotated[str, Field(max_length=64)]
+
+
+class AircraftStatus(_Strict):
+    """What the aircraft says of itself for the fleet view (see the module doc)."""
+
+    backlog: dict[Short, Annotated[int, Field(ge=0)]] = Field(default_factory=dict,
+                                                              max_length=64)
+    bite: dict[Short, Short] = Field(default_factory=dict, max_length=64)
+    software: Short | None = None
+    content: Short | None = None
+
+
 class Batch(_Strict):
     """A whole batch (see the module doc)."""
 
@@ -86,6 +103,7 @@ class Batch(_Strict):
     aircraft: Annotated[str, Field(min_length=1, max_length=64)]
     batch_id: Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
     sent: float | None = None
+    status: AircraftStatus | None = None
     streams: list[StreamChunk]
 
     @model_validator(mode="after")

@@ -1,8 +1,14 @@
 """End-to-end avionics benchmark: card bytes -> frames -> parameters -> validity -> mode.
 
 Run by ``make bench`` (never by ``make test``). Prints a table: each stage's throughput on one core
-on the whole AFR34ZG flight, and the whole-flight replay time against the flight's real duration.
-Median of ``RUNS`` runs; the machine's CPU is printed with it.
+on the whole AFR34ZG flight, and the whole-flight replay time against the flight's real duration,
+with the goal of issue 18: the whole chain (card bytes -> frames -> parameters -> validity ->
+air/ground, phase, mode, and the summaries stage) at >= 5,000x real time on one core.
+
+Median of ``RUNS`` runs, in wall time and in CPU time of this process (``time.process_time``): on a
+machine shared with other work the wall time counts the time the process waited for the core, the
+CPU time much less so (it still pays for shared caches). The load average before and after is
+printed with the machine's CPU, so a figure from a busy machine is read as such.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.avionics.decode import CardDecoder
-from appliance.avionics.replay import replay_bytes
+from appliance.avionics.replay import replay, replay_bytes
+from appliance.avionics.summaries import SummaryConfig
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import fetch_default_flight, load
@@ -28,24 +35,30 @@ RUNS = 5
 REPO = Path(__file__).resolve().parents[2]
 
 
-def median_time(fn, runs: int = RUNS) -> float:  # type: ignore[no-untyped-def]
-    times = []
+def median_time(fn, runs: int = RUNS) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median wall time and median CPU time (s) of ``runs`` calls of ``fn``."""
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    load_before = os.getloadavg()
     path = fetch_default_flight(REPO / "var" / "cache")
     traj = load(path)
     flight_s = traj.end - traj.start
-    t0 = time.perf_counter()
-    chunks = [c for _, c in generate(traj)]
-    gen_s = time.perf_counter() - t0
+    chunks: list[bytes] = []
+
+    def gen_stage() -> None:
+        chunks[:] = [c for _, c in generate(traj)]
+
+    t_gen = median_time(gen_stage)
     faulty = [c for _, c in generate(traj, Faults.parse(["garbage=0.02", "parity=0.01"],
                                                          traj.start))]
     nbytes = sum(map(len, chunks))
@@ -74,32 +87,44 @@ def main() -> int:
     t_chain = median_time(chain_run)
     res = results[-1]
     modes = [(e.previous, e.current) for e in res.events if e.kind == "mode"]
+    t_summ = median_time(lambda: results.append(replay_bytes(chunks, table,
+                                                             summaries=SummaryConfig())))
+    n_records = len(results[-1].records)
     t_faulty = median_time(lambda: replay_bytes(faulty, table))
+    t_file = median_time(lambda: replay(path, summaries=SummaryConfig()))
+    load_after = os.getloadavg()
 
-    con = Console(width=150)
+    con = Console(width=160)
     con.print(f"[bold]Avionics pipeline[/] — {path.name}: {flight_s:.0f} s of flight, "
               f"{nbytes / 1e6:.1f} MB, {n_frames} frames ({words} ARINC words); "
               f"{platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, "
-              f"one core, median of {RUNS}")
+              f"one core, median of {RUNS}; load average {load_before[0]:.1f} before, "
+              f"{load_after[0]:.1f} after (2 cores)")
     t = Table()
-    for col in ("stage", "time (s)", "frames/s", "words/s", "x real time"):
+    for col in ("stage", "wall (s)", "CPU (s)", "frames/s (CPU)", "x real time (wall)",
+                "x real time (CPU)"):
         t.add_column(col, justify="right" if col != "stage" else "left")
-    t.add_row("simulator: recording -> card bytes", f"{gen_s:.2f}", f"{n_frames / gen_s:,.0f}",
-              f"{words / gen_s:,.0f}", f"{flight_s / gen_s:,.0f}")
-    t.add_row("bytes -> frames (resync, CRC)", f"{t_frames:.2f}", f"{n_frames / t_frames:,.0f}",
-              f"{words / t_frames:,.0f}", f"{flight_s / t_frames:,.0f}")
-    t.add_row("frames -> parameters (parity, SSM, range)", f"{t_decode:.2f}",
-              f"{n_frames / t_decode:,.0f}", f"{words / t_decode:,.0f}", f"{flight_s / t_decode:,.0f}")
-    t.add_row("[bold]bytes -> ... -> mode (whole chain)[/]", f"{t_chain:.2f}",
-              f"{n_frames / t_chain:,.0f}", f"{words / t_chain:,.0f}",
-              f"[bold]{flight_s / t_chain:,.0f}[/]")
-    t.add_row("whole chain, 2% garbage + 1% parity errors", f"{t_faulty:.2f}",
-              f"{n_frames / t_faulty:,.0f}", f"{words / t_faulty:,.0f}", f"{flight_s / t_faulty:,.0f}")
+
+    def row(name: str, w_c: tuple[float, float], bold: bool = False) -> None:
+        w, c = w_c
+        b, e = ("[bold]", "[/]") if bold else ("", "")
+        t.add_row(f"{b}{name}{e}", f"{w:.2f}", f"{c:.2f}", f"{n_frames / c:,.0f}",
+                  f"{flight_s / w:,.0f}", f"{b}{flight_s / c:,.0f}{e}")
+
+    row("simulator: recording -> card bytes", t_gen)
+    row("bytes -> frames (resync, CRC)", t_frames)
+    row("frames -> parameters (parity, SSM, range)", t_decode)
+    row("bytes -> ... -> mode (whole chain)", t_chain, bold=True)
+    row(f"whole chain + summaries stage ({n_records} records)", t_summ, bold=True)
+    row("whole chain, 2% garbage + 1% parity errors", t_faulty)
+    row("appliance replay: file -> simulator -> chain + summaries", t_file)
     con.print(t)
-    goal = flight_s / t_chain
-    con.print(f"whole-flight replay: {t_chain:.2f} s for {flight_s:.0f} s of flight = {goal:,.0f}x "
-              f"real time (goal >= 1000x: {'met' if goal >= 1000 else 'NOT met'}); "
-              f"mode changes: {modes}")
+    for name, (w, c) in (("whole chain", t_chain), ("whole chain + summaries", t_summ)):
+        x_wall, x_cpu = flight_s / w, flight_s / c
+        con.print(f"{name}: {w:.2f} s wall / {c:.2f} s CPU for {flight_s:.0f} s of flight = "
+                  f"{x_wall:,.0f}x wall, {x_cpu:,.0f}x CPU (goal >= 5,000x on one core: "
+                  f"{'met' if x_wall >= 5000 else 'met in CPU time' if x_cpu >= 5000 else 'NOT met'})")
+    con.print(f"mode changes: {modes}")
     return 0
 
 

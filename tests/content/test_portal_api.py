@@ -85,6 +85,8 @@ def test_captive_portal_detection(portal: Portal) -> None:
             assert r.status_code == status and text in r.text, path
         doc = (await c.get("/api/captive")).json()
         assert doc["captive"] is False and doc["seconds-remaining"] > 3000
+        state = await c.get("/api/v1/portal/state")  # the portal page's own copy
+        assert state.headers["content-type"] == "application/json" and state.json() == doc
         assert (await c.get("/redirect")).status_code == 302
         r = await c.get("/portal/")
         assert r.status_code == 200 and "<video" in r.text

@@ -42,6 +42,8 @@ def test_corrupt_journal(tmp_path: Path) -> None:
         bite = status["bite"]["journal"]
         assert bite["state"] == "red" and "corrupt" in bite["reason"], bite
         assert status["bite"]["overall"] == "red"
+        # Issue 14: the running version and slot (a checkout: "dev").
+        assert status["software"]["slot"] == "dev" and status["software"]["version"] == status["version"]
         rec = status["recovery"]
         assert rec["moved_aside"] and Path(rec["moved_aside"], "journal.db").exists()
         code, body = post(svc.passenger_port, "/api/v1/orders", {

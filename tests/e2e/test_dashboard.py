@@ -172,7 +172,7 @@ def test_dashboard_during_replay(service: Service, browser: Browser, flight_path
         expect(page.locator("#journal")).to_contain_text("mode GROUND -> FLIGHT")
         expect(page.locator("#journal")).not_to_contain_text("phase taxi_out")
         expect(page.locator('#outbox tr[data-stream="audit"]')).to_be_visible()
-        expect(page.locator("#content")).to_have_text("no content store installed")
+        expect(page.locator("#content-msg")).to_contain_text("No titles installed")
         with page.expect_download() as dl:
             page.click("#export")
         bundle = ARTIFACTS / dl.value.suggested_filename

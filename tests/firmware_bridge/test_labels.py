@@ -272,3 +272,28 @@ def test_max_age_and_in_range() -> None:
     assert not alt.in_range(70000.0) and not alt.in_range(-2001.0)
     assert TABLE.by_name["flight_number_1"].in_range("AF")
     assert not alt.in_range(float("inf"))
+
+
+@pytest.mark.parametrize("reversed_", [True, False])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_simulator_fast_bnr_encoder_makes_the_same_words(reversed_: bool,
+                                                         data: st.DataObject) -> None:
+    """The simulator's fast path encodes exactly as ``LabelSpec.encode`` (Normal status, SDI 0)."""
+    from firmware_bridge.simulator import _normal_encoder
+
+    table = LabelTable.default(label_reversed=reversed_)
+    spec = data.draw(st.sampled_from([s for s in table if s.encoding == "bnr"]))
+    rng = spec.resolution * (1 << (29 - spec.lsb))
+    value = data.draw(st.one_of(
+        st.floats(-1.2 * rng, 1.2 * rng, allow_nan=False),
+        st.sampled_from([-rng, rng, rng - spec.resolution / 2, rng - spec.resolution / 4, 0.0])))
+    fast = _normal_encoder(spec, reversed_)
+    assert fast is not None
+    try:
+        expected = spec.encode(value, Status.NORMAL, sdi=0, label_reversed=reversed_)
+    except EncodeError:
+        with pytest.raises(EncodeError):
+            fast(value)
+        return
+    assert fast(value) == expected

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from appliance.errors import IntakeError
 from appliance.intake.activators import SoftwareActivator
 from appliance.intake.bundle import METADATA
 from appliance.intake.service import IntakeService
 from appliance.intake.slots import SoftwareSlots, Supervisor, copy_installer
 
 from .helpers import KEYS, World, make_bundle
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: A fake service: says READY=1 over $NOTIFY_SOCKET, then reports its slot's health in a file.
 SERVICE = """
@@ -115,3 +122,48 @@ def test_slot_that_never_gets_ready_is_rolled_back(tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         sup.close()
+
+
+
+#: Builds slot b with an installer that copies the files, then the power goes (SIGKILL).
+CUT_INSTALL = """
+import os, signal, sys
+from pathlib import Path
+from appliance.intake.slots import SoftwareSlots, copy_installer
+def cut(staged, slot):
+    copy_installer(staged, slot)
+    os.kill(os.getpid(), signal.SIGKILL)
+SoftwareSlots(Path(sys.argv[1])).install(Path(sys.argv[2]), {"version": 2}, cut)
+"""
+
+
+def test_slot_half_built_at_a_cut_is_removed_never_the_current_one(tmp_path: Path) -> None:
+    slots = SoftwareSlots(tmp_path / "sw")
+    slots.prepare()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "service.py").write_text("pass\n")
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))  # slot a, current
+    proc = subprocess.run([sys.executable, "-c", CUT_INSTALL, str(slots.root), str(src)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (slots.slots / "b" / "service.py").exists()  # what the cut left: b, not finished
+    slots.prepare()  # the next start
+    assert not (slots.slots / "b").exists(), "a half-built slot survived the start"
+    assert slots.info("a") == {"version": 1} and (slots.slots / "a" / "service.py").exists()
+    assert slots.current() == "a" and not [p for p in slots.slots.iterdir() if p.name[0] == "."]
+    slots.flip(slots.install(src, {"version": 2}, copy_installer))  # and b builds again
+    assert slots.info("b") == {"version": 2}
+
+
+def test_no_install_over_the_rollback_slot_during_a_trial(tmp_path: Path) -> None:
+    slots = SoftwareSlots(tmp_path / "sw")
+    slots.prepare()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "service.py").write_text("pass\n")
+    slots.flip(slots.install(src, {"version": 1}, copy_installer))
+    slots.activate(slots.install(src, {"version": 2}, copy_installer))  # b on trial, a: rollback
+    with pytest.raises(IntakeError, match="software slot b is on trial"):
+        slots.install(src, {"version": 3}, copy_installer)  # would overwrite a
+    assert slots.info("a") == {"version": 1}

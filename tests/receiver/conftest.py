@@ -9,6 +9,7 @@ install ``postgresql``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
@@ -58,6 +59,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PgServer:
+    """A running private PostgreSQL server: its SQLAlchemy ``url``; :meth:`restart` it."""
+
+    def __init__(self, bindir: str, root: str, data: str, url: str) -> None:
+        self.bindir, self.root, self.data, self.url = bindir, root, data, url
+
+    def restart(self) -> None:
+        """Fast shutdown (connections cut, as in a database failover) and start again."""
+        subprocess.run(_as_pg([f"{self.bindir}/pg_ctl", "-D", self.data, "-l",
+                               f"{self.root}/server.log", "-m", "fast", "-w", "-t", "60",
+                               "restart"]), check=True, capture_output=True,
+                       timeout=120, cwd=self.root)
+
+
+@contextlib.contextmanager
+def private_pg(max_connections: int = 100, fsync: bool = True) -> Iterator[PgServer]:
+    """Start a private PostgreSQL server (see the module doc); stop and remove it after."""
+    bindir = _pg_bindir()
+    assert bindir is not None, pg_unavailable()
+    root = tempfile.mkdtemp(prefix="ground-pg-")
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(PG_USER)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    data, port = f"{root}/data", _free_port()
+    run = lambda cmd: subprocess.run(_as_pg(cmd), check=True, capture_output=True,  # noqa: E731
+                                     timeout=120, cwd=root)
+    opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+            f"-c max_connections={max_connections}" + ("" if fsync else " -c fsync=off"))
+    try:
+        run([f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "ground", "--no-sync", "-E", "UTF8"])
+        run([f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/server.log", "-w", "-t", "60", "-o",
+             opts, "start"])
+        run([f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ground", "ground"])
+        yield PgServer(bindir, root, data, f"postgresql+psycopg://ground@127.0.0.1:{port}/ground")
+    finally:
+        subprocess.run(_as_pg([f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]),
+                       capture_output=True, timeout=60, cwd=root, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+#: url -> its server (to restart it), for the tests that take the database away.
+PG_SERVERS: dict[str, PgServer] = {}
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A private PostgreSQL server; yields the SQLAlchemy URL of database ``ground``."""
@@ -66,24 +111,9 @@ def pg_server() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL needed under CI: {why}")
         pytest.skip(why)
-    bindir = _pg_bindir()
-    root = tempfile.mkdtemp(prefix="ground-pg-")
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam(PG_USER)
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-    data, port = f"{root}/data", _free_port()
-    run = lambda cmd: subprocess.run(_as_pg(cmd), check=True, capture_output=True,  # noqa: E731
-                                     timeout=120, cwd=root)
-    try:
-        run([f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "ground", "--no-sync", "-E", "UTF8"])
-        run([f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/server.log", "-w", "-t", "60", "-o",
-             f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100", "start"])
-        run([f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ground", "ground"])
-        yield f"postgresql+psycopg://ground@127.0.0.1:{port}/ground"
-    finally:
-        subprocess.run(_as_pg([f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"]),
-                       capture_output=True, timeout=60, cwd=root, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    with private_pg() as pg:
+        PG_SERVERS[pg.url] = pg
+        yield pg.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def appliance_config(path: Path, data_dir: Path, url: str, interfaces: list[str],
-                     **sync: Any) -> Path:
-    """Write the uplink process's TOML config; returns its path."""
+                     link: dict[str, Any] | None = None, **sync: Any) -> Path:
+    """Write the uplink process's TOML config; returns its path. ``link``: more gatelink keys."""
     opts = {"batch_max_records": 1500, "batch_max_bytes": 300_000, "retry_initial_s": 0.2,
             "retry_max_s": 2.0, "retry_attempts": 4, "request_timeout_s": 6.0,
             "connect_timeout_s": 3.0, "probe_interval_s": 2.0, "status_refresh_s": 1.0,
@@ -31,6 +31,7 @@ def appliance_config(path: Path, data_dir: Path, url: str, interfaces: list[str]
              f'token = "{TOKEN}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
     lines += ["[sync.links.gatelink]", f"interfaces = {json.dumps(interfaces)}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in (link or {}).items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -108,3 +108,53 @@ def test_flight_over_satcom_sends_only_priority_streams_within_budget(tmp_path: 
                 j.close()
 
     asyncio.run(scenario())
+
+
+def test_in_flight_summaries_ride_satcom_by_default_within_budget(tmp_path: Path) -> None:
+    """Issue 17: the track and health summaries reach the ground in flight, not at the gate.
+
+    Default settings (priority streams and satcom budget as shipped); one flight hour of
+    summaries as the agents write them (a track record per 20 points, a health summary), plus
+    orders, raw health checks and logs. Before: the summaries waited for the gate.
+    """
+    from appliance.settings import SyncSettings
+
+    defaults = SyncSettings()
+    j = Journal(tmp_path / "journal.db")
+    rng = random.Random(5)
+    j.fill("orders", 30)
+    j.fill("flight_track", 6, lambda i: {"kind": "track", "points": [
+        [1_800_000_000.0 + 30 * k, round(43 + rng.random(), 5), round(1 + rng.random(), 5),
+         rng.randint(30000, 39000), 450.0, 180.0] for k in range(20)]})
+    j.fill("flight_health", 6, lambda i: {"kind": "health", "subsystems": {
+        s: {"state": "green", "changes": 0} for s in ("journal", "card", "can", "wifi", "disk")}})
+    j.fill("logs", 100)
+    j.fill("health", 50)
+    now = [1_800_000_000.0]
+
+    async def scenario() -> None:
+        async with running_receiver(f"sqlite:///{tmp_path}/ground.db") as rx:
+            s = settings(tmp_path, rx.url, links={
+                "gatelink": {"interfaces": ["lo"]},
+                "satcom": {"interfaces": ["lo"],
+                           "bytes_per_flight_hour": defaults.links["satcom"].bytes_per_flight_hour}})
+            assert s.sync.priority_streams == defaults.priority_streams  # as shipped
+            ch = chain(Mode.FLIGHT)
+            svc = SyncService(s, j.writer, j.reader, ch, clock=lambda: now[0])
+            await svc.start()
+            ch.events.send(ModeChanged(0.0, now[0], TimeSource.LOCAL, Mode.GROUND, Mode.FLIGHT, {}))
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and svc.uplink.state != "idle":
+                    await asyncio.sleep(0.05)
+                got = {st: sum(1 for r in rx.rows() if r[0] == st) for st, _, _ in rx.rows()}
+                assert got.get("flight_track") == 6 and got.get("flight_health") == 6, got
+                assert "logs" not in got and "health" not in got, got
+                budget = svc.uplink.budgets["satcom"]
+                assert 0 < budget.used <= budget.per_hour
+                print(f"\nsatcom in flight: {got}, {budget.used:,} of {budget.per_hour:,} B/h")
+            finally:
+                await svc.stop()
+                j.close()
+
+    asyncio.run(scenario())

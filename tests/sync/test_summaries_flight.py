@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from appliance.avionics.chain import AvionicsChain
-from appliance.avionics.summaries import SummaryAgents
+from appliance.avionics.summaries import SummaryAgents, SummaryConfig
 from appliance.store.models import outbox
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
@@ -22,17 +22,13 @@ from .helpers import AIRCRAFT, Journal
 def test_track_and_health_summary_of_a_real_flight(flight_path: Path, journal: Journal) -> None:
     traj = load(flight_path)
     chain = AvionicsChain(LabelTable.default())
-    agents = SummaryAgents(chain, journal.writer, AIRCRAFT, period_s=30, points_per_record=50)
-    chain.subscribe(agents.on_event)
+    agents = SummaryAgents(chain, journal.writer, AIRCRAFT,
+                           SummaryConfig(period_s=30, points_per_record=50))
     decoder = FrameDecoder()
 
     async def run() -> None:
-        last = 0.0
         for _, chunk in generate(traj, Faults.parse([], traj.start)):
-            chain.feed_frames(decoder.feed(chunk))
-            if chain.store.now - last >= 1.0:  # a sample per second of card time
-                agents.tick()
-                last = chain.store.now
+            chain.feed_frames(decoder.feed(chunk))  # a sample per second of card time
         await agents.stop()
 
     asyncio.run(run())

@@ -133,3 +133,22 @@ def test_resource_limits_match_the_hostile_tests() -> None:
     assert values["LimitNOFILE"] == str(LIMIT_NOFILE)
     assert values["MemoryMax"] == f"{MEMORY_MAX_MIB}M"
     assert int(values["TasksMax"]) >= 64
+
+
+#: With the cabin network's drop-in (systemd/cabinnet.conf: CAP_NET_ADMIN, CAP_NET_RAW,
+#: CAP_NET_BIND_SERVICE ambient, AF_NETLINK and AF_PACKET, no user namespace): measured 2.0.
+MAX_EXPOSURE_CABINNET = 2.0
+
+
+def test_cabinnet_drop_in_verifies_and_its_exposure(image_like_root: Path) -> None:
+    d = image_like_root / "usr/lib/systemd/system/appliance.service.d"
+    d.mkdir()
+    shutil.copy(SYSTEMD / "cabinnet.conf", d / "cabinnet.conf")
+    res = analyze("verify", f"--root={image_like_root}", "appliance.service")
+    assert res.returncode == 0 and "appliance.service" not in res.stderr, res.stdout + res.stderr
+    res = analyze("security", "--offline=true", f"--root={image_like_root}", "--no-pager",
+                  "appliance.service")
+    m = re.search(r"Overall exposure level for appliance\.service: (\d+\.\d+)", res.stdout)
+    assert m, res.stdout
+    print(f"exposure with the cabinnet drop-in: {m.group(1)}")
+    assert float(m.group(1)) <= MAX_EXPOSURE_CABINNET, res.stdout

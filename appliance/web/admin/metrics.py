@@ -71,6 +71,12 @@ class ApplianceCollector(Collector):
         for bus in (self.chain.events, self.chain.ticks):
             failed.add_metric([bus.name], bus.errors)
         yield failed
+        bad_pos = CounterMetricFamily("appliance_implausible_positions",
+                                      "Positions flagged implausible (held back from map and track)",
+                                      labels=["rule"])
+        for rule in ("speed", "track"):
+            bad_pos.add_metric([rule], self.chain.position.by_rule.get(rule, 0))
+        yield bad_pos
         mode = GaugeMetricFamily("appliance_mode", "Current mode (1 for the current one)",
                                  labels=["mode"])
         for m in Mode:
@@ -114,10 +120,16 @@ class ApplianceCollector(Collector):
         yield GaugeMetricFamily("appliance_disk_free_bytes", "Data partition free", value=du.free)
 
 
-def make_metrics(collector: ApplianceCollector, reader: Engine) -> Callable[[], Awaitable[bytes]]:
-    """An async function producing the exposition text (outbox depth read in a worker thread)."""
+def make_metrics(collector: ApplianceCollector, reader: Engine,
+                 *extra: Collector) -> Callable[[], Awaitable[bytes]]:
+    """An async function producing the exposition text (outbox depth read in a worker thread).
+
+    ``extra``: more collectors (the cabin network's gate).
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    for c in extra:
+        registry.register(c)
 
     async def metrics() -> bytes:
         collector.depth = await run_in_threadpool(outbox_depth, reader)

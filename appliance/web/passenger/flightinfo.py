@@ -25,6 +25,7 @@ from importlib import resources
 from typing import Any
 
 from ...avionics.chain import AvionicsChain
+from ...avionics.stages import Edge
 from ...modes.bus import Unsubscribe
 from ...modes.events import Event, ModeChanged
 from ...modes.policy import PolicyTable
@@ -86,6 +87,7 @@ class FlightInfo:
         self.queue_size = queue_size
         self.streams: set[asyncio.Queue[bytes]] = set()
         self.pa = False
+        self._pa_edge = Edge(False)  #: the PA-active discrete's edges, on the chain's ticks
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: list[Unsubscribe] = []
@@ -137,8 +139,7 @@ class FlightInfo:
         self.streams.discard(q)
 
     def _on_sample(self, t: float) -> None:
-        pa = self.chain.store.value("pa_active", t) is True
-        if pa != self.pa:
+        for pa in self._pa_edge.push(self.chain.store.value("pa_active", t)):  # card time
             self.pa = pa
             log.info("PA %s", "active: pausing players" if pa else "ended")
             self.push("pa", {"active": pa})

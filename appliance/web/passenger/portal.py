@@ -8,8 +8,11 @@
   ``/redirect``, Firefox ``/canonical.html`` and ``/success.txt``: until the client accepted the
   portal, a 302 to the portal (the phone then opens it by itself); afterwards the answer each
   operating system expects for "online";
-- ``GET /api/captive``: RFC 8908 Captive Portal API (``application/captive+json``);
-- ``POST /api/v1/portal/accept``: the passenger tapped "Start"; probes answer "online" from then on;
+- ``GET /api/captive``: RFC 8908 Captive Portal API (``application/captive+json``; over plain HTTP
+  a 308 to its HTTPS URL when one is configured); ``GET /api/v1/portal/state``: the same document
+  for the portal page (same origin);
+- ``POST /api/v1/portal/accept``: the passenger tapped "Start"; probes answer "online" from then on
+  (with the cabin network on, the gate opens for the phone: 409 with the reason if it cannot);
 - ``GET /`` and ``/portal/...``: the portal page, its script and style, the npm-built vendor files;
 - ``GET /api/v1/catalog``: the catalog JSON, built once per change, with ETag (304 on a match);
   503 with a message when the mode closes passenger services;
@@ -31,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
@@ -41,11 +44,12 @@ from ...avionics.chain import AvionicsChain
 from ...content.catalog import Catalog
 from ...content.fairness import RateLimiter
 from ...content.feedback import QUESTIONS, Feedback
-from ...errors import StoreError
+from ...errors import ApplianceError, StoreError
 from ...modes.policy import PolicyTable
 from .flightinfo import FlightInfo
+from .i18n import PortalLanguages
 
-__all__ = ["CaptiveState", "FeedbackIn", "PortalAssets", "portal_router"]
+__all__ = ["Captive", "CaptiveState", "FeedbackIn", "PortalAssets", "portal_router"]
 
 APPLE_SUCCESS = "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
 FIREFOX_SUCCESS = ('<meta http-equiv="refresh" '
@@ -56,8 +60,18 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
           ".svg": "image/svg+xml", ".png": "image/png"}
 
 
+class Captive(Protocol):
+    """Who accepted the portal: :class:`CaptiveState` in memory, or the cabin network's gate."""
+
+    def remaining(self, client: str) -> float:
+        """Seconds of acceptance left for the client address (0: captive)."""
+
+    async def accept(self, client: str) -> float:
+        """Accept for the client address; returns the seconds it lasts (ApplianceError: cannot)."""
+
+
 class CaptiveState:
-    """Clients (addresses) that accepted the portal, each until its acceptance expires."""
+    """Clients (addresses) that accepted the portal, each until its acceptance expires (in memory)."""
 
     def __init__(self, accept_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         """An acceptance lasts ``accept_s`` seconds."""
@@ -65,7 +79,7 @@ class CaptiveState:
         self.clock = clock
         self._until: dict[str, float] = {}
 
-    def accept(self, client: str) -> float:
+    async def accept(self, client: str) -> float:
         """Mark ``client`` as having accepted; returns the seconds it lasts."""
         now = self.clock()
         self._until[client] = now + self.accept_s
@@ -86,8 +100,12 @@ class PortalAssets:
         self.files: dict[str, tuple[bytes, str, str]] = {}
         root = resources.files(__package__).joinpath("assets")
         for item in root.iterdir():
-            if item.is_file() and not item.name.startswith("."):
+            if item.is_file() and not item.name.startswith(".") and item.name != "index.html":
                 self._add(item.name, item.read_bytes())
+        for item in root.joinpath("i18n").iterdir():
+            if item.name.endswith(".json"):
+                self._add(f"i18n/{item.name}", item.read_bytes())
+        self.languages = PortalLanguages()
         self.vendor: list[str] = []
         if vendor_dir is not None and vendor_dir.is_dir():
             for p in sorted(vendor_dir.iterdir()):
@@ -98,6 +116,17 @@ class PortalAssets:
     def _add(self, name: str, data: bytes) -> None:
         ctype = _TYPES.get(Path(name).suffix, "application/octet-stream")
         self.files[name] = (data, ctype, f'"{hashlib.sha256(data).hexdigest()[:24]}"')
+
+    def page(self, request: Request) -> Response:
+        """``index.html`` in the request's language (cookie ``lang``, else Accept-Language)."""
+        lang = self.languages.negotiate(request.headers.get("accept-language"),
+                                        request.cookies.get("lang"))
+        data, etag = self.languages.index(lang)
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                   "Vary": "Accept-Language, Cookie", "Content-Language": lang}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=_TYPES[".html"], headers=headers)
 
     def response(self, name: str, request: Request) -> Response:
         """The file ``name`` (404 if unknown), 304 on a matching If-None-Match."""
@@ -128,10 +157,19 @@ def _client(request: Request) -> str:
 
 
 def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, info: FlightInfo,
-                  feedback: Feedback, captive: CaptiveState, assets: PortalAssets,
+                  feedback: Feedback, captive: Captive, assets: PortalAssets,
                   limiter: RateLimiter, streams_per_client: int = 4, portal_url: str = "/portal/",
-                  heartbeat_s: float = 15.0) -> APIRouter:
-    """Build the portal's routes (see the module docstring)."""
+                  heartbeat_s: float = 15.0, redirect_url: str | None = None,
+                  venue_info_url: str | None = None, captive_api_url: str | None = None,
+                  ) -> APIRouter:
+    """Build the portal's routes (see the module docstring).
+
+    ``redirect_url``: where a captive probe is sent (default ``portal_url``; the cabin network
+    gives the portal's full URL by name); ``venue_info_url``: the RFC 8908 ``venue-info-url``
+    (default the portal's flight view); ``captive_api_url``: the API's HTTPS URL (RFC 8908 allows
+    no plain HTTP: a request over HTTP is redirected there, 308).
+    """
+    to_portal = redirect_url or portal_url
 
     def budget(request: Request) -> None:
         wait = limiter.allow(_client(request))
@@ -149,7 +187,7 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
         def handler(request: Request) -> Response:
             if captive.remaining(_client(request)) > 0:
                 return online()
-            return RedirectResponse(portal_url, status.HTTP_302_FOUND, headers=NO_STORE)
+            return RedirectResponse(to_portal, status.HTTP_302_FOUND, headers=NO_STORE)
         return handler
 
     probes: dict[str, Callable[[], Response]] = {
@@ -167,43 +205,63 @@ def portal_router(chain: AvionicsChain, policy: PolicyTable, catalog: Catalog, i
 
     @router.get("/redirect", include_in_schema=False)
     def windows_redirect() -> Response:
-        return RedirectResponse(portal_url, status.HTTP_302_FOUND, headers=NO_STORE)
+        return RedirectResponse(to_portal, status.HTTP_302_FOUND, headers=NO_STORE)
 
     @router.get("/", include_in_schema=False)
     def root() -> Response:
-        return RedirectResponse(portal_url, status.HTTP_302_FOUND)
+        return RedirectResponse(to_portal, status.HTTP_302_FOUND)
 
     @router.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
         return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
-    @router.get("/api/captive")
-    def captive_api(request: Request) -> Response:
-        """RFC 8908: whether this client is still captive and where the portal is."""
+    def captive_doc(request: Request) -> dict[str, Any]:
         left = captive.remaining(_client(request))
         base = str(request.base_url).rstrip("/")
         doc: dict[str, Any] = {"captive": left <= 0,
                                "user-portal-url": portal_url if "://" in portal_url
                                else base + portal_url,
-                               "venue-info-url": base + portal_url + "#flight"}
+                               "venue-info-url": venue_info_url or base + portal_url + "#flight"}
         if left > 0:
             doc["seconds-remaining"] = int(left)
             doc["can-extend-session"] = True
-        return Response(json.dumps(doc), media_type="application/captive+json",
+        return doc
+
+    @router.get("/api/captive")
+    def captive_api(request: Request) -> Response:
+        """RFC 8908: whether this client is still captive and where the portal is."""
+        if captive_api_url and request.url.scheme != "https":
+            return RedirectResponse(captive_api_url, status.HTTP_308_PERMANENT_REDIRECT,
+                                    headers=NO_STORE)
+        return Response(json.dumps(captive_doc(request)), media_type="application/captive+json",
+                        headers={"Cache-Control": "private, no-store"})
+
+    @router.get("/api/v1/portal/state")
+    def portal_state(request: Request) -> Response:
+        """The same document for the portal page itself (same origin, HTTP or HTTPS)."""
+        return Response(json.dumps(captive_doc(request)), media_type="application/json",
                         headers={"Cache-Control": "private, no-store"})
 
     @router.post("/api/v1/portal/accept")
-    def accept(request: Request) -> dict[str, Any]:
+    async def accept(request: Request) -> dict[str, Any]:
         """The passenger accepted the portal: probes from this address answer "online"."""
-        return {"captive": False, "seconds-remaining": int(captive.accept(_client(request)))}
+        try:
+            left = await captive.accept(_client(request))
+        except ApplianceError as e:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
+        return {"captive": False, "seconds-remaining": int(left)}
 
     @router.get("/portal/", include_in_schema=False)
     def portal_index(request: Request) -> Response:
-        return assets.response("index.html", request)
+        return assets.page(request)
 
     @router.get("/portal/{name}", include_in_schema=False)
     def portal_file(name: str, request: Request) -> Response:
         return assets.response(name, request)
+
+    @router.get("/portal/i18n/{name}", include_in_schema=False)
+    def portal_catalog(name: str, request: Request) -> Response:
+        return assets.response(f"i18n/{name}", request)
 
     @router.get("/portal/vendor/{name}", include_in_schema=False)
     def portal_vendor(name: str, request: Request) -> Response:
