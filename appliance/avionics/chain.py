@@ -90,7 +90,6 @@ class AvionicsChain:
         self.position = PositionGuard()
         #: Set by the daemon when several sources share this chain (appliance.avionics.timebase).
         self.timebase: TimeBase | None = None
-        self._tops: dict[str, str] = {}  #: source -> its top source (``card`` for ``card/sdi1``)
 
     # The stages' states, as the features read them (and tests set them).
     @property
@@ -168,19 +167,24 @@ class AvionicsChain:
         step): that source's parameters go stale and the grid restarts.
         """
         store, clock, grid = self.store, self.clock, self.grid
-        latest, by_source, source_now = store.latest, store.by_source, store.source_now
-        max_age, tops = store._max_age, self._tops
+        latest, source_now = store.latest, store.source_now
+        max_age = store._max_age
         utc_names = _UTC_NAMES
         position_names, position = POSITION_NAMES, self.position
         valid, reset_s = Validity.VALID, CARD_RESET_S
         # card times kept in locals on the hot path, written back before anything reads them
         last, now, nxt = grid.last_t, store.now, grid.next_t
+        # the source of the previous parameter: its top source and its dict in the store
+        cur_src: str | None = None
+        top = ""
+        named: dict[str, Parameter] = {}
         for p in params:
             t = p.t
             src = p.source
-            top = tops.get(src)
-            if top is None:
-                top = tops[src] = src.split("/", 1)[0]
+            if src is not cur_src:
+                cur_src = src
+                top = src.split("/", 1)[0]
+                named = store.of_source(src)
             src_t = source_now.get(top)
             if src_t is None or t > src_t:
                 source_now[top] = t
@@ -197,17 +201,16 @@ class AvionicsChain:
             if name in position_names:  # a few a second: the plausibility check reads the store
                 store.now = max(now, t)
                 p = position.filter(p, store)
-            # store.put(p), inlined: by source, and as the name's latest unless it would hide a
-            # valid, fresh value of another source
-            by = by_source.get(name)
-            if by is None:
-                by = by_source[name] = {}
-            by[src] = p
-            cur = latest.get(name)
-            if (cur is None or p.validity is valid or cur.source == src
-                    or cur.validity is not valid
-                    or t - cur.t > max_age.get(name, DISCRETE_MAX_AGE_S)):
+            # store.put(p), inlined: by source, and as the name's latest unless an invalid value
+            # would hide a valid, fresh one of another source
+            named[name] = p
+            if p.validity is valid:
                 latest[name] = p
+            else:
+                cur = latest.get(name)
+                if (cur is None or cur.source == src or cur.validity is not valid
+                        or t - cur.t > max_age.get(name, DISCRETE_MAX_AGE_S)):
+                    latest[name] = p
             if t > now:
                 now = t
             if name in utc_names:

@@ -108,10 +108,10 @@ class SourceStats:
 
 
 class ParameterStore:
-    """Latest parameter by name and by ``(name, source)``, staleness from the label table's rates.
+    """Latest parameter by name and by ``(source, name)``, staleness from the label table's rates.
 
-    The chain's hot path writes :attr:`latest`, :attr:`by_source` and :attr:`source_now` directly
-    (as :meth:`put` does).
+    The chain's hot path writes :attr:`latest`, the source's dict of :meth:`of_source` and
+    :attr:`source_now` directly (as :meth:`put` does).
     """
 
     def __init__(self, table: LabelTable) -> None:
@@ -119,8 +119,10 @@ class ParameterStore:
         #: The latest usable parameter by name (what the stages read; see :meth:`put`).
         self.latest: dict[str, Parameter] = {}
         self._latest = self.latest
-        #: name -> source -> its latest parameter.
+        #: source -> name -> its latest parameter.
         self.by_source: dict[str, dict[str, Parameter]] = {}
+        #: (source, top source, its dict), sorted by source.
+        self._order: list[tuple[str, str, dict[str, Parameter]]] = []
         #: top source name (``card`` for ``card/sdi1``) -> its latest card time (s).
         self.source_now: dict[str, float] = {}
         self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
@@ -130,24 +132,26 @@ class ParameterStore:
         """Age (s) after which ``name`` is stale."""
         return self._max_age.get(name, DISCRETE_MAX_AGE_S)
 
-    def keeps_latest(self, p: Parameter, cur: Parameter | None) -> bool:
-        """True if ``p`` replaces ``cur`` as the latest of its name.
-
-        Not when ``p`` is invalid while ``cur`` is a valid, fresh value from another source.
-        """
-        return (cur is None or p.validity is Validity.VALID or cur.source == p.source
-                or cur.validity is not Validity.VALID
-                or p.t - cur.t > self._max_age.get(p.name, DISCRETE_MAX_AGE_S))
+    def of_source(self, source: str) -> dict[str, Parameter]:
+        """The dict name -> latest parameter of ``source`` (created on first use)."""
+        named = self.by_source.get(source)
+        if named is None:
+            named = self.by_source[source] = {}
+            self._order = sorted((s, s.split("/", 1)[0], d) for s, d in self.by_source.items())
+        return named
 
     def put(self, p: Parameter) -> None:
-        """Store ``p`` as the latest of its ``(name, source)``, and usually of its name."""
+        """Store ``p`` as the latest of its ``(source, name)``, and usually of its name.
+
+        Not of its name when ``p`` is invalid while the name's latest is a valid, fresh value from
+        another source.
+        """
         name = p.name
-        if self.keeps_latest(p, self._latest.get(name)):
+        cur = self._latest.get(name)
+        if (cur is None or p.validity is Validity.VALID or cur.source == p.source
+                or cur.validity is not Validity.VALID or p.t - cur.t > self.max_age(name)):
             self._latest[name] = p
-        by = self.by_source.get(name)
-        if by is None:
-            by = self.by_source[name] = {}
-        by[p.source] = p
+        self.of_source(p.source)[name] = p
         top = p.source.split("/", 1)[0]
         if p.t > self.source_now.get(top, -float("inf")):
             self.source_now[top] = p.t
@@ -184,34 +188,41 @@ class ParameterStore:
         not this), or behind ``now`` by more than its max age plus :data:`SOURCE_SKEW_S` (the
         source fell behind or silent). With one source both are the single-source rule.
         """
-        by = self.by_source.get(name)
-        if not by:
-            return []
         now = self.now if now is None else now
-        age = self.max_age(name)
+        age = self._max_age.get(name, DISCRETE_MAX_AGE_S)
+        lag = age + SOURCE_SKEW_S
+        src_now = self.source_now
+        stale = Validity.STALE
         out = []
-        for _, p in sorted(by.items()):
-            own = min(now, self.source_now.get(p.source.split("/", 1)[0], now))
-            if p.validity is not Validity.STALE and (
-                    own - p.t > age or now - p.t > age + SOURCE_SKEW_S):
-                p = p._replace(validity=Validity.STALE)
+        for _, top, named in self._order:
+            p = named.get(name)
+            if p is None:
+                continue
+            if p.validity is not stale:
+                pt = p.t
+                own = src_now.get(top, now)
+                if own > now:
+                    own = now
+                if own - pt > age or now - pt > lag:
+                    p = p._replace(validity=stale)
             out.append(p)
         return out
 
     def all(self, now: float | None = None) -> list[Parameter]:
         """Every parameter of every source seen, staleness applied, by name then source."""
-        return [p for n in sorted(self.by_source) for p in self.sources(n, now)]
+        names = sorted({n for named in self.by_source.values() for n in named})
+        return [p for n in names for p in self.sources(n, now)]
 
     def expire_source(self, source: str) -> None:
         """Mark every parameter of ``source`` (and of its sub-sources) stale (the source was lost)."""
         prefix = source + "/"
 
-        def lost(p: Parameter) -> bool:
-            return p.source == source or p.source.startswith(prefix)
+        def lost(src: str) -> bool:
+            return src == source or src.startswith(prefix)
         for name, p in list(self._latest.items()):
-            if lost(p):
+            if lost(p.source):
                 self._latest[name] = p._replace(validity=Validity.STALE)
-        for by in self.by_source.values():
-            for src, p in list(by.items()):
-                if lost(p):
-                    by[src] = p._replace(validity=Validity.STALE)
+        for src, named in self.by_source.items():
+            if lost(src):
+                for name, p in list(named.items()):
+                    named[name] = p._replace(validity=Validity.STALE)
