@@ -22,7 +22,10 @@ flight info ticks                              PA on/off                        
 
 :class:`~appliance.avionics.chain.AvionicsChain` wires them: per parameter only the validity
 store and the time base run; the state machines run once per tick, on inputs read from the store
-at the tick's card time (:func:`airground_inputs`, :func:`phase_inputs`).
+at the tick's card time (:func:`airground_inputs`, :func:`phase_inputs`). With several sources of
+a parameter (SDI left/right, CAN nodes, serial and CAN together) those inputs come through the
+chain's :class:`~appliance.avionics.redundancy.Redundancy`: every valid source votes (debounced
+per input), redundant values are cross-checked, and a disagreement holds the vote.
 """
 
 from __future__ import annotations
