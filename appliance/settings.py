@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .bussettings import AirGroundSettings, CanSettings, SerialSettings
 from .errors import ConfigError
 from .netsettings import CabinNetSettings
 from .syncsettings import LinkSettings, SyncSettings
@@ -37,49 +38,6 @@ class Listen(_Section):
     port: int = Field(8080, ge=0, le=65535)
 
 
-class SerialSettings(_Section):
-    """The avionics interface card on a serial line (or pty).
-
-    Card time is checked against the host's monotonic receive time (appliance.avionics.cardtime):
-    a frame is used only if its card time is at most ``max_card_time_rate`` card seconds per host
-    second (plus ``card_time_slack_s`` host seconds) ahead of the best-placed frame seen. 1.0 is a
-    real card; a card simulator replaying onto the line at xN needs at least N (``appliance demo``
-    raises it to its ``--speed``). Rejected frames that agree with each other for
-    ``card_time_resync_s`` host seconds become the new time base.
-    """
-
-    enabled: bool = True
-    port: str = "var/card"
-    baudrate: int = 921600
-    label_reversed: bool = True
-    reconnect_s: float = Field(0.5, gt=0)
-    channel_name: str = "card"
-    #: Card seconds per host second at most (1.0: real card; >= the replay speed of a simulator).
-    max_card_time_rate: float = Field(1.0, gt=0)
-    #: Host seconds of allowance for the receive latency of the reference frame and clock drift.
-    card_time_slack_s: float = Field(0.5, ge=0)
-    #: Host seconds of self-consistent rejected frames before they become the new time base.
-    card_time_resync_s: float = Field(5.0, ge=0)
-
-
-class CanSettings(_Section):
-    """The CAN bus, through python-can (``interface`` and ``channel`` as python-can takes them)."""
-
-    enabled: bool = False
-    interface: str = "virtual"
-    channel: str = "cabin"
-    bitrate: int = 500000
-
-
-class AirGroundSettings(_Section):
-    """Air/ground persistence (s) and plausibility limits (kt)."""
-
-    to_air_s: float = Field(2.0, ge=0)
-    to_ground_s: float = Field(3.0, ge=0)
-    min_air_cas_kt: float = 60.0
-    min_air_gs_kt: float = 50.0
-    max_ground_cas_kt: float = 200.0
-    max_ground_gs_kt: float = 250.0
 
 
 class AccessPointSettings(_Section):
@@ -410,11 +368,12 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     @model_validator(mode="after")
-    def _one_time_base(self) -> Settings:
-        # Serial parameters carry the card's clock, CAN ones the bus receive time: one chain has
-        # one time base for persistence and staleness, so one primary avionics source at a time.
-        if self.serial.enabled and self.can.enabled:
-            raise ValueError("enable either serial or can as the avionics source, not both")
+    def _distinct_sources(self) -> Settings:
+        # Serial and CAN may run together (each on the chain's time base: avionics.timebase); their
+        # parameters are told apart by source name.
+        if self.serial.enabled and self.can.enabled and (
+                self.serial.channel_name == self.can.channel_name):
+            raise ValueError("serial.channel_name and can.channel_name must differ")
         return self
 
     @property
