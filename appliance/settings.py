@@ -16,9 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .bussettings import AirGroundSettings, CanSettings, SerialSettings
 from .errors import ConfigError
 from .intakesettings import IntakeRole, IntakeSettings
 from .netsettings import CabinNetSettings
+from .syncsettings import LinkSettings, SyncSettings
 
 __all__ = ["AccessPointSettings", "AirGroundSettings", "CabinNetworkSettings", "CanSettings",
            "EdgeSettings", "IntakeRole", "IntakeSettings", "LinkSettings", "Listen", "OrdersSettings",
@@ -37,113 +39,6 @@ class Listen(_Section):
     port: int = Field(8080, ge=0, le=65535)
 
 
-class SerialSettings(_Section):
-    """The avionics interface card on a serial line (or pty).
-
-    Card time is checked against the host's monotonic receive time (appliance.avionics.cardtime):
-    a frame is used only if its card time is at most ``max_card_time_rate`` card seconds per host
-    second (plus ``card_time_slack_s`` host seconds) ahead of the best-placed frame seen. 1.0 is a
-    real card; a card simulator replaying onto the line at xN needs at least N (``appliance demo``
-    raises it to its ``--speed``). Rejected frames that agree with each other for
-    ``card_time_resync_s`` host seconds become the new time base.
-    """
-
-    enabled: bool = True
-    port: str = "var/card"
-    baudrate: int = 921600
-    label_reversed: bool = True
-    reconnect_s: float = Field(0.5, gt=0)
-    channel_name: str = "card"
-    #: Card seconds per host second at most (1.0: real card; >= the replay speed of a simulator).
-    max_card_time_rate: float = Field(1.0, gt=0)
-    #: Host seconds of allowance for the receive latency of the reference frame and clock drift.
-    card_time_slack_s: float = Field(0.5, ge=0)
-    #: Host seconds of self-consistent rejected frames before they become the new time base.
-    card_time_resync_s: float = Field(5.0, ge=0)
-
-
-class CanSettings(_Section):
-    """The CAN bus, through python-can (``interface`` and ``channel`` as python-can takes them)."""
-
-    enabled: bool = False
-    interface: str = "virtual"
-    channel: str = "cabin"
-    bitrate: int = 500000
-
-
-class AirGroundSettings(_Section):
-    """Air/ground persistence (s) and plausibility limits (kt)."""
-
-    to_air_s: float = Field(2.0, ge=0)
-    to_ground_s: float = Field(3.0, ge=0)
-    min_air_cas_kt: float = 60.0
-    min_air_gs_kt: float = 50.0
-    max_ground_cas_kt: float = 200.0
-    max_ground_gs_kt: float = 250.0
-
-
-class LinkSettings(_Section):
-    """One air/ground link (its name is a ``sync`` key of the mode policy: gatelink, satcom).
-
-    The link is up when one of ``interfaces`` is operationally up (``/sys/class/net/IF/operstate``
-    "up", or "unknown" as loopback and tunnels report) and a probe of the receiver answers; with no
-    interfaces listed the probe alone decides. ``bytes_per_flight_hour`` caps what the link may
-    carry (request and response bytes, headers included) in each hour since take-off; None is no cap.
-    ``bind_device`` pins the link's sockets to the up interface (SO_BINDTODEVICE, needs
-    CAP_NET_RAW); otherwise the routing table chooses. ``rate_bps``: the link's known rate (bits/s):
-    its sockets are paced just under it (no modem queue overflow, no idle after tail drops).
-    """
-
-    interfaces: tuple[str, ...] = ()
-    receiver_url: str | None = None
-    bind_device: bool = False
-    bytes_per_flight_hour: int | None = Field(None, gt=0)
-    rate_bps: int | None = Field(None, gt=0)
-
-
-class SyncSettings(_Section):
-    """Outbound sync: the outbox's disk budget, the uplink to the ground receiver, summaries.
-
-    Sizes in bytes, times in seconds. ``links`` are tried in order; the first one that is up and
-    that the current mode's policy opens carries the traffic. ``priority_streams`` are the
-    streams a link whose policy says "priority" may carry. Drop order when the outbox exceeds
-    ``outbox_budget_bytes``: lowest priority first, oldest first within it, down to
-    ``budget_low_water`` of the budget; ``never_drop`` streams are never dropped.
-    """
-
-    enabled: bool = False
-    receiver_url: str = "http://127.0.0.1:8443"
-    token: SecretStr | None = None  # legacy: used only without a signing_key_file
-    signing_key_file: Path | None = None  # Ed25519 key (PEM) signing requests (sync.identity)
-    ground_public_key: str | None = None  # base64 Ed25519 key of downlink documents (sync.downlink)
-    links: dict[str, LinkSettings] = Field(default_factory=lambda: {
-        "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
-        "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
-                                         "flight_health")
-    outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
-    budget_low_water: float = Field(0.9, gt=0, le=1)
-    never_drop: tuple[str, ...] = ("orders", "usage", "events", "audit")
-    budget_check_s: float = Field(10.0, gt=0)
-    batch_max_records: int = Field(5000, ge=1)
-    batch_max_bytes: int = Field(1_000_000, ge=1024)
-    zstd_level: int = Field(6, ge=1, le=19)
-    #: Batches on the wire at once: the next starts as soon as the previous body is sent, so
-    #: the link carries it while the receiver commits (1 on links with a byte budget).
-    pipeline_depth: int = Field(2, ge=1, le=4)
-    connect_timeout_s: float = Field(5.0, gt=0)
-    request_timeout_s: float = Field(30.0, gt=0)
-    retry_attempts: int = Field(6, ge=1)
-    retry_initial_s: float = Field(0.5, gt=0)
-    retry_max_s: float = Field(30.0, gt=0)
-    probe_interval_s: float = Field(10.0, gt=0)
-    status_refresh_s: float = Field(5.0, gt=0)
-    summaries: bool = True
-    #: The summaries' sample period, in card (avionics) seconds: a replay samples the same.
-    sample_period_s: float = Field(1.0, gt=0)
-    track_period_s: float = Field(30.0, gt=0)
-    track_turn_deg: float = Field(15.0, gt=0)
-    track_points_per_record: int = Field(20, ge=1)
 
 
 class AccessPointSettings(_Section):
@@ -430,11 +325,12 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     @model_validator(mode="after")
-    def _one_time_base(self) -> Settings:
-        # Serial parameters carry the card's clock, CAN ones the bus receive time: one chain has
-        # one time base for persistence and staleness, so one primary avionics source at a time.
-        if self.serial.enabled and self.can.enabled:
-            raise ValueError("enable either serial or can as the avionics source, not both")
+    def _distinct_sources(self) -> Settings:
+        # Serial and CAN may run together (each on the chain's time base: avionics.timebase); their
+        # parameters are told apart by source name.
+        if self.serial.enabled and self.can.enabled and (
+                self.serial.channel_name == self.can.channel_name):
+            raise ValueError("serial.channel_name and can.channel_name must differ")
         return self
 
     @property

@@ -24,7 +24,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     '[passenger]\nport = "not a port"\n',
     '[serial]\nbaud = 9600\n',  # unknown nested key
     'this is not toml',
-    '[can]\nenabled = true\n',  # serial is on by default: two time bases
+    '[can]\nenabled = true\nchannel_name = "card"\n',  # serial (on by default) is named "card"
 ])
 def test_bad_config_exits_78(tmp_path: Path, body: str) -> None:
     cfg = tmp_path / "bad.toml"

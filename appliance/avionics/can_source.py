@@ -6,101 +6,139 @@ watches it with python-can's ``Notifier(loop=...)``: a bus with a file descripto
 receive thread, which hands every message to the loop with ``call_soon_threadsafe``. Either way the
 listener, the decoding and ``on_params`` run on the loop thread.
 
-Frames are decoded with the integration's DBC (``firmware_bridge/airground.dbc``) into parameters:
+Frames are decoded with cantools from a DBC: by default both shipped layouts together, the
+CANaerospace / ARINC 825 identifiers of ``firmware_bridge/canaerospace.dbc`` (the parameters and
+their validity: :mod:`appliance.avionics.canaerospace`) and the integration's own
+``firmware_bridge/airground.dbc``. Both give the chain's parameter names, the same as the serial
+card's, so CAN feeds the same vote, plausibility and phase machines:
 
 ===================== =========================== ==== ==========================================
-parameter             from                        unit validity
+parameter             from (airground.dbc)        unit validity
 ===================== =========================== ==== ==========================================
-can_air_ground        LGCIU_AIR_GROUND.AIR_GROUND bool FAULT when LGCIU_FAULT; True = on ground
-can_wow_left          LGCIU_AIR_GROUND.WOW_LEFT   bool FAULT when LGCIU_FAULT; True = compressed
-can_wow_right         LGCIU_AIR_GROUND.WOW_RIGHT  bool FAULT when LGCIU_FAULT; True = compressed
-can_computed_airspeed ADC_DATA.CAS_KT             kt   NO_COMPUTED_DATA when CAS_VALID = 0
-can_pressure_altitude ADC_DATA.ALTITUDE_FT        ft   NO_COMPUTED_DATA when ALTITUDE_VALID = 0
-can_ground_speed      ADC_DATA.GROUND_SPEED_KT    kt   NO_COMPUTED_DATA when GROUND_SPEED_VALID = 0
+air_ground            LGCIU_AIR_GROUND.AIR_GROUND bool FAULT when LGCIU_FAULT; True = on ground
+wow_left              LGCIU_AIR_GROUND.WOW_LEFT   bool FAULT when LGCIU_FAULT; True = compressed
+wow_right             LGCIU_AIR_GROUND.WOW_RIGHT  bool FAULT when LGCIU_FAULT; True = compressed
+computed_airspeed     ADC_DATA.CAS_KT             kt   NO_COMPUTED_DATA when CAS_VALID = 0
+pressure_altitude     ADC_DATA.ALTITUDE_FT        ft   NO_COMPUTED_DATA when ALTITUDE_VALID = 0
+ground_speed          ADC_DATA.GROUND_SPEED_KT    kt   NO_COMPUTED_DATA when GROUND_SPEED_VALID = 0
 ===================== =========================== ==== ==========================================
 
 A valid numeric value outside its plausible range (the same limits as the ARINC label table) is
 flagged OUT_OF_RANGE. Each parameter's ``t`` is the message timestamp (python-can's
 ``msg.timestamp``, seconds: the receive time on hardware and ``udp_multicast``, the sender's value on
-``virtual`` with ``preserve_timestamps``). Bad input never raises; it is counted in
+``virtual`` with ``preserve_timestamps``), scaled by ``time_rate`` from the first frame on (a
+simulator playing at xN onto a bus stamped with receive time needs N; a real bus 1); or, with
+``time_source="utc"``, the avionics UTC carried on the bus (CANaerospace UTC and date) plus the
+scaled time since the latest UTC frame, so that a simulator played fast on a loaded machine
+keeps avionics time (its jitter stays within one UTC period). Bad input never
+raises; it is counted in
 :class:`~appliance.avionics.params.SourceStats`: error and remote frames and frames with the wrong
 DLC in ``bad_frames``, identifiers the DBC does not define in ``unknown_labels``, undecodable
-payloads in ``decode_errors``. A bus that fails (python-can raises in the receive path) is reported
+payloads (and CANaerospace frames of the wrong data type) in ``decode_errors``. A bus that fails
+(python-can raises in the receive path) is reported
 through ``Listener.on_error``: ``stats.connected`` goes False and ``stats.disconnects`` counts it.
 The reader does not reopen the bus (it was given one); the daemon decides what to do.
 
-Time base: ``t`` is not the serial card's clock (microseconds since the card powered up). Feeding
-CAN and card parameters into one :class:`~appliance.avionics.chain.AvionicsChain` mixes two time
-bases; the chain reads the jump as a card reset and the card's parameters as stale.
+Time base: ``t`` is not the serial card's clock (microseconds since the card powered up). With the
+serial card and CAN in one :class:`~appliance.avionics.chain.AvionicsChain`, the daemon puts each
+source on the chain's time base (:mod:`appliance.avionics.timebase`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib.resources
 import logging
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import can
 import cantools
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 
+from firmware_bridge.labels import LabelTable
+
 from ..errors import SourceError
 from ..settings import CanSettings
+from .canaerospace import DATA_TYPE as CANAS_DATA_TYPE
+from .canaerospace import MESSAGES as CANAS_MESSAGES
+from .canaerospace import BadFrame, decode_canaerospace
 from .params import Parameter, SourceStats, Validity
 from .source import Source
 
-__all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "default_dbc", "open_bus"]
+__all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "canaerospace_dbc", "default_dbc",
+           "open_bus"]
 
 log = logging.getLogger(__name__)
 
 #: python-can interfaces whose bitrate is not set through python-can (or that have none).
 NO_BITRATE_INTERFACES = frozenset({"virtual", "udp_multicast", "socketcan"})
-#: Parameter names produced, with their unit.
+#: Parameter names produced from the integration layout (airground.dbc), with their unit.
 CAN_PARAMETERS = {
-    "can_air_ground": "bool",
-    "can_wow_left": "bool",
-    "can_wow_right": "bool",
-    "can_computed_airspeed": "kt",
-    "can_pressure_altitude": "ft",
-    "can_ground_speed": "kt",
+    "air_ground": "bool",
+    "wow_left": "bool",
+    "wow_right": "bool",
+    "computed_airspeed": "kt",
+    "pressure_altitude": "ft",
+    "ground_speed": "kt",
 }
 _LGCIU = "LGCIU_AIR_GROUND"
 _ADC = "ADC_DATA"
 #: ADC signal -> (parameter, validity signal, plausible min, max); limits as in labels.toml.
 _ADC_SIGNALS = (
-    ("CAS_KT", "can_computed_airspeed", "CAS_VALID", 0.0, 600.0),
-    ("ALTITUDE_FT", "can_pressure_altitude", "ALTITUDE_VALID", -2000.0, 60000.0),
-    ("GROUND_SPEED_KT", "can_ground_speed", "GROUND_SPEED_VALID", 0.0, 800.0),
+    ("CAS_KT", "computed_airspeed", "CAS_VALID", 0.0, 600.0),
+    ("ALTITUDE_FT", "pressure_altitude", "ALTITUDE_VALID", -2000.0, 60000.0),
+    ("GROUND_SPEED_KT", "ground_speed", "GROUND_SPEED_VALID", 0.0, 800.0),
 )
-_LGCIU_SIGNALS = (("AIR_GROUND", "can_air_ground"), ("WOW_LEFT", "can_wow_left"),
-                  ("WOW_RIGHT", "can_wow_right"))
+_LGCIU_SIGNALS = (("AIR_GROUND", "air_ground"), ("WOW_LEFT", "wow_left"),
+                  ("WOW_RIGHT", "wow_right"))
 _BUS_ERRORS = (can.CanError, OSError, ValueError)
+#: time_source "utc": the longest a message is placed after its latest UTC frame (s; UTC is 1 Hz).
+UTC_PERIOD_S = 1.0
+#: time_source "utc": the most the time moves per message below UTC_JUMP_S (s; the 8 Hz period).
+SLEW_S = 0.125
+#: A UTC frame further than this (s) from the time expected is not used...
+UTC_JUMP_S = 5.0
+#: ...unless this many in a row agree with each other.
+UTC_RESYNC_FRAMES = 5
 #: Turns one decoded frame (signal -> number) at time t (s) into parameters.
 _Handler = Callable[[dict[str, float], float], list[Parameter]]
 
 
 def default_dbc() -> str:
-    """The text of ``airground.dbc`` shipped in ``firmware_bridge``."""
+    """The text of ``airground.dbc`` (the integration layout) shipped in ``firmware_bridge``."""
     return importlib.resources.files("firmware_bridge").joinpath("airground.dbc").read_text()
 
 
+def canaerospace_dbc() -> str:
+    """The text of ``canaerospace.dbc`` (CANaerospace / ARINC 825 identifiers) in ``firmware_bridge``."""
+    return importlib.resources.files("firmware_bridge").joinpath("canaerospace.dbc").read_text()
+
+
 def _load_dbc(dbc_path: Path | None) -> Database:
-    where = str(dbc_path) if dbc_path is not None else "firmware_bridge/airground.dbc"
+    where = (str(dbc_path) if dbc_path is not None
+             else "firmware_bridge/canaerospace.dbc + airground.dbc")
     try:
-        text = default_dbc() if dbc_path is None else dbc_path.read_text()
-        db = cantools.database.load_string(text, database_format="dbc")
+        if dbc_path is None:
+            db = cantools.database.load_string(canaerospace_dbc(), database_format="dbc")
+            if isinstance(db, Database):
+                db.add_dbc_string(default_dbc())
+        else:
+            db = cantools.database.load_string(dbc_path.read_text(), database_format="dbc")
     except (OSError, ValueError, cantools.database.errors.Error) as e:
         raise SourceError(f"cannot load CAN database {where}: {e}") from e
     if not isinstance(db, Database):
         raise SourceError(f"{where} is not a CAN database")
     names = {m.name for m in db.messages}
-    missing = {_LGCIU, _ADC} - names
-    if missing:
-        raise SourceError(f"CAN database {where} lacks {', '.join(sorted(missing))}")
+    if not names & CANAS_MESSAGES:  # an integration-layout database needs both of its messages
+        missing = {_LGCIU, _ADC} - names
+        if missing:
+            raise SourceError(f"CAN database {where} lacks {', '.join(sorted(missing))}")
     return db
 
 
@@ -109,6 +147,7 @@ def open_bus(settings: CanSettings) -> can.BusABC:
 
     ``settings.bitrate`` (bit/s) is passed only to interfaces that set it through python-can (not to
     ``virtual``, ``udp_multicast`` or ``socketcan``, whose bitrate is set with ``ip link``).
+    ``settings.receive_buffer_bytes`` sets the socket's receive buffer where the bus has a socket.
     Raises SourceError naming the interface and channel if the bus cannot be opened (unknown
     interface, missing driver or dependency, bad channel, device absent).
     """
@@ -116,10 +155,33 @@ def open_bus(settings: CanSettings) -> can.BusABC:
     if settings.interface not in NO_BITRATE_INTERFACES:
         kwargs["bitrate"] = settings.bitrate
     try:
-        return can.Bus(**kwargs)
+        bus = can.Bus(**kwargs)
     except (can.CanError, OSError, ValueError, TypeError, ImportError) as e:
         raise SourceError(f"cannot open CAN bus {settings.interface!r} channel "
                           f"{settings.channel!r}: {e}") from e
+    if settings.receive_buffer_bytes is not None:
+        _set_receive_buffer(bus, settings.receive_buffer_bytes)
+    return bus
+
+
+def _set_receive_buffer(bus: can.BusABC, size: int) -> None:
+    """Set SO_RCVBUF on the bus's socket, if it has one (logged, never fatal)."""
+    try:
+        fd = bus.fileno()
+    except (NotImplementedError, AttributeError, OSError):
+        return
+    if not isinstance(fd, int) or fd < 0:
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            sock.close()
+        log.info("CAN bus %s: receive buffer %d bytes", bus.channel_info, got)
+    except OSError as e:
+        log.warning("CAN bus %s: cannot set the receive buffer: %s", bus.channel_info, e)
 
 
 class _LoopNotifier(can.Notifier):
@@ -164,21 +226,40 @@ class _Listener(can.Listener):
 class CanReader(Source):
     """Reads ``bus``, decodes its frames and hands each frame's parameters to ``on_params``.
 
-    ``on_params`` gets a list of :class:`Parameter` (3 per valid frame) on the loop thread, in
-    arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source``.
-    ``dbc_path`` replaces the packaged DBC; it must define LGCIU_AIR_GROUND and ADC_DATA.
+    ``on_params`` gets a list of :class:`Parameter` (1 to 5 per valid frame) on the loop thread, in
+    arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source`` (plus
+    ``/nodeN`` for CANaerospace frames). ``dbc_path`` replaces the packaged DBCs; it must define
+    CANaerospace messages or both LGCIU_AIR_GROUND and ADC_DATA. ``time_rate`` scales message time
+    (see the module doc), ``time_source`` says where the parameters' time comes from
+    (:meth:`message_time`). ``on_lost`` is called with ``name`` when the source falls silent.
     Raises SourceError if the DBC cannot be loaded. The bus stays the caller's: :meth:`stop` does
     not shut it down.
     """
 
     def __init__(self, bus: can.BusABC, on_params: Callable[[list[Parameter]], None],
-                 stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None) -> None:
+                 stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None,
+                 time_rate: float = 1.0, table: LabelTable | None = None,
+                 on_lost: Callable[[str], None] | None = None,
+                 time_source: Literal["receive", "utc"] = "receive") -> None:
         """Load the DBC; nothing is read before :meth:`start`."""
-        super().__init__(name, stats)
+        super().__init__(name, stats, on_lost)
         self.bus = bus
         self.on_params = on_params
         self.db = _load_dbc(dbc_path)
+        self.time_rate = time_rate
+        self.time_source = time_source
+        self._t0: float | None = None
+        self._date: dt.date | None = None
+        self._date_seen: dt.date | None = None
+        self._new_dates: list[dt.date] = []
+        self._utc: tuple[float, float] | None = None  #: (UTC epoch s, its message stamp)
+        self._rejected: list[tuple[float, float]] = []
+        self._last_t = -float("inf")
+        self._canas = decode_canaerospace(table or LabelTable.default())
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
+        for m in self.db.messages:
+            if m.name in CANAS_MESSAGES:
+                handlers[m.name] = self._canaerospace(m.name)
         #: (arbitration id, extended) -> (DBC message, handler; None for a known but unused id)
         self._known: dict[tuple[int, bool], tuple[DbcMessage, _Handler | None]] = {
             (m.frame_id, m.is_extended_frame): (m, handlers.get(m.name)) for m in self.db.messages}
@@ -224,37 +305,148 @@ class CanReader(Source):
         if self._stopped:  # queued by the receive thread before stop()
             return
         self._received()
+        params = self.decode_message(msg)
+        if params:
+            self.on_params(params)
+
+    def message_time(self, timestamp: float) -> float | None:
+        """The parameters' time (s) for a message stamped ``timestamp``; None: not known yet.
+
+        ``time_source="receive"``: the stamp, scaled by ``time_rate`` from the first message on.
+        ``"utc"``: the avionics UTC of the latest accepted UTC frame (CANaerospace 1200 with the
+        date of 1206) plus the scaled stamp difference since it, at most :data:`UTC_PERIOD_S` (a
+        stalled sender cannot push time ahead), never going back (a frame stamped late does not
+        make the ones after it look old) and, below :data:`UTC_JUMP_S`, moving at most
+        :data:`SLEW_S` or half the way per message (a burst from a sender catching up is spread
+        over the time it covers, rather than stamped alike and then found old at the next UTC
+        frame); None before the first UTC frame after a date (those messages are held back).
+        """
+        if self.time_source == "utc":
+            if self._utc is None:
+                return None
+            base, ts0 = self._utc
+            target = base + min(max(timestamp - ts0, 0.0) * self.time_rate, UTC_PERIOD_S)
+            last = self._last_t
+            if target <= last:
+                t = last
+            elif target - last > UTC_JUMP_S or target - last <= SLEW_S:  # a gap; or in step
+                t = target
+            else:  # frames of a burst (the sender caught up) are spread, not stamped alike
+                t = last + max(SLEW_S, (target - last) / 2)
+            self._last_t = t
+            return t
+        if self.time_rate == 1.0:
+            return timestamp
+        if self._t0 is None:
+            self._t0 = timestamp
+        return self._t0 + (timestamp - self._t0) * self.time_rate
+
+    def _observe_time(self, name: str, v: dict[str, float], timestamp: float) -> bool:
+        """Track the avionics UTC from the CANaerospace UTC and date frames (time_source "utc").
+
+        A UTC frame more than :data:`UTC_JUMP_S` away from the time it should show (one period on,
+        or the scaled time elapsed since the last one) is not used (a garbled frame), unless
+        :data:`UTC_RESYNC_FRAMES` such frames in a row agree with each other (the clock on the bus
+        was set): then they become the time. Returns False for a UTC frame not used.
+        """
+        if v.get("DATA_TYPE") != CANAS_DATA_TYPE["UCHAR4"]:
+            return True
+        try:
+            if name == "DATE":
+                day = dt.date(int(v["YEAR"]), int(v["MONTH"]), int(v["DAY"]))
+                if self._date is None:
+                    self._date = self._date_seen = day
+                # another date counts once it came UTC_RESYNC_FRAMES times in a row (not garbage)
+                self._new_dates = [*self._new_dates[-(UTC_RESYNC_FRAMES - 1):], day]
+                if len(self._new_dates) == UTC_RESYNC_FRAMES and len(set(self._new_dates)) == 1:
+                    self._date_seen = day
+                return True
+            if name != "UTC" or self._date is None:
+                return True
+            sec = int(v["HOURS"]) * 3600 + int(v["MINUTES"]) * 60 + int(v["SECONDS"])
+        except (KeyError, ValueError):
+            return True
+        if sec >= 86400:
+            return True
+        day = self._date
+        if self._utc is not None:  # a new day follows the old one at midnight
+            day = dt.datetime.fromtimestamp(self._utc[0], dt.UTC).date()
+            if sec < 60 and self._utc[0] % 86400 > 86340:
+                day += dt.timedelta(days=1)
+        base = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() + sec
+        expected = (None if self._utc is None  # after a stall: at most one period on
+                    else self._utc[0] + min(max(timestamp - self._utc[1], 0.0) * self.time_rate,
+                                            UTC_PERIOD_S))
+        uncapped = (None if self._utc is None  # after a silence: the time elapsed on the bus
+                    else self._utc[0] + (timestamp - self._utc[1]) * self.time_rate)
+        if expected is None or abs(base - expected) <= UTC_JUMP_S or (
+                uncapped is not None and abs(base - uncapped) <= UTC_JUMP_S):
+            self._utc, self._rejected = (base, timestamp), []
+            return True
+        if self._date_seen is not None:  # judge the rejected ones on the date the bus sends now
+            base = dt.datetime.combine(self._date_seen, dt.time(), dt.UTC).timestamp() + sec
+        self._rejected = [*self._rejected[-(UTC_RESYNC_FRAMES - 1):], (base, timestamp)]
+        if len(self._rejected) == UTC_RESYNC_FRAMES and all(
+                abs((b - b0) - (ts - ts0) * self.time_rate) <= UTC_JUMP_S
+                for (b0, ts0), (b, ts) in zip(self._rejected, self._rejected[1:], strict=False)):
+            log.warning("%s: avionics UTC on the bus moved to %s", self.name,
+                        dt.datetime.fromtimestamp(base, dt.UTC).isoformat())
+            self._utc, self._date, self._rejected = (base, timestamp), self._date_seen, []
+            return True
+        return False
+
+    def decode_message(self, msg: can.Message) -> list[Parameter]:
+        """The parameters of one message ([] for a bad or unused one, counted in ``stats``).
+
+        Never raises on bad input.
+        """
         st = self.stats
         st.frames += 1
         st.bytes_in += len(msg.data)
         st.last_frame_t = msg.timestamp
         if msg.is_error_frame or msg.is_remote_frame:
             st.bad_frames += 1
-            return
+            return []
         known = self._known.get((msg.arbitration_id, msg.is_extended_id))
         if known is None:
             st.unknown_labels += 1
-            return
+            return []
         dbc_msg, handler = known
         if msg.dlc != dbc_msg.length or len(msg.data) != dbc_msg.length:
             st.bad_frames += 1
-            return
+            return []
+        st.words += 1  # frames of a known identifier and length (BITE's rate)
         if handler is None:
-            return
+            return []
         try:
             decoded = dbc_msg.decode(bytes(msg.data), decode_choices=False, scaling=True)
             if not isinstance(decoded, dict):  # a container message: not ours
                 raise TypeError("container message")
-            values = {k: _number(v) for k, v in decoded.items()}
+            if not all(type(v) in _NUMBERS and v == v for v in decoded.values()):
+                raise TypeError("not a number (a choice, a blob or a garbled float)")
+            values: dict[str, float] = decoded  # type: ignore[assignment]
         except (cantools.database.errors.DecodeError, ValueError, TypeError, KeyError):
             st.decode_errors += 1
-            return
+            return []
         try:
-            params = handler(values, float(msg.timestamp))
-        except KeyError:  # a custom DBC without one of the signals
+            ts = float(msg.timestamp)
+            used = self.time_source != "utc" or self._observe_time(dbc_msg.name, values, ts)
+            t = self.message_time(ts)
+            if t is None:
+                return []
+            params = handler(values, t)
+            if not used:  # a UTC frame out of step with the bus's time: not a valid UTC
+                st.out_of_range += 1
+                params = [p._replace(validity=Validity.OUT_OF_RANGE) for p in params]
+            return params
+        except (KeyError, BadFrame):  # a custom DBC without one of the signals; a wrong data type
             st.decode_errors += 1
-            return
-        self.on_params(params)
+            return []
+
+    def _canaerospace(self, name: str) -> _Handler:
+        def handle(v: dict[str, float], t: float) -> list[Parameter]:
+            return self._canas(name, v, t, self.name, self.stats)
+        return handle
 
     def _lgciu(self, v: dict[str, float], t: float) -> list[Parameter]:
         validity = Validity.FAULT if v["LGCIU_FAULT"] else Validity.VALID
@@ -278,8 +470,4 @@ class CanReader(Source):
         return out
 
 
-def _number(v: object) -> float:
-    """A decoded signal value as a number; raises TypeError for anything else (choices, blobs)."""
-    if isinstance(v, (int, float)):
-        return v
-    raise TypeError(f"not a number: {v!r}")
+_NUMBERS = (int, float)

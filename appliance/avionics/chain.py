@@ -34,8 +34,9 @@ from ..modes.state import FlightSnapshot
 from .cardtime import CARD_RESET_S
 from .clock import UtcClock
 from .decode import CardDecoder
-from .params import Parameter, ParameterStore
+from .params import DISCRETE_MAX_AGE_S, Parameter, ParameterStore, Validity
 from .position import POSITION_NAMES, PositionGuard
+from .redundancy import TOLERANCES, Redundancy, RedundancyConfig
 from .stages import (
     AIR_GROUND_SOURCES,
     EVAL_PERIOD_S,
@@ -45,8 +46,10 @@ from .stages import (
     TimeGrid,
     Vote,
     airground_inputs,
+    doors_open,
     phase_inputs,
 )
+from .timebase import TimeBase
 
 __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain"]
 
@@ -59,10 +62,18 @@ class AvionicsChain:
     """The chain's state and agents; events go out on ``events``, evaluation ticks on ``ticks``."""
 
     def __init__(self, table: LabelTable, ag_config: AirGroundConfig = AirGroundConfig(),
-                 initial_mode: Mode = Mode.GROUND, clock: UtcClock | None = None) -> None:
+                 initial_mode: Mode = Mode.GROUND, clock: UtcClock | None = None,
+                 redundancy: RedundancyConfig | None = None) -> None:
         """Start with no data, air/ground UNKNOWN and ``initial_mode`` (the last journaled one)."""
         self.table = table
         self.store = ParameterStore(table)
+        #: Votes, cross-checked values and disagreements over every source (redundancy agent).
+        self.redundancy = Redundancy(self.store, AIR_GROUND_SOURCES, redundancy or RedundancyConfig(
+            ag_config.discrete_debounce_s, {
+                "computed_airspeed": ag_config.cas_tolerance_kt,
+                "ground_speed": ag_config.gs_tolerance_kt,
+                "pressure_altitude": ag_config.altitude_tolerance_ft,
+                "altitude_rate": TOLERANCES["altitude_rate"]}))
         self.clock = clock or UtcClock()
         self.ag_config = ag_config
         self.grid = TimeGrid(EVAL_PERIOD_S, CARD_RESET_S)
@@ -77,6 +88,8 @@ class AvionicsChain:
         self.decoders: dict[str, CardDecoder] = {}
         #: Position plausibility: implausible latitude/longitude words are stored as such.
         self.position = PositionGuard()
+        #: Set by the daemon when several sources share this chain (appliance.avionics.timebase).
+        self.timebase: TimeBase | None = None
 
     # The stages' states, as the features read them (and tests set them).
     @property
@@ -149,29 +162,55 @@ class AvionicsChain:
     def feed(self, params: Iterable[Parameter]) -> None:
         """Take parameters in arrival order and evaluate the state machines on the time grid.
 
-        The hot path (once per parameter): validity store, UTC clock, time base.
+        The hot path (once per parameter): validity store (by name and by source), UTC clock,
+        time base. A card reset is checked per top source (several sources may arrive out of
+        step): that source's parameters go stale and the grid restarts.
         """
         store, clock, grid = self.store, self.clock, self.grid
-        latest = store.latest
+        latest, source_now = store.latest, store.source_now
+        max_age = store._max_age
         utc_names = _UTC_NAMES
         position_names, position = POSITION_NAMES, self.position
+        valid, reset_s = Validity.VALID, CARD_RESET_S
         # card times kept in locals on the hot path, written back before anything reads them
         last, now, nxt = grid.last_t, store.now, grid.next_t
+        # the source of the previous parameter: its top source and its dict in the store
+        cur_src: str | None = None
+        top = ""
+        named: dict[str, Parameter] = {}
         for p in params:
             t = p.t
-            if t < last - CARD_RESET_S:
-                grid.last_t = last
-                if grid.is_reset(t):
-                    log.warning("card clock went back from %.3f to %.3f s: card reset", last, t)
-                    store.expire_source(p.source)
-                    now = t
-                    nxt = grid.next_t
+            src = p.source
+            if src is not cur_src:
+                cur_src = src
+                top = src.split("/", 1)[0]
+                named = store.of_source(src)
+            src_t = source_now.get(top)
+            if src_t is None or t > src_t:
+                source_now[top] = t
+            elif t < src_t - reset_s:
+                log.warning("card clock of %s went back from %.3f to %.3f s: card reset",
+                            top, src_t, t)
+                store.expire_source(top)
+                source_now[top] = t
+                grid.restart(t)
+                now = t
+                nxt = grid.next_t
             last = t
             name = p.name
             if name in position_names:  # a few a second: the plausibility check reads the store
                 store.now = max(now, t)
                 p = position.filter(p, store)
-            latest[name] = p  # store.put(p), inlined
+            # store.put(p), inlined: by source, and as the name's latest unless an invalid value
+            # would hide a valid, fresh one of another source
+            named[name] = p
+            if p.validity is valid:
+                latest[name] = p
+            else:
+                cur = latest.get(name)
+                if (cur is None or cur.source == src or cur.validity is not valid
+                        or t - cur.t > max_age.get(name, DISCRETE_MAX_AGE_S)):
+                    latest[name] = p
             if t > now:
                 now = t
             if name in utc_names:
@@ -184,19 +223,27 @@ class AvionicsChain:
         grid.last_t, store.now = last, now
 
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
-        """Each air/ground source seen so far: on ground (True), in air (False), or None if unusable."""
-        return airground_inputs(self.store, t).votes
+        """Each air/ground input of each source seen: True on ground, False in air, None unusable.
+
+        Discretes are debounced (see :mod:`appliance.avionics.redundancy`).
+        """
+        return self.redundancy.votes(t)
+
+    def doors_open(self, t: float) -> bool | None:
+        """True if a valid door input of any source shows a cabin door open; None: none valid."""
+        return doors_open(self.store, t)
 
     def evaluate(self, t: float) -> None:
         """Run air/ground, phase and mode at card time ``t`` (s); emit the changes; tick."""
-        inputs = airground_inputs(self.store, t)
+        red = self.redundancy
+        inputs = airground_inputs(self.store, t, redundancy=red)
         for change in self.vote.push(inputs):
             utc, src = self.clock.utc(t)
             self.events.send(AirGroundChanged(t, utc, src, change.previous, change.current,
                                               change.evidence))
             self._update_mode(t, change.evidence)
         for pchange in self.phases.push(phase_inputs(self.store, t, self.ag.state, self.climb,
-                                                     inputs.gs_kt, inputs.cas_kt)):
+                                                     inputs.gs_kt, inputs.cas_kt, red)):
             utc, src = self.clock.utc(t)
             self.events.send(PhaseChanged(t, utc, src, pchange.previous, pchange.current,
                                           pchange.evidence))

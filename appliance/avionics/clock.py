@@ -51,6 +51,13 @@ class UtcClock:
         """True if UTC at card time ``t`` comes from the avionics."""
         return self._changed_at is not None and 0 <= t - self._changed_at <= self.max_silence_s
 
+    def at(self, t: float) -> float:
+        """UTC (epoch s) at any card time ``t``, past ones too, from the latest avionics offset.
+
+        The local clock if the avionics never gave UTC.
+        """
+        return t + self._offset if self._offset is not None else self._local()
+
     def utc(self, t: float) -> tuple[float, TimeSource]:
         """UTC (epoch s) at card time ``t`` (s) and its source, ``"avionics"`` or ``"local"``."""
         if self._offset is not None and self.synced(t):

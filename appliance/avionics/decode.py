@@ -4,6 +4,11 @@ Checks, in order: frame type and payload length, parity (odd), known label, fiel
 (No Computed Data, Functional Test, Failure Warning), plausible range. A word that fails parity,
 has an unknown label or cannot be decoded yields nothing; one with a bad SSM or out of range yields
 a parameter with that validity (the value is kept for maintenance display).
+
+The SDI (bits 9-10, on labels that carry one) tells which system sent the word: SDI 1, 2, 3 make
+the parameter's source ``card/sdi1`` (left), ``card/sdi2`` (right), ``card/sdi3``, so the same label
+from the left and right systems is two sources of one parameter (voted and cross-checked by
+``appliance.avionics.redundancy``); SDI 0 ("all call" or no SDI) keeps the card's name.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ DISCRETE_NAMES = (
 
 #: Per label: name, unit, BNR field (shift, mask, sign bit, 2**width, resolution) or the value
 #: function of other encodings, the validity of each SSM (0-3), whether a plausible range applies
-#: and its bounds (-inf/inf when open).
+#: and its bounds (-inf/inf when open), and the parameter's source by SDI (0-3).
 _Entry = tuple[str, str, int, int, int, int, float, "Callable[[int], Value] | None",
-               tuple[Validity, Validity, Validity, Validity], bool, float, float]
+               tuple[Validity, Validity, Validity, Validity], bool, float, float,
+               tuple[str, str, str, str]]
 _DISCRETES = tuple((int(bit), name) for bit, name in DISCRETE_NAMES)
 _VALID = Validity.VALID
 _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT = (int(FrameType.A429_WORD), int(FrameType.DISCRETES),
@@ -56,10 +62,16 @@ _new_parameter = tuple.__new__
 _NUMERIC = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
 
 
-def _entries(table: LabelTable) -> dict[int, _Entry]:
-    """The decoding table: the word's low byte as it arrives -> what :class:`CardDecoder` needs."""
+def _entries(table: LabelTable, source: str) -> dict[int, _Entry]:
+    """The decoding table: the word's low byte as it arrives -> what :class:`CardDecoder` needs.
+
+    A label that carries an SDI names its source by it: ``source/sdiN`` (SDI 0 keeps ``source``).
+    """
     out: dict[int, _Entry] = {}
+    by_sdi = (source, f"{source}/sdi1", f"{source}/sdi2", f"{source}/sdi3")
+    no_sdi = (source, source, source, source)
     for wire, spec in table.by_wire.items():
+        sources = by_sdi if spec.sdi else no_sdi
         ssm = SSM_TABLES[spec.ssm_kind]
         validities = (_STATUS_VALIDITY[ssm[0]], _STATUS_VALIDITY[ssm[1]],
                       _STATUS_VALIDITY[ssm[2]], _STATUS_VALIDITY[ssm[3]])
@@ -69,10 +81,10 @@ def _entries(table: LabelTable) -> dict[int, _Entry]:
         if spec.encoding == "bnr":
             width = 30 - spec.lsb
             out[wire] = (spec.name, spec.unit, spec.lsb - 1, (1 << width) - 1, 1 << (width - 1),
-                         1 << width, spec.resolution, None, validities, ranged, lo, hi)
+                         1 << width, spec.resolution, None, validities, ranged, lo, hi, sources)
         else:
             out[wire] = (spec.name, spec.unit, 0, 0, 0, 0, 1.0, spec._value, validities,
-                         ranged, lo, hi)
+                         ranged, lo, hi, sources)
     return out
 
 
@@ -86,7 +98,7 @@ class CardDecoder:
         self.source = source
         self.stats = stats if stats is not None else SourceStats()
         self.last_heartbeat: tuple[int, ...] | None = None
-        self._entries = _entries(table)
+        self._entries = _entries(table, source)
 
     def decode(self, frames: Iterable[Frame]) -> list[Parameter]:
         """Turn frames into parameters (0..n per frame); never raises on bad input."""
@@ -122,7 +134,8 @@ class CardDecoder:
                 if e is None:
                     st.unknown_labels += 1
                     continue
-                name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi = e
+                (name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi,
+                 sources) = e
                 value: Value
                 if value_of is None:
                     raw = (word >> shift) & mask
@@ -140,7 +153,7 @@ class CardDecoder:
                 elif ranged and not lo <= value <= hi:  # type: ignore[operator]
                     st.out_of_range += 1
                     validity = Validity.OUT_OF_RANGE
-                yield new(P, (name, value, unit, validity, t, src))
+                yield new(P, (name, value, unit, validity, t, sources[(word >> 8) & 3]))
             elif ftype == discretes:
                 if len(payload) != 4:
                     st.bad_frames += 1

@@ -3,6 +3,13 @@
 A :class:`Parameter` is what every source (serial card, CAN, replay) produces: name, value, unit,
 validity, card time ``t`` in seconds and the source it came from. The :class:`ParameterStore` keeps
 the latest of each and answers with staleness applied at the time asked (staleness agent).
+
+One parameter can come from several sources (the serial card's left and right systems by SDI,
+``card/sdi1``; the CAN units by node, ``can/node2``; serial and CAN together): the store keeps the
+latest of each ``(name, source)`` (:meth:`ParameterStore.sources`, for the vote and the
+cross-checks of :mod:`appliance.avionics.redundancy`), and as "the" value of a name the latest
+*usable* one: an invalid value from one source does not hide a fresh valid one from another.
+A source name is hierarchical: ``card`` covers ``card/sdi1`` (:meth:`ParameterStore.expire_source`).
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ from typing import Any, NamedTuple
 
 from firmware_bridge.labels import LabelTable
 
-__all__ = ["DISCRETE_MAX_AGE_S", "Parameter", "ParameterStore", "SourceStats", "Validity"]
+__all__ = ["DISCRETE_MAX_AGE_S", "SOURCE_SKEW_S", "Parameter", "ParameterStore", "SourceStats", "Validity"]
 
 #: Discrete inputs come at 4 Hz; three periods.
 DISCRETE_MAX_AGE_S = 0.75
+#: How far (s) one source's delivery may lag the chain's latest time when several share it.
+SOURCE_SKEW_S = 5.0
 
 Value = float | int | str | bool
 
@@ -99,13 +108,23 @@ class SourceStats:
 
 
 class ParameterStore:
-    """Latest parameter by name, with staleness from the label table's refresh rates."""
+    """Latest parameter by name and by ``(source, name)``, staleness from the label table's rates.
+
+    The chain's hot path writes :attr:`latest`, the source's dict of :meth:`of_source` and
+    :attr:`source_now` directly (as :meth:`put` does).
+    """
 
     def __init__(self, table: LabelTable) -> None:
         """Take the max age of each label parameter from ``table``; discretes use 0.75 s."""
-        #: The latest parameter by name (the chain's hot path writes it directly, as :meth:`put`).
+        #: The latest usable parameter by name (what the stages read; see :meth:`put`).
         self.latest: dict[str, Parameter] = {}
         self._latest = self.latest
+        #: source -> name -> its latest parameter.
+        self.by_source: dict[str, dict[str, Parameter]] = {}
+        #: (source, top source, its dict), sorted by source.
+        self._order: list[tuple[str, str, dict[str, Parameter]]] = []
+        #: top source name (``card`` for ``card/sdi1``) -> its latest card time (s).
+        self.source_now: dict[str, float] = {}
         self._max_age: dict[str, float] = {s.name: s.max_age_s for s in table}
         self.now = 0.0  #: latest card time seen (s)
 
@@ -113,9 +132,29 @@ class ParameterStore:
         """Age (s) after which ``name`` is stale."""
         return self._max_age.get(name, DISCRETE_MAX_AGE_S)
 
+    def of_source(self, source: str) -> dict[str, Parameter]:
+        """The dict name -> latest parameter of ``source`` (created on first use)."""
+        named = self.by_source.get(source)
+        if named is None:
+            named = self.by_source[source] = {}
+            self._order = sorted((s, s.split("/", 1)[0], d) for s, d in self.by_source.items())
+        return named
+
     def put(self, p: Parameter) -> None:
-        """Store ``p`` as the latest value of its name."""
-        self._latest[p.name] = p
+        """Store ``p`` as the latest of its ``(source, name)``, and usually of its name.
+
+        Not of its name when ``p`` is invalid while the name's latest is a valid, fresh value from
+        another source.
+        """
+        name = p.name
+        cur = self._latest.get(name)
+        if (cur is None or p.validity is Validity.VALID or cur.source == p.source
+                or cur.validity is not Validity.VALID or p.t - cur.t > self.max_age(name)):
+            self._latest[name] = p
+        self.of_source(p.source)[name] = p
+        top = p.source.split("/", 1)[0]
+        if p.t > self.source_now.get(top, -float("inf")):
+            self.source_now[top] = p.t
         if p.t > self.now:
             self.now = p.t
 
@@ -142,12 +181,48 @@ class ParameterStore:
             return None
         return p.value
 
+    def sources(self, name: str, now: float | None = None) -> list[Parameter]:
+        """The latest ``name`` of every source that sent it (staleness applied), by source.
+
+        Stale: older than its max age behind its own source's latest time (the source sends, but
+        not this), or behind ``now`` by more than its max age plus :data:`SOURCE_SKEW_S` (the
+        source fell behind or silent). With one source both are the single-source rule.
+        """
+        now = self.now if now is None else now
+        age = self._max_age.get(name, DISCRETE_MAX_AGE_S)
+        lag = age + SOURCE_SKEW_S
+        src_now = self.source_now
+        stale = Validity.STALE
+        out = []
+        for _, top, named in self._order:
+            p = named.get(name)
+            if p is None:
+                continue
+            if p.validity is not stale:
+                pt = p.t
+                own = src_now.get(top, now)
+                if own > now:
+                    own = now
+                if own - pt > age or now - pt > lag:
+                    p = p._replace(validity=stale)
+            out.append(p)
+        return out
+
     def all(self, now: float | None = None) -> list[Parameter]:
-        """Every parameter seen, staleness applied, sorted by name."""
-        return [p for n in sorted(self._latest) if (p := self.get(n, now)) is not None]
+        """Every parameter of every source seen, staleness applied, by name then source."""
+        names = sorted({n for named in self.by_source.values() for n in named})
+        return [p for n in names for p in self.sources(n, now)]
 
     def expire_source(self, source: str) -> None:
-        """Mark every parameter of ``source`` stale (the source was lost)."""
+        """Mark every parameter of ``source`` (and of its sub-sources) stale (the source was lost)."""
+        prefix = source + "/"
+
+        def lost(src: str) -> bool:
+            return src == source or src.startswith(prefix)
         for name, p in list(self._latest.items()):
-            if p.source == source:
+            if lost(p.source):
                 self._latest[name] = p._replace(validity=Validity.STALE)
+        for src, named in self.by_source.items():
+            if lost(src):
+                for name, p in list(named.items()):
+                    named[name] = p._replace(validity=Validity.STALE)

@@ -22,7 +22,10 @@ flight info ticks                              PA on/off                        
 
 :class:`~appliance.avionics.chain.AvionicsChain` wires them: per parameter only the validity
 store and the time base run; the state machines run once per tick, on inputs read from the store
-at the tick's card time (:func:`airground_inputs`, :func:`phase_inputs`).
+at the tick's card time (:func:`airground_inputs`, :func:`phase_inputs`). With several sources of
+a parameter (SDI left/right, CAN nodes, serial and CAN together) those inputs come through the
+chain's :class:`~appliance.avionics.redundancy.Redundancy`: every valid source votes (debounced
+per input), redundant values are cross-checked, and a disagreement holds the vote.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from ..modes.airground import (
 from ..modes.phase import PhaseChange, PhaseInputs, PhaseState
 from ..modes.policy import Mode
 from .params import ParameterStore, Validity
+from .redundancy import Redundancy
 
-__all__ = ["AIR_GROUND_SOURCES", "EVAL_PERIOD_S", "Agent", "ClimbRate", "Edge", "ModeStage",
-           "PhaseStage", "TimeGrid", "Vote", "airground_inputs", "number", "phase_inputs", "run"]
+__all__ = ["AIR_GROUND_SOURCES", "DOOR_INPUTS", "EVAL_PERIOD_S", "Agent", "ClimbRate", "Edge",
+           "ModeStage", "PhaseStage", "TimeGrid", "Vote", "airground_inputs", "doors_open",
+           "number", "phase_inputs", "run"]
 
 In = TypeVar("In", contravariant=True)
 Out = TypeVar("Out")
@@ -59,8 +64,10 @@ AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
     "wow_left": bool,
     "wow_right": bool,
     "air_ground_word": lambda v: bool(int(v) & 1),
-    "can_air_ground": bool,
+    "air_ground": bool,
 }
+#: Door discretes (True = closed); an open door on the ground at rest is "at the gate".
+DOOR_INPUTS = ("door_fwd_closed", "door_aft_closed")
 _VALID = Validity.VALID
 
 
@@ -107,6 +114,12 @@ class TimeGrid:
             return True
         return False
 
+    def restart(self, t: float) -> None:
+        """One source's card clock went back to ``t`` (s) (a card reset, checked per source)."""
+        self.resets += 1
+        self.next_t = -math.inf
+        self.last_t = t
+
     def push(self, t: float) -> list[float]:
         """Take one card time (s); ``[t]`` if the chain evaluates at it, else ``[]``."""
         self.is_reset(t)
@@ -132,19 +145,36 @@ def number(store: ParameterStore, name: str, t: float) -> float | None:
 
 def airground_inputs(store: ParameterStore, t: float,
                      sources: dict[str, Callable[[Any], bool]] = AIR_GROUND_SOURCES,
-                     ) -> AirGroundInputs:
+                     redundancy: Redundancy | None = None) -> AirGroundInputs:
     """The vote's inputs at card time ``t``.
 
-    Every source seen votes (True = on ground, None = unusable: invalid or stale); computed
-    airspeed and ground speed are None when not valid and fresh.
+    With ``redundancy`` (the chain's): every valid source of every input votes, each discrete
+    debounced per input; the speeds are the sources' trusted values, and when redundant speed
+    sources disagree ``disagreement`` says so (the vote holds). Without it: the latest of each
+    input name votes (True = on ground, None = unusable: invalid or stale); computed airspeed and
+    ground speed are None when not valid and fresh.
     """
-    votes = []
+    if redundancy is not None:
+        cas, gs = redundancy.value("computed_airspeed", t), redundancy.value("ground_speed", t)
+        votes = redundancy.votes(t)
+        redundancy.check_votes(votes, t)
+        now = redundancy.disagreeing(t)
+        split = [n for n in ("computed_airspeed", "ground_speed") if n in now]
+        return AirGroundInputs(t, votes, cas, gs,
+                               f"sources disagree on {', '.join(split)}" if split else None)
+    out = []
     for name, read in sources.items():
         p = store.get(name, t)
         if p is not None:
-            votes.append((name, read(p.value) if p.validity is _VALID else None))
-    return AirGroundInputs(t, tuple(votes), number(store, "computed_airspeed", t),
+            out.append((name, read(p.value) if p.validity is _VALID else None))
+    return AirGroundInputs(t, tuple(out), number(store, "computed_airspeed", t),
                            number(store, "ground_speed", t))
+
+
+def doors_open(store: ParameterStore, t: float) -> bool | None:
+    """True if a valid door input of any source shows a cabin door open; None: none valid."""
+    seen = [not p.value for n in DOOR_INPUTS for p in store.sources(n, t) if p.valid]
+    return any(seen) if seen else None
 
 
 class ClimbRate:
@@ -174,11 +204,20 @@ class ClimbRate:
 
 
 def phase_inputs(store: ParameterStore, t: float, air_ground: AirGround, rate: ClimbRate,
-                 gs_kt: float | None, cas_kt: float | None) -> PhaseInputs:
-    """The phase machine's inputs at card time ``t`` (the rate estimator takes the altitude)."""
-    alt = number(store, "pressure_altitude", t)
-    climb = rate.push((t, alt, number(store, "altitude_rate", t)))[0]
-    return PhaseInputs(t, air_ground, alt, climb, gs_kt, cas_kt)
+                 gs_kt: float | None, cas_kt: float | None,
+                 redundancy: Redundancy | None = None) -> PhaseInputs:
+    """The phase machine's inputs at card time ``t`` (the rate estimator takes the altitude).
+
+    With ``redundancy``, altitude and rate are the sources' trusted values (None while they
+    disagree); the doors are every source's door inputs.
+    """
+    if redundancy is not None:
+        alt = redundancy.value("pressure_altitude", t)
+        label = redundancy.value("altitude_rate", t)
+    else:
+        alt, label = number(store, "pressure_altitude", t), number(store, "altitude_rate", t)
+    climb = rate.push((t, alt, label))[0]
+    return PhaseInputs(t, air_ground, alt, climb, gs_kt, cas_kt, doors_open(store, t))
 
 
 class Vote:

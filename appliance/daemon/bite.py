@@ -2,8 +2,9 @@
 
 :class:`Bite` samples the counters every health tick (so rates are per second of wall time) and
 :meth:`Bite.assess` returns ``{subsystem: {"state", "reason", ...}}`` plus ``overall`` (the worst).
-Subsystems: each bus source (word rate, error counters), air/ground inputs, time source, journal,
-disk space, and whatever else the daemon adds with :meth:`Bite.add` (sync links, content store).
+Subsystems: each bus source (word rate, error counters), air/ground inputs, agreement between
+redundant sources, time source, journal, disk space, and whatever else the daemon adds with
+:meth:`Bite.add` (sync links, content store).
 """
 
 from __future__ import annotations
@@ -123,6 +124,22 @@ class Bite:
             return {**extra, "state": AMBER, "reason": f"{len(votes) - len(valid)} input(s) invalid"}
         return {**extra, "state": GREEN, "reason": f"{len(valid)} inputs agree"}
 
+    def _redundancy(self) -> dict[str, Any]:
+        red = self.chain.redundancy
+        now = self.chain.store.now
+
+        def utc(t: float) -> float:
+            return self.chain.clock.at(t)
+        current = [d.as_dict(utc) for d in red.reported(now)]
+        extra = {"current": current, "episodes": dict(red.counts),
+                 "recent": [d.as_dict(utc) for d in list(red.history)[-5:]]}
+        if current:
+            what = "; ".join(f"{d['name']} ({', '.join(f'{k} {v}' for k, v in d['values'].items())})"
+                             for d in current)
+            return _status(AMBER, f"sources disagree: {what}; neither trusted", **extra)
+        n = sum(red.counts.values())
+        return _status(GREEN, f"redundant sources agree ({n} disagreement(s) so far)", **extra)
+
     def _position(self) -> dict[str, Any]:
         g = self.chain.position
         extra = {"bad_positions": g.bad_positions, "by_rule": dict(g.by_rule),
@@ -178,6 +195,8 @@ class Bite:
         if not self.chain.decoders:
             out["bus"] = _status(RED, "no avionics source has delivered anything")
         out["air_ground"] = self._air_ground()
+        out["redundancy"] = self._redundancy()
+
         out["position"] = self._position()
         out["time"] = self._time()
         out["journal"] = self._journal()

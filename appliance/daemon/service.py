@@ -39,12 +39,8 @@ from fastapi import Depends
 from firmware_bridge.labels import LabelTable
 
 from .. import __version__
-from ..avionics.can_source import CanReader, open_bus
-from ..avionics.cardtime import CardTimeCheck, CardTimeConfig
 from ..avionics.chain import AvionicsChain
-from ..avionics.params import SourceStats
 from ..avionics.profile import FlightProfile
-from ..avionics.serial_source import SerialCardReader
 from ..avionics.source import Source
 from ..avionics.summaries import SummaryAgents, SummaryConfig
 from ..content.orders import Orders
@@ -74,6 +70,7 @@ from .bite import Bite, content_bite, orders_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
 from .cabinnet import build_cabinnet, cabinnet_collectors, start_cabinnet
 from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, warm_imports, web_config
+from .sources import build_sources
 
 __all__ = ["TICK_S", "Daemon", "watchdog_period"]
 
@@ -239,21 +236,10 @@ class Daemon:
             await self.journal.record(ModeChanged(0.0, time.time(), TimeSource.LOCAL, None, initial,
                                                   {"reason": "new journal: default mode"}))
         stack.callback(self.chain.subscribe(self._events.put_nowait))
-        if s.serial.enabled:
-            name = s.serial.channel_name
-            reader = SerialCardReader(
-                s.serial.port, lambda frames: self.chain.feed_frames(frames, name),
-                self.chain.decoder(name).stats, baudrate=s.serial.baudrate,
-                reconnect_s=s.serial.reconnect_s, name=name,
-                on_lost=self.chain.store.expire_source,
-                card_time=CardTimeCheck(CardTimeConfig(
-                    max_rate=s.serial.max_card_time_rate, slack_s=s.serial.card_time_slack_s,
-                    resync_s=s.serial.card_time_resync_s)))
-            self.sources.append(reader)
-        if s.can.enabled:
-            can_reader = CanReader(open_bus(s.can), self.chain.feed, SourceStats(), name="can")
-            stack.callback(can_reader.bus.shutdown)  # the reader never closes the bus it was given
-            self.sources.append(can_reader)
+        sources, closers = build_sources(s, self.chain)
+        for close in closers:
+            stack.callback(close)
+        self.sources.extend(sources)
         for source in self.sources:
             source.start()
             stack.callback(source.stop)

@@ -5,7 +5,9 @@ Inputs (:class:`AirGroundInputs`) are evaluated on a fixed grid of card time. Ea
 nothing (invalid or stale). The majority of the votes cast is the *raw* state; a tie or no vote
 holds the last state. A raw state is *plausible* unless the speeds contradict it: air with CAS below
 ``min_air_cas_kt`` and ground speed below ``min_air_gs_kt`` (when either is known), ground with CAS
-above ``max_ground_cas_kt`` or ground speed above ``max_ground_gs_kt``. A plausible raw state that
+above ``max_ground_cas_kt`` or ground speed above ``max_ground_gs_kt``. When redundant sources of the
+speeds disagree beyond their tolerance (``disagreement``), neither is trusted and no change is
+made: the state holds. A plausible raw state that
 differs from the current one must persist ``to_air_s`` / ``to_ground_s`` (asymmetric) before the
 state changes. Every change carries its evidence.
 
@@ -18,6 +20,8 @@ any      none/tie   hold; candidate dropped
 S        S          S; candidate dropped
 S        R != S     candidate R from now; after persistence(R): R
 S        implaus.   hold; candidate dropped
+S        R, sources hold; candidate dropped (speeds disagree: neither trusted)
+         disagree
 ======== ========== =====================================================
 """
 
@@ -41,7 +45,11 @@ class AirGround(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AirGroundConfig:
-    """Persistence in seconds, plausibility limits in knots."""
+    """Persistence in seconds, plausibility limits in knots, and redundancy.
+
+    Redundancy: the debounce of each discrete input (s) and how far redundant sources may differ
+    (kt, ft) before neither is trusted (applied by ``appliance.avionics.redundancy``).
+    """
 
     to_air_s: float = 2.0
     to_ground_s: float = 3.0
@@ -49,6 +57,10 @@ class AirGroundConfig:
     min_air_gs_kt: float = 50.0
     max_ground_cas_kt: float = 200.0
     max_ground_gs_kt: float = 250.0
+    discrete_debounce_s: float = 0.5
+    cas_tolerance_kt: float = 25.0
+    gs_tolerance_kt: float = 25.0
+    altitude_tolerance_ft: float = 500.0
 
 
 class AirGroundInputs(NamedTuple):
@@ -56,13 +68,15 @@ class AirGroundInputs(NamedTuple):
 
     A named tuple: one is built 4 times per second of card time (hot in replays).
 
-    ``cas_kt`` (computed airspeed) and ``gs_kt`` (ground speed) are None when invalid or stale.
+    ``cas_kt`` (computed airspeed) and ``gs_kt`` (ground speed) are None when invalid or stale;
+    ``disagreement`` says why redundant speed sources are not trusted (None: they agree).
     """
 
     t: float
     votes: tuple[tuple[str, bool | None], ...]
     cas_kt: float | None = None
     gs_kt: float | None = None
+    disagreement: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +127,8 @@ def step(s: AirGroundState, i: AirGroundInputs, c: AirGroundConfig = AirGroundCo
     if raw is None:
         return replace(s, candidate=None, since=None, reason=f"holding: {why}"), None
     bad = _implausible(raw, i, c)
+    if bad is None and i.disagreement is not None and raw is not s.state:
+        bad = i.disagreement
     if bad is not None:
         return replace(s, candidate=None, since=None, reason=f"holding: {bad}"), None
     if raw is s.state:

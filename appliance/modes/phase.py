@@ -6,8 +6,9 @@ not 0). Rules (each target must persist its time before the phase changes, excep
 forced by an air/ground change, which is already debounced):
 
 - on the ground after being airborne -> LANDING at once; LANDING -> TAXI_IN below 30 kt
-- on the ground: ground speed < 1 kt for 120 s -> PARKED; >= 3 kt for 5 s -> TAXI_OUT (or TAXI_IN
-  after a flight); >= 40 kt or CAS >= 60 kt for 2 s before a flight -> TAKEOFF (the roll)
+- on the ground: ground speed < 1 kt for 120 s -> PARKED, or for 5 s with a cabin door open (at the
+  gate: the door discretes help); >= 3 kt for 5 s -> TAXI_OUT (or TAXI_IN after a flight);
+  >= 40 kt or CAS >= 60 kt for 2 s before a flight -> TAKEOFF (the roll)
 - airborne from a ground phase -> TAKEOFF at once; TAKEOFF -> CLIMB above 1500 ft height
 - airborne: rate > +500 ft/min -> CLIMB; rate < -500 ft/min -> DESCENT, or APPROACH below 3000 ft
   height; |rate| <= 500 ft/min at or above 10000 ft -> CRUISE; 30 s persistence (10 s to APPROACH)
@@ -50,6 +51,8 @@ class PhaseInputs(NamedTuple):
     rate_fpm: float | None = None
     gs_kt: float | None = None
     cas_kt: float | None = None
+    #: A cabin door is open (None: no valid door input).
+    doors_open: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +73,14 @@ class PhaseChange:
     t: float
     previous: Phase
     current: Phase
-    evidence: dict[str, float | str | None]
+    evidence: dict[str, float | str | bool | None]
 
 
 _PERSIST = {Phase.PARKED: 120.0, Phase.TAXI_OUT: 5.0, Phase.TAXI_IN: 5.0, Phase.TAKEOFF: 2.0,
             Phase.CLIMB: 30.0, Phase.CRUISE: 30.0, Phase.DESCENT: 30.0, Phase.APPROACH: 10.0,
             Phase.LANDING: 0.0}
+#: Persistence of PARKED when stopped with a door open (at the gate).
+GATE_PERSIST_S = 5.0
 
 
 def _target(s: PhaseState, i: PhaseInputs) -> tuple[Phase, bool]:
@@ -132,13 +137,16 @@ def step(s: PhaseState, i: PhaseInputs) -> tuple[PhaseState, PhaseChange | None]
     if not now:
         if s.candidate is not target or s.since is None:
             return replace(s, candidate=target, since=i.t), None
-        if i.t - s.since < _PERSIST[target]:
+        persist = _PERSIST[target]
+        if target is Phase.PARKED and i.doors_open:
+            persist = GATE_PERSIST_S
+        if i.t - s.since < persist:
             return s, None
     flown = s.flown and target is not Phase.PARKED
-    evidence: dict[str, float | str | None] = {
+    evidence: dict[str, float | str | bool | None] = {
         "air_ground": str(i.air_ground), "altitude_ft": i.altitude_ft, "rate_fpm": i.rate_fpm,
         "ground_speed_kt": i.gs_kt, "computed_airspeed_kt": i.cas_kt,
-        "field_altitude_ft": s.field_alt_ft,
+        "field_altitude_ft": s.field_alt_ft, "doors_open": i.doors_open,
     }
     change = PhaseChange(i.t, s.phase, target, evidence)
     return PhaseState(target, None, None, s.field_alt_ft, flown), change

@@ -65,7 +65,11 @@ def flight_view(chain: AvionicsChain) -> dict[str, Any]:
 
 
 def signals_view(chain: AvionicsChain, now_wall_age: float = 0.0) -> dict[str, Any]:
-    """Every parameter (value, unit, validity, age in s of card time, source) and source counters."""
+    """Every parameter of every source, the source counters, and the disagreements.
+
+    A parameter: value, unit, validity, age in s of card time, source. Disagreements: between
+    redundant sources, now and recently (``appliance.avionics.redundancy``).
+    """
     store = chain.store
     now = store.now
     return {
@@ -77,4 +81,16 @@ def signals_view(chain: AvionicsChain, now_wall_age: float = 0.0) -> dict[str, A
         ],
         "sources": {name: {**d.stats.as_dict(), "bad_words": d.stats.bad_words}
                     for name, d in chain.decoders.items()},
+        "disagreements": _disagreements(chain),
     }
+
+
+def _disagreements(chain: AvionicsChain) -> dict[str, Any]:
+    """Redundant sources that disagree now (any duration), and the recent finished episodes."""
+    red = chain.redundancy
+
+    def utc(t: float) -> float:
+        return chain.clock.at(t)
+    return {"current": [d.as_dict(utc) for d in red.current.values()],
+            "recent": [d.as_dict(utc) for d in list(red.history)[-20:]],
+            "episodes": dict(red.counts)}

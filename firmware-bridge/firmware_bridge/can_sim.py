@@ -14,16 +14,23 @@ one), frames with identifiers the DBC does not define, error frames, and LGCIU f
 (``LGCIU_FAULT`` = 1). :func:`play_can` sends the pairs onto a python-can bus, paced to flight time
 × speed like :func:`firmware_bridge.player.play`.
 
+The CANaerospace layout (``canaerospace.dbc``, the default on the command line) is produced by
+:func:`firmware_bridge.canaerospace.canaerospace_messages`; :func:`with_can` plays either layout
+alongside the serial card stream on one clock (``card-sim play --can-interface``).
+
 Command line (needs the ``can`` extra)::
 
     python -m firmware_bridge.can_sim RECORDING [--interface udp_multicast] [--channel 239.74.163.2]
         [--speed 60] [--start TIME] [--end TIME] [--fault SPEC ...] [--seed N]
+        [--layout canaerospace|integration]
 
 ``udp_multicast`` (the default interface) sends to the local network (TTL 1) unless the group is
 routed to ``lo`` inside a network namespace, as the tests do (see shared/TESTING.md).
 
 Fault specs: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE`` (probability per frame),
-``lgciu-fault=TIME/SECONDS``; TIME is ``HH:MM:SS`` UTC on the recording's day or ``+SECONDS``.
+``lgciu-fault=TIME/SECONDS``, ``wow-glitch=TIME/SECONDS``, ``silent=TIME/SECONDS``,
+``garbage=TIME/SECONDS``, and on the CANaerospace layout ``dropout=``/``ncd=MESSAGES@TIME/SECONDS``;
+TIME is ``HH:MM:SS`` UTC on the recording's day or ``+SECONDS``.
 """
 
 from __future__ import annotations
@@ -44,11 +51,12 @@ import cantools
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 
+from .canaerospace import canaerospace_messages
 from .recording import RecordingError, Trajectory, load
 from .simulator import FaultSpecError, _parse_time
 
 __all__ = ["ADC_HZ", "ADC_ID", "DBC_RESOURCE", "LGCIU_HZ", "LGCIU_ID", "UNKNOWN_IDS", "CanFaults",
-           "can_messages", "load_dbc", "main", "play_can"]
+           "can_messages", "load_dbc", "main", "open_can", "play_can", "with_can"]
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +96,41 @@ class CanFaults:
     unknown_id_rate: float = 0.0
     error_frame_rate: float = 0.0
     lgciu_fault: list[tuple[float, float]] = field(default_factory=list)
+    #: Windows in which the LGCIU says "on ground" (air/ground and both WOW), with no fault.
+    wow_lie: list[tuple[float, float]] = field(default_factory=list)
+    #: Windows in which nothing is sent (the source is silent).
+    silent: list[tuple[float, float]] = field(default_factory=list)
+    #: Windows in which every payload is random bytes and random identifiers come in between.
+    garbage: list[tuple[float, float]] = field(default_factory=list)
+    #: (CANaerospace message names, start, end): not sent / sent with data type NODATA.
+    dropouts: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
+    ncd: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
     seed: int = 1
+
+    @staticmethod
+    def in_named(windows: list[tuple[frozenset[str], float, float]], name: str, t: float) -> bool:
+        """True if message ``name`` is in one of ``windows`` at ``t`` (epoch s)."""
+        return any(name in names and start <= t < end for names, start, end in windows)
+
+    @staticmethod
+    def in_window(windows: list[tuple[float, float]], t: float) -> bool:
+        """True if ``t`` (epoch s) lies in one of ``windows``."""
+        return any(start <= t < end for start, end in windows)
 
     def in_lgciu_fault(self, t: float) -> bool:
         """True if ``t`` (epoch s) lies in an LGCIU fault window."""
-        return any(start <= t < end for start, end in self.lgciu_fault)
+        return self.in_window(self.lgciu_fault, t)
 
     @classmethod
     def parse(cls, specs: list[str], start: float, seed: int = 1) -> CanFaults:
         """Parse fault specs relative to a recording starting at ``start`` (epoch s).
 
-        Forms: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE``,
-        ``lgciu-fault=TIME/SECONDS``. Raises FaultSpecError on anything else.
+        Forms: ``bad-dlc=RATE``, ``unknown-id=RATE``, ``error-frame=RATE``, and windows
+        ``lgciu-fault=TIME/SECONDS``, ``wow-glitch=TIME/SECONDS`` (the LGCIU says "on ground"),
+        ``silent=TIME/SECONDS``, ``garbage=TIME/SECONDS``; on the CANaerospace layout also
+        ``dropout=MESSAGES@TIME/SECONDS`` and ``ncd=MESSAGES@TIME/SECONDS`` (DBC message names
+        joined by ``+``, e.g. ``LGCIU_DISCRETES``, ``CALIBRATED_AIRSPEED``). Raises FaultSpecError
+        on anything else.
         """
         f = cls(seed=seed)
         for spec in specs:
@@ -111,12 +142,22 @@ class CanFaults:
                     f.unknown_id_rate = float(arg)
                 elif kind == "error-frame":
                     f.error_frame_rate = float(arg)
-                elif kind == "lgciu-fault":
+                elif kind in ("lgciu-fault", "wow-glitch", "silent", "garbage"):
                     m = re.fullmatch(r"([^/]+)/([\d.]+)s?", arg)
                     if not m:
                         raise FaultSpecError(f"{spec!r}: expected TIME/SECONDS")
                     t0 = _parse_time(m.group(1), start)
-                    f.lgciu_fault.append((t0, t0 + float(m.group(2))))
+                    windows = {"lgciu-fault": f.lgciu_fault, "wow-glitch": f.wow_lie,
+                               "silent": f.silent, "garbage": f.garbage}[kind]
+                    windows.append((t0, t0 + float(m.group(2))))
+                elif kind in ("dropout", "ncd"):
+                    m = re.fullmatch(r"([\w+]+)@([^/]+)/([\d.]+)s?", arg)
+                    if not m:
+                        raise FaultSpecError(f"{spec!r}: expected MESSAGES@TIME/SECONDS")
+                    names = frozenset(m.group(1).upper().split("+"))
+                    t0 = _parse_time(m.group(2), start)
+                    (f.dropouts if kind == "dropout" else f.ncd).append(
+                        (names, t0, t0 + float(m.group(3))))
                 else:
                     raise FaultSpecError(f"{spec!r}: unknown CAN fault {kind!r}")
             except ValueError as e:
@@ -167,10 +208,14 @@ def can_messages(traj: Trajectory, faults: CanFaults | None = None, start: float
         if t > t_end:
             return
         frames: list[tuple[int, bytes]] = []
+        if faults.in_window(faults.silent, t):
+            tick += 1
+            continue
         if tick % (_GRID_HZ // LGCIU_HZ) == 0:
             og = traj.value("onground", t)
-            bit = int(bool(og))
-            fault = og is None or faults.in_lgciu_fault(t)
+            lie = faults.in_window(faults.wow_lie, t)
+            bit = 1 if lie else int(bool(og))
+            fault = not lie and (og is None or faults.in_lgciu_fault(t))
             frames.append((LGCIU_ID, lgciu.encode({
                 "AIR_GROUND": bit, "WOW_LEFT": bit, "WOW_RIGHT": bit,
                 "LGCIU_FAULT": int(fault), "COUNTER": n_lgciu % 16})))
@@ -186,11 +231,14 @@ def can_messages(traj: Trajectory, faults: CanFaults | None = None, start: float
                 values[valid] = int(ok)
             frames.append((ADC_ID, adc.encode(values)))
             n_adc += 1
+        garbage = faults.in_window(faults.garbage, t)
         for arb_id, data in frames:
-            if faults.bad_dlc_rate and rng.random() < faults.bad_dlc_rate:
+            if garbage:
+                data = rng.randbytes(len(data))
+            elif faults.bad_dlc_rate and rng.random() < faults.bad_dlc_rate:
                 data = _wrong_dlc(rng, data)
             yield t, _frame(t, arb_id, data)
-            if faults.unknown_id_rate and rng.random() < faults.unknown_id_rate:
+            if garbage or (faults.unknown_id_rate and rng.random() < faults.unknown_id_rate):
                 yield t, _frame(t, rng.choice(UNKNOWN_IDS), rng.randbytes(rng.randint(0, 8)))
             if faults.error_frame_rate and rng.random() < faults.error_frame_rate:
                 yield t, can.Message(timestamp=t, is_error_frame=True, arbitration_id=0,
@@ -219,6 +267,34 @@ def play_can(messages: Iterable[tuple[float, can.Message]], bus: can.BusABC, spe
     return sent
 
 
+def open_can(interface: str, channel: str | None) -> can.BusABC:
+    """Open a python-can bus for sending; raises ValueError naming it if it cannot be opened."""
+    try:
+        return can.Bus(interface=interface, channel=channel)
+    except (can.CanError, OSError, ValueError, ImportError) as e:
+        raise ValueError(f"cannot open {interface} {channel}: {e}") from e
+
+
+def with_can(chunks: Iterable[tuple[float, bytes]], traj: Trajectory, faults: CanFaults,
+             bus: can.BusABC, layout: str = "canaerospace", start: float | None = None,
+             end: float | None = None) -> Iterator[tuple[float, bytes]]:
+    """The serial chunks unchanged; before yielding chunk ``t``, send every CAN message up to ``t``.
+
+    So a player pacing the chunks paces the CAN frames too, on one clock.
+    """
+    gen = canaerospace_messages if layout == "canaerospace" else can_messages
+    pending = gen(traj, faults, start, end)
+    nxt = next(pending, None)
+    for t, chunk in chunks:
+        while nxt is not None and nxt[0] <= t:
+            bus.send(nxt[1])
+            nxt = next(pending, None)
+        yield t, chunk
+    while nxt is not None:
+        bus.send(nxt[1])
+        nxt = next(pending, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Play a recording onto a CAN bus; returns the exit status (2 bad input, 1 bus error)."""
     ap = argparse.ArgumentParser(prog="python -m firmware_bridge.can_sim", description=__doc__,
@@ -231,8 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", help="start at TIME (HH:MM:SS UTC or +SECONDS)")
     ap.add_argument("--end", help="end at TIME")
     ap.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                    help="bad-dlc=RATE, unknown-id=RATE, error-frame=RATE, lgciu-fault=TIME/SECONDS")
+                    help="bad-dlc=RATE, unknown-id=RATE, error-frame=RATE, lgciu-fault=TIME/SECONDS, "
+                    "wow-glitch=TIME/SECONDS, silent=TIME/SECONDS, garbage=TIME/SECONDS")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--layout", choices=("canaerospace", "integration"), default="canaerospace",
+                    help="canaerospace.dbc (CANaerospace/ARINC 825 identifiers, the default) or the "
+                    "integration's own airground.dbc")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="can-sim: %(message)s")
     try:
@@ -253,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     t0 = time.monotonic()
     try:
-        n = play_can(can_messages(traj, faults, start, end), bus, args.speed)
+        gen = (canaerospace_messages if args.layout == "canaerospace" else can_messages)
+        n = play_can(gen(traj, faults, start, end), bus, args.speed)
     except can.CanError as e:
         print(f"can-sim: send failed: {e}", file=sys.stderr)
         return 1

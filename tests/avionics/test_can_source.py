@@ -155,24 +155,24 @@ def test_parameters_arrive_on_the_loop_thread_with_values_and_validity() -> None
     assert sorted(by_t) == [T0, T0 + 0.1, T0 + 0.125, T0 + 0.25]
     first = by_t[T0]
     assert {n: (p.value, p.unit, p.validity, p.source) for n, p in first.items()} == {
-        "can_air_ground": (True, "bool", Validity.VALID, "can"),
-        "can_wow_left": (True, "bool", Validity.VALID, "can"),
-        "can_wow_right": (True, "bool", Validity.VALID, "can"),
+        "air_ground": (True, "bool", Validity.VALID, "can"),
+        "wow_left": (True, "bool", Validity.VALID, "can"),
+        "wow_right": (True, "bool", Validity.VALID, "can"),
     }
     faulted = by_t[T0 + 0.1]
-    assert faulted["can_air_ground"].value is False
+    assert faulted["air_ground"].value is False
     assert {p.validity for p in faulted.values()} == {Validity.FAULT}
     air = by_t[T0 + 0.125]
-    assert air["can_computed_airspeed"].value == pytest.approx(151.3, abs=0.0625)
-    assert air["can_pressure_altitude"].value == -1200
-    assert air["can_ground_speed"].value == pytest.approx(140.1, abs=0.125)
+    assert air["computed_airspeed"].value == pytest.approx(151.3, abs=0.0625)
+    assert air["pressure_altitude"].value == -1200
+    assert air["ground_speed"].value == pytest.approx(140.1, abs=0.125)
     assert [(p.unit, p.validity) for p in air.values()] == [("kt", Validity.VALID),
                                                             ("ft", Validity.VALID),
                                                             ("kt", Validity.VALID)]
     bad = by_t[T0 + 0.25]
-    assert bad["can_computed_airspeed"].validity is Validity.NO_COMPUTED_DATA
-    assert bad["can_ground_speed"].validity is Validity.NO_COMPUTED_DATA
-    assert bad["can_pressure_altitude"].validity is Validity.OUT_OF_RANGE
+    assert bad["computed_airspeed"].validity is Validity.NO_COMPUTED_DATA
+    assert bad["ground_speed"].validity is Validity.NO_COMPUTED_DATA
+    assert bad["pressure_altitude"].validity is Validity.OUT_OF_RANGE
     assert (stats.frames, stats.no_computed_data, stats.out_of_range) == (4, 2, 1)
     assert stats.last_frame_t == T0 + 0.25
     assert not stats.connected  # after stop()
@@ -212,7 +212,7 @@ def test_bad_frames_are_counted_and_reading_goes_on() -> None:
     assert stats.decode_errors == 0
     assert stats.frames == len(bad) + len(unknown) + 1
     assert [p.t for p in got.params] == [T0 + 1] * 3  # only the good frame made parameters
-    assert got.last("can_air_ground").value is False
+    assert got.last("air_ground").value is False
 
 
 @settings(max_examples=300, deadline=None)
@@ -285,9 +285,9 @@ def run_into_chain(messages: Iterable[can.Message]) -> tuple[AvionicsChain, list
     return chain, events, stats
 
 
-def test_can_air_ground_alone_drives_the_chain_after_its_persistence() -> None:
-    # 5 s on ground, then 4 s in air, LGCIU at 10 Hz; ADC at 8 Hz (its can_* speeds do not feed
-    # the chain's plausibility check, which only reads the ARINC names).
+def test_air_ground_alone_drives_the_chain_after_its_persistence() -> None:
+    # 5 s on ground, then 4 s in air, LGCIU at 10 Hz; ADC at 8 Hz (its speeds feed the chain's
+    # plausibility check under the same names as the serial card's).
     msgs: list[can.Message] = []
     for i in range(90):
         msgs.append(lgciu(T0 + i / 10, i < 50, counter=i))
@@ -299,11 +299,12 @@ def test_can_air_ground_alone_drives_the_chain_after_its_persistence() -> None:
     assert [(c.previous, c.current) for c in changes] == [("unknown", "ground"), ("ground", "air")]
     to_ground, to_air = changes
     assert T0 + 3.0 <= to_ground.t_card <= T0 + 3.6  # 3 s persistence to ground, on the 0.25 s grid
-    assert T0 + 7.0 <= to_air.t_card <= T0 + 7.6  # first air vote at T0 + 5 s, 2 s persistence
-    assert to_air.evidence["votes"] == {"can_air_ground": False}
+    # first air sample at T0 + 5 s, 0.5 s discrete debounce, then 2 s persistence
+    assert T0 + 7.5 <= to_air.t_card <= T0 + 8.1
+    assert to_air.evidence["votes"] == {"air_ground": False, "wow_left": False, "wow_right": False}
     assert to_air.evidence["persisted_s"] >= 2.0
     assert chain.ag.state is AirGround.AIR and chain.mode is Mode.FLIGHT
-    assert chain.store.value("can_computed_airspeed") == pytest.approx(20 + 3 * 71, abs=0.0625)
+    assert chain.store.value("computed_airspeed") == pytest.approx(20 + 3 * 71, abs=0.0625)
     assert stats.bad_frames == stats.unknown_labels == 0
 
 
@@ -314,7 +315,8 @@ def test_a_faulted_lgciu_does_not_vote() -> None:
     assert [(e.previous, e.current) for e in events if isinstance(e, AirGroundChanged)] == [
         ("unknown", "air")]
     assert chain.ag.state is AirGround.AIR
-    assert chain.votes(chain.store.now) == (("can_air_ground", None),)
+    assert chain.votes(chain.store.now) == (
+        ("wow_left", None), ("wow_right", None), ("air_ground", None))
     assert chain.ag.reason == "holding: no valid air/ground source"
 
 
@@ -615,7 +617,8 @@ def test_simulator_to_reader_across_processes_over_udp_multicast(
         assert first == "READY", first + receiver.stderr.read() if receiver.stderr else first
         cmd = [sys.executable, "-m", "firmware_bridge.can_sim", str(flight_path),
                "--interface", "udp_multicast", "--channel", GROUP, "--speed", str(speed),
-               "--start", start, "--end", end, *(a for f in faults for a in ("--fault", f))]
+               "--start", start, "--end", end, "--layout", "integration",
+               *(a for f in faults for a in ("--fault", f))]
         sender = subprocess.Popen(_in_ns(netns, *cmd), cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         _, err = sender.communicate(timeout=30)
@@ -642,6 +645,6 @@ def test_simulator_to_reader_across_processes_over_udp_multicast(
     # udp_multicast stamps messages with the receive time, so persistence runs in wall time here.
     assert result["changes"] == [["unknown", "ground"], ["ground", "air"]]
     assert result["air_ground"] == "air"
-    assert result["last"]["can_air_ground"] == [False, "valid"]
-    assert result["last"]["can_ground_speed"][1] == "valid"
-    assert result["last"]["can_ground_speed"][0] > 100
+    assert result["last"]["air_ground"] == [False, "valid"]
+    assert result["last"]["ground_speed"][1] == "valid"
+    assert result["last"]["ground_speed"][0] > 100

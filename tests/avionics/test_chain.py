@@ -35,14 +35,14 @@ def test_real_flight_transitions(flight_path: Path, faults: list[str]) -> None:
 
 
 def test_without_debounce_the_recording_glitch_would_flip(flight_path: Path) -> None:
-    """The harness can fail: with no persistence and no plausibility, glitches flip the mode.
+    """The harness can fail: with no persistence, debounce or plausibility, glitches flip the mode.
 
     The raw data's FL350 glitch and an injected one produce extra transitions.
     """
     from appliance.modes.airground import AirGroundConfig
 
     naive = AirGroundConfig(to_air_s=0, to_ground_s=0, max_ground_cas_kt=1e9,
-                            max_ground_gs_kt=1e9)
+                            max_ground_gs_kt=1e9, discrete_debounce_s=0)
     res = replay(flight_path, ["wow-glitch=07:31:00"], ag_config=naive)
     assert len(modes(res.events)) > 2
 

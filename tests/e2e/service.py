@@ -36,6 +36,11 @@ class Service:
     #: The speed of the card simulator that plays onto the pty (its card clock runs this many
     #: times faster than host time): ``serial.max_card_time_rate``. None: the default (a real card).
     card_speed: float | None = None
+    #: Prepended to the service's command line (e.g. ``ip netns exec NS ...``).
+    prefix: list[str] = field(default_factory=list)
+    serial_enabled: bool = True
+    #: TOML appended after the [serial] section (other sections, e.g. [can]).
+    tail_config: str = ""
 
     @property
     def card_link(self) -> Path:
@@ -62,16 +67,18 @@ port = {self.passenger_port}
 host = "127.0.0.1"
 port = {self.admin_port}
 [serial]
+enabled = {str(self.serial_enabled).lower()}
 port = "{self.card_link}"
 reconnect_s = 0.2
-{card_time}""")
+{card_time}
+{self.tail_config}""")
         return cfg
 
     def start(self, timeout: float = 30.0) -> None:
         cfg = self.write_config()
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance.cli", "run", "--config", str(cfg)],
+            [*self.prefix, sys.executable, "-m", "appliance.cli", "run", "--config", str(cfg)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout
@@ -112,11 +119,16 @@ reconnect_s = 0.2
             return None
 
 
-def start_card(recording: Path, link: Path, speed: float, faults: list[str] = (),  # type: ignore[assignment]
-               unplugs: list[str] = ()) -> subprocess.Popen[bytes]:  # type: ignore[assignment]
-    """Start the card simulator playing ``recording`` onto a pty at ``link``."""
-    cmd = [sys.executable, "-m", "firmware_bridge.cli", "play", str(recording), "--link", str(link),
-           "--speed", str(speed)]
+def start_card(recording: Path, link: Path | None, speed: float, faults: list[str] = (),  # type: ignore[assignment]
+               unplugs: list[str] = (), extra: list[str] = (),  # type: ignore[assignment]
+               prefix: list[str] = ()) -> subprocess.Popen[bytes]:  # type: ignore[assignment]
+    """Start the card simulator playing ``recording`` onto a pty at ``link``.
+
+    ``extra``: more arguments (e.g. ``--can-interface``); ``prefix``: prepended to the command.
+    ``link`` None: no pty (CAN only, with ``--can-interface`` in ``extra``).
+    """
+    cmd = [*prefix, sys.executable, "-m", "firmware_bridge.cli", "play", str(recording),
+           *(["--link", str(link)] if link is not None else []), "--speed", str(speed), *extra]
     for f in faults:
         cmd += ["--fault", f]
     for u in unplugs:

@@ -139,6 +139,12 @@ def test_each_manual_reads_in_chromium_and_keeps_its_place(service: Service) -> 
                 page.keyboard.press("Enter")
                 page.wait_for_function("document.querySelector('#toc a[aria-current]') === "
                                        "document.querySelectorAll('#toc a')[3]", timeout=15000)
+                # text size: the book's body gets the size
+                page.select_option("#epub-size", "150")
+                page.wait_for_function("document.querySelector('#epub-view iframe')"
+                                       ".contentDocument.body.style.fontSize.startsWith('150')",
+                                       timeout=10000)
+                page.wait_for_timeout(1000)  # the re-layout at the new size settles
                 # turn two pages: the place (a CFI) moves on each time
                 for _ in range(2):
                     before = page.evaluate("S.readerAt")
@@ -150,11 +156,6 @@ def test_each_manual_reads_in_chromium_and_keeps_its_place(service: Service) -> 
                                        ".indexOf(document.querySelector('#toc a[aria-current]'))")
                 assert marked >= 3
                 place = page.evaluate("S.readerAt")
-                # text size: the book's body gets the size
-                page.select_option("#epub-size", "150")
-                page.wait_for_function("document.querySelector('#epub-view iframe')"
-                                       ".contentDocument.body.style.fontSize.startsWith('150')",
-                                       timeout=10000)
                 page.screenshot(path=str(ARTIFACTS / f"{lang}.png"))
                 # a reload opens at the same place
                 page.reload()

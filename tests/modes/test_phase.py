@@ -57,3 +57,20 @@ def test_missing_rate_holds_in_air() -> None:
     s = PhaseState(Phase.CLIMB, flown=True, field_alt_ft=0)
     s, seen = drive(s, 0, 100, air_ground=A, altitude_ft=30000, rate_fpm=None, gs_kt=400)
     assert seen == []
+
+
+def test_stopped_with_a_door_open_is_parked_at_the_gate_after_5_s() -> None:
+    s = PhaseState(Phase.TAXI_IN, flown=True)
+    seen = []
+    for i in range(40):  # 10 s stopped on the ground; a door open from 2 s
+        t = i * 0.25
+        s, ch = step(s, PhaseInputs(t, AirGround.GROUND, 600.0, 0.0, 0.0, 0.0,
+                                    doors_open=t >= 2.0))
+        if ch is not None:
+            seen.append((ch.current, t))
+    assert seen == [(Phase.PARKED, 5.0)]  # stopped 5 s with a door open, not 120 s
+    s = PhaseState(Phase.TAXI_IN, flown=True)
+    for i in range(40):  # doors closed: still taxiing-in after 10 s stopped (120 s rule)
+        s, ch = step(s, PhaseInputs(i * 0.25, AirGround.GROUND, 600.0, 0.0, 0.0, 0.0,
+                                    doors_open=False))
+    assert s.phase is Phase.TAXI_IN

@@ -1,0 +1,175 @@
+"""Redundant sources: every valid source votes and is cross-checked; disagreements are recorded.
+
+A parameter may come from several sources (serial card by SDI, CAN units by node, serial and CAN
+together; see :class:`~appliance.avionics.params.ParameterStore`). :class:`Redundancy` is the agent
+between the store and the state machines, evaluated on the chain's time grid:
+
+- **Votes** (air/ground): each ``(input, source)`` that is valid and fresh votes; a discrete vote
+  is debounced per input: a new value counts once it has held ``discrete_debounce_s`` (the first
+  value counts at once). Vote keys are the input name when one source has it, else
+  ``name@source``.
+- **Values** (speeds, altitude, rate): the valid, fresh values of every source. One value: used.
+  Several within the parameter's tolerance (:data:`TOLERANCES`): their mean. Several differing by
+  more than the tolerance: **neither is trusted** (None) and the disagreement is recorded; the
+  air/ground machine then holds its state (``AirGroundInputs.disagreement``), the phase machine
+  sees the value as unknown.
+- **Disagreements**: an episode starts when sources disagree (values beyond tolerance; air/ground
+  votes both ways) and ends when they have agreed again for ``report_after_s`` (a source
+  dropping out for a moment does not split one episode into many). Current episodes and the last
+  :data:`HISTORY` finished ones (name, card time and UTC of start and end, the values at start) are
+  kept for BITE and the signals page; an episode is *reported* once it has lasted
+  ``report_after_s`` (votes switching at slightly different times during a real transition are
+  not a fault).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .params import ParameterStore
+
+__all__ = ["HISTORY", "TOLERANCES", "Disagreement", "Redundancy", "RedundancyConfig"]
+
+#: Tolerance between sources of one parameter, in its unit (kt, ft, ft/min).
+TOLERANCES = {"computed_airspeed": 25.0, "ground_speed": 25.0, "pressure_altitude": 500.0,
+              "altitude_rate": 3000.0}
+#: Finished disagreement episodes kept.
+HISTORY = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RedundancyConfig:
+    """Debounce of discrete inputs (s), tolerances, and when a disagreement is reported (s)."""
+
+    discrete_debounce_s: float = 0.5
+    tolerances: dict[str, float] = field(default_factory=lambda: dict(TOLERANCES))
+    report_after_s: float = 2.0
+
+
+@dataclass(slots=True)
+class Disagreement:
+    """One episode: ``name`` (a parameter, or ``air_ground``), its values by source at start."""
+
+    name: str
+    since_t: float
+    values: dict[str, Any]
+    until_t: float | None = None
+    agreeing_since: float | None = None  #: sources agree again since (not yet for long enough)
+
+    def as_dict(self, utc: Callable[[float], float]) -> dict[str, Any]:
+        """For the APIs: times in card s and UTC epoch s."""
+        return {"name": self.name, "since_t": self.since_t, "since_utc": utc(self.since_t),
+                "agreeing_since_t": self.agreeing_since,
+                "until_t": self.until_t,
+                "until_utc": None if self.until_t is None else utc(self.until_t),
+                "duration_s": None if self.until_t is None else round(self.until_t - self.since_t, 3),
+                "values": self.values}
+
+
+@dataclass(slots=True)
+class _Debounced:
+    accepted: bool | None = None
+    candidate: bool | None = None
+    since: float = 0.0
+
+
+class Redundancy:
+    """Votes, fused values and disagreements over ``store`` (see the module doc)."""
+
+    def __init__(self, store: ParameterStore, inputs: dict[str, Callable[[Any], bool]],
+                 config: RedundancyConfig = RedundancyConfig()) -> None:
+        """``inputs``: air/ground input name -> how to read "on ground" from its value."""
+        self.store = store
+        self.inputs = inputs
+        self.config = config
+        self._debounce: dict[tuple[str, str], _Debounced] = {}
+        self.current: dict[str, Disagreement] = {}
+        self.history: collections.deque[Disagreement] = collections.deque(maxlen=HISTORY)
+        #: Episodes that lasted at least report_after_s, by name.
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._t = 0.0
+
+    # --- votes ---------------------------------------------------------------------------------
+    def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
+        """Each ``(input, source)`` seen: on ground (True), in air (False), or None if unusable."""
+        out: list[tuple[str, bool | None]] = []
+        deb = self.config.discrete_debounce_s
+        for name, read in self.inputs.items():
+            params = self.store.sources(name, t)
+            for p in params:
+                key = name if len(params) == 1 else f"{name}@{p.source}"
+                if not p.valid:
+                    out.append((key, None))
+                    continue
+                raw = read(p.value)
+                d = self._debounce.get((name, p.source))
+                if d is None:
+                    d = self._debounce[(name, p.source)] = _Debounced(raw)
+                if raw == d.accepted:
+                    d.candidate = None
+                elif d.candidate is not raw:
+                    d.candidate, d.since = raw, t
+                if d.candidate is not None and t - d.since >= deb:
+                    d.accepted, d.candidate = d.candidate, None
+                out.append((key, d.accepted))
+        return tuple(out)
+
+    # --- values --------------------------------------------------------------------------------
+    def value(self, name: str, t: float) -> float | None:
+        """The trusted value of ``name`` at ``t`` (module doc), or None."""
+        vals = {p.source: float(p.value) for p in self.store.sources(name, t)
+                if p.valid and isinstance(p.value, (int, float))}
+        if not vals:
+            self._agree(name, t)
+            return None
+        if len(vals) == 1:
+            self._agree(name, t)
+            return next(iter(vals.values()))
+        tol = self.config.tolerances.get(name)
+        if tol is not None and max(vals.values()) - min(vals.values()) > tol:
+            self._disagree(name, t, {k: round(v, 3) for k, v in vals.items()})
+            return None
+        self._agree(name, t)
+        return sum(vals.values()) / len(vals)
+
+    def check_votes(self, votes: tuple[tuple[str, bool | None], ...], t: float) -> None:
+        """Record an air/ground disagreement when the valid votes go both ways."""
+        cast = {k: v for k, v in votes if v is not None}
+        if len(set(cast.values())) > 1:
+            self._disagree("air_ground", t, cast)
+        else:
+            self._agree("air_ground", t)
+
+    def disagreeing(self, t: float) -> list[str]:
+        """Names whose sources disagree now (any duration; not those agreeing again)."""
+        return sorted(n for n, d in self.current.items() if d.agreeing_since is None)
+
+    def reported(self, t: float) -> list[Disagreement]:
+        """Current episodes that have lasted at least ``report_after_s`` at ``t``."""
+        return [d for d in self.current.values()
+                if t - d.since_t >= self.config.report_after_s and d.agreeing_since is None]
+
+    # --- episodes ------------------------------------------------------------------------------
+    def _disagree(self, name: str, t: float, values: dict[str, Any]) -> None:
+        d = self.current.get(name)
+        if d is None:
+            self.current[name] = Disagreement(name, t, values)
+        else:
+            d.agreeing_since = None
+
+    def _agree(self, name: str, t: float) -> None:
+        d = self.current.get(name)
+        if d is None:
+            return
+        if d.agreeing_since is None:
+            d.agreeing_since = t
+        if t - d.agreeing_since < self.config.report_after_s:
+            return  # one episode until the sources have agreed for report_after_s
+        del self.current[name]
+        d.until_t = d.agreeing_since
+        if d.until_t - d.since_t >= self.config.report_after_s:
+            self.history.append(d)
+            self.counts[name] += 1
