@@ -134,3 +134,16 @@ def start_card(recording: Path, link: Path | None, speed: float, faults: list[st
     for u in unplugs:
         cmd += ["--unplug", u]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+#: Debian's Chromium, as the portal's browser tests drive it (Playwright).
+CHROMIUM = "/usr/bin/chromium"
+#: Root, no GPU, and none of Chromium's own traffic (this machine's network is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def launch_chromium(playwright: Any, autoplay: bool = False) -> Any:
+    """Debian's Chromium, headless, through ``playwright`` (``autoplay``: media may start alone)."""
+    args = CHROMIUM_ARGS + (["--autoplay-policy=no-user-gesture-required"] if autoplay else [])
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args)

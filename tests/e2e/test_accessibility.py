@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .service import Service
+from .service import CHROMIUM, Service, launch_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,6 @@ BOOK = REPO / "var" / "content" / "genesis-kjv"
 EPUB = REPO / "var" / "content" / "live-manual-en"
 VENDOR = REPO / "var" / "vendor"
 AXE = REPO / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM = "/usr/bin/chromium"
 SIZES = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1280, "height": 800}}
 VIEWS = ("catalog", "play/big-buck-bunny", "read/genesis-kjv", "read/live-manual-en", "flight",
          "menu", "feedback")
@@ -78,9 +77,7 @@ def test_every_passenger_view_has_no_axe_violation(service: Service, size: str) 
     found: dict[str, str] = {}
     checked = 0
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         try:
             for lang, views in (("en", VIEWS), ("fr", VIEWS), ("ar", ("catalog", "menu"))):
                 ctx = browser.new_context(locale=lang, viewport=SIZES[size])

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from .service import Service
+from .service import CHROMIUM, Service, launch_chromium
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "artifacts" / "languages"
 FILM = REPO / "var" / "content" / "big-buck-bunny"
-CHROMIUM = "/usr/bin/chromium"
 I18N = resources.files("appliance.web.passenger").joinpath("assets", "i18n")
 
 
@@ -59,9 +58,7 @@ def test_language_from_the_phone_then_the_switch(service: Service) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     en, fr, es, ar = _cat("en"), _cat("fr"), _cat("es"), _cat("ar")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         try:
             ctx = browser.new_context(locale="fr-FR", viewport={"width": 390, "height": 800})
             page = ctx.new_page()

@@ -24,14 +24,13 @@ from pathlib import Path
 import pytest
 
 from ..conftest import TRACKED_FILM_ID
-from .service import Service
+from .service import CHROMIUM, Service, launch_chromium
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "artifacts" / "player"
 VENDOR = REPO / "var" / "vendor"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -69,10 +68,7 @@ def test_captions_audio_and_continue_watching(service: Service) -> None:
     base = f"http://127.0.0.1:{service.passenger_port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run"])
+        browser = launch_chromium(p, autoplay=True)
         try:
             ctx = browser.new_context(viewport={"width": 1000, "height": 800})
             page = ctx.new_page()

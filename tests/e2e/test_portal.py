@@ -32,7 +32,7 @@ from firmware_bridge.player import PtyPort
 from firmware_bridge.recording import load
 from firmware_bridge.simulator import generate
 
-from .service import TOKEN, Service, free_port
+from .service import CHROMIUM, TOKEN, Service, free_port, launch_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,6 @@ VENDOR = REPO / "var" / "vendor"
 TAKEOFF = dt.datetime(2024, 7, 6, 6, 59, 17, tzinfo=dt.UTC).timestamp()
 LANDING = dt.datetime(2024, 7, 6, 7, 58, 43, tzinfo=dt.UTC).timestamp()
 SPEED = 80.0
-CHROMIUM = "/usr/bin/chromium"
 
 
 class PaCard(threading.Thread):
@@ -165,10 +164,7 @@ def test_portal_in_chromium_during_a_replay(service: Service, flight_path: Path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     card = PaCard(flight_path, svc.card_link, SPEED, TAKEOFF - 40, LANDING + 60)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run"])
+        browser = launch_chromium(p, autoplay=True)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 760})
             errors: list[str] = []

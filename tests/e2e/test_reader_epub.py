@@ -22,12 +22,11 @@ import pytest
 
 from media.epub import EpubError, epubcheck, read_epub
 
-from .service import Service
+from .service import CHROMIUM, Service, launch_chromium
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "artifacts" / "reader"
 VENDOR = REPO / "var" / "vendor"
-CHROMIUM = "/usr/bin/chromium"
 MANUALS = Path("/usr/share/doc/live-manual/epub")
 LANGS = ("en", "fr", "ja")
 
@@ -118,9 +117,7 @@ def test_each_manual_reads_in_chromium_and_keeps_its_place(service: Service) -> 
     base = f"http://127.0.0.1:{service.passenger_port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
             errors: list[str] = []
