@@ -267,6 +267,7 @@ class Daemon:
         summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id, SummaryConfig(
             s.sync.sample_period_s, s.sync.track_period_s, s.sync.track_turn_deg,
             s.sync.track_points_per_record)) if s.sync.summaries else None)
+        self.summaries = summaries
         self.sync = SyncService(s, self.writer, self.reader, self.chain, summaries=summaries,
                                 policy=self.policy)
         await self.sync.start()
@@ -281,7 +282,8 @@ class Daemon:
         self.cabinnet = build_cabinnet(s, self.chain, self.writer, self.reader, self.policy)
         self.content = build_passenger_content(s, self.chain, self.writer, self.reader,
                                                self.policy,
-                                               self.cabinnet.gate if self.cabinnet else None)
+                                               self.cabinnet.gate if self.cabinnet else None,
+                                               self.summaries.agent if self.summaries else None)
         for part in (self.content.service, self.content.flight_info):
             if part is not None:
                 await part.start()
