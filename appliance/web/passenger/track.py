@@ -40,13 +40,13 @@ class PassengerTrack:
     """The track the moving map draws (see the module doc)."""
 
     def __init__(self, chain: AvionicsChain, agent: FlightSummaries | None = None,
-                 config: SummaryConfig = SummaryConfig(), away_nm: float = 20.0) -> None:
+                 config: SummaryConfig | None = None, away_nm: float = 20.0) -> None:
         """Read ``agent``; None: sample ``chain`` with an agent of its own (``config``)."""
         self.chain = chain
         self.away_nm = away_nm
         self._sampler: SummarySampler | None = None
         if agent is None:
-            agent = FlightSummaries("map", config)
+            agent = FlightSummaries("map", config or SummaryConfig())
             self._sampler = SummarySampler(chain, agent, lambda _stream, _payload: None)
         self.agent = agent
 
