@@ -18,6 +18,11 @@ from typing import Any
 __all__ = ["derive", "main"]
 
 
+def _number(props: dict[str, Any], key: str, default: float) -> float:
+    v = props.get(key, props.get(key.upper()))
+    return default if v is None else float(v)
+
+
 def derive(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
     """The places document of a populated-places FeatureCollection ``doc`` (ValueError if not one)."""
     if doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
@@ -32,8 +37,8 @@ def derive(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
         lon, lat = float(coords[0]), float(coords[1])
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             continue
-        rank = float(props.get("scalerank", props.get("SCALERANK", 10)) or 10)
-        pop = float(props.get("pop_max", props.get("POP_MAX", 0)) or 0)
+        rank = _number(props, "scalerank", 10.0)
+        pop = _number(props, "pop_max", 0.0)
         rows.append((rank, -pop, str(name), lat, lon))
     if not rows:
         raise ValueError("no populated places in the file")
