@@ -110,19 +110,25 @@
       g.moveTo(...P(...route[0])); g.lineTo(...P(...route[1])); g.stroke();
       g.setLineDash([]);
     }
-    const taken = drawPlaces(g, P, c, route);
-    g.strokeStyle = "#ffd166"; g.lineWidth = 3; g.lineJoin = "round"; g.beginPath();
+    const u = c.width / (c.clientWidth || c.width);  // canvas px per CSS px: labels stay legible
+    g.font = `bold ${Math.round(14 * u)}px system-ui`;
+    const airports = [f.origin, f.destination].filter(Boolean).flatMap((a) => {  // dot and code
+      const [x, y] = P(a.lat, a.lon), w = g.measureText(a.iata).width;
+      return [[x - 4 * u, y - 4 * u, x + 4 * u, y + 4 * u], [x + 5 * u, y - 19 * u, x + 7 * u + w, y - 4 * u]];
+    });
+    const taken = drawPlaces(g, P, c, route, u, airports);
+    g.strokeStyle = "#ffd166"; g.lineWidth = 3 * u; g.lineJoin = "round"; g.beginPath();
     M.track.forEach(([lat, lon], i) => { const [x, y] = P(lat, lon); i ? g.lineTo(x, y) : g.moveTo(x, y); });
     const last = M.track[M.track.length - 1];
     if (last && M.live && M.id != null && km(last, M.live) < 100) g.lineTo(...P(M.live[0], M.live[1]));
     g.stroke();
-    g.fillStyle = "#fff"; g.font = "14px system-ui";
+    g.fillStyle = "#fff"; g.font = `bold ${Math.round(14 * u)}px system-ui`;
     for (const a of [f.origin, f.destination]) if (a) {
-      const [x, y] = P(a.lat, a.lon); g.beginPath(); g.arc(x, y, 4, 0, 7); g.fill(); g.fillText(a.iata, x + 6, y - 6);
+      const [x, y] = P(a.lat, a.lon); g.beginPath(); g.arc(x, y, 4 * u, 0, 7); g.fill(); g.fillText(a.iata, x + 6 * u, y - 6 * u);
     }
     if (M.live) {
       const [x, y] = P(M.live[0], M.live[1]);
-      g.save(); g.translate(x, y); g.rotate(((M.live[2] || 0) * Math.PI) / 180);
+      g.save(); g.translate(x, y); g.rotate(((M.live[2] || 0) * Math.PI) / 180); g.scale(u, u);
       g.globalAlpha = M.held ? 0.55 : 1;
       g.fillStyle = "#ff5e5b"; g.beginPath(); g.moveTo(0, -12); g.lineTo(8, 10); g.lineTo(0, 5); g.lineTo(-8, 10);
       g.closePath(); g.fill(); g.restore();
@@ -134,26 +140,36 @@
     c.dataset.held = M.held ? "1" : "";
   }
 
-  function drawPlaces(g, P, c, route) {  // up to 8 labelled places near the route, no overlaps
+  function drawPlaces(g, P, c, route, u, boxes) {  // up to 8 labelled places near the route, no overlaps
     if (!M.places || !M.places.length) return 0;
     const line = M.track.length ? M.track.concat(route.slice(1)) : route;
     if (!line.length) return 0;
     const near = (p) => line.some((q) => km(p, q) < 120)
       || (route.length === 2 && segKm(p, route[0], route[1]) < 80);
-    const boxes = [], out = [];
-    g.font = "12px system-ui";
+    const out = [], px = Math.round(12 * u);
+    const free = (box) => !boxes.some((b) => !(box[2] < b[0] || box[0] > b[2] || box[3] < b[1] || box[1] > b[3]));
+    g.font = `${px}px system-ui`;
     for (const [name, lat, lon] of M.places) {  // already sorted: the most important first
       const [x, y] = P(lat, lon);
-      if (x < 8 || y < 14 || x > c.width - 8 || y > c.height - 4 || !near([lat, lon])) continue;
-      const w = g.measureText(name).width + 10, box = [x - 3, y - 14, x + w, y + 4];
-      if (boxes.some((b) => !(box[2] < b[0] || box[0] > b[2] || box[3] < b[1] || box[1] > b[3]))) continue;
-      boxes.push(box); out.push([name, x, y]);
+      if (x < 8 || y < px || x > c.width - 8 || y > c.height - 4 || !near([lat, lon])) continue;
+      const w = g.measureText(name).width + 6 * u;  // the label's box: 3 u of room each side
+      const dot = [x - 2 * u, y - 2 * u, x + 2 * u, y + 2 * u];  // may touch another dot
+      // the label above right, below left, below right or above left of its dot: the first free
+      const spots = [[1, -1], [-1, 1], [1, 1], [-1, -1]].map(([sx, sy]) => {
+        const x0 = sx > 0 ? x + 4 * u : x - 4 * u - w, y0 = sy < 0 ? y - 3 * u - px : y + 3 * u;
+        return [[x0, y0, x0 + w, y0 + px], sx, sy];
+      });
+      const spot = spots.find(([box]) => free(box));
+      if (!spot) continue;
+      boxes.push(dot, spot[0]); out.push([name, x, y, spot[0]]);
       if (out.length >= 8) break;
     }
-    for (const [name, x, y] of out) {
-      g.fillStyle = "#e9eef5"; g.beginPath(); g.arc(x, y, 2.5, 0, 7); g.fill();
-      g.fillStyle = "rgba(233,238,245,.85)"; g.fillText(name, x + 5, y - 4);
+    g.textBaseline = "top";
+    for (const [name, x, y, box] of out) {
+      g.fillStyle = "#e9eef5"; g.beginPath(); g.arc(x, y, 2.5 * u, 0, 7); g.fill();
+      g.fillStyle = "rgba(233,238,245,.9)"; g.fillText(name, box[0] + 3 * u, box[1]);
     }
+    g.textBaseline = "alphabetic";
     return out.length;
   }
 
