@@ -22,6 +22,7 @@ from ..cabin.manager import CabinNetwork
 from ..cabin.setup import desired_specs, make_device
 from ..cabin.store import JobStore
 from ..content.bundle_apply import ContentActivator, StoreLike
+from ..content.menu import MenuActivator
 from ..content.catalog import Catalog
 from ..content.fairness import RateLimiter
 from ..content.feedback import Feedback
@@ -166,6 +167,7 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
     activators: dict[str, Activator] = {"software": soft}
     if content_store is not None:
         activators["content"] = content_activator(content_store)
+    activators["menu"] = MenuActivator(writer)
     service: IntakeService
     activators["keys"] = keys_activator(writer, lambda: service.trust_in_force())
     service = IntakeService(
