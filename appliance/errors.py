@@ -77,8 +77,10 @@ class OrderRefused(ContentError):
 
     def __init__(self, reason: str, index: int | None = None, code: str = "not_on_menu",
                  sku: str | None = None) -> None:
-        """Carry the reason, the item's position, a code (``not_on_menu``, ``out_of_stock``,
-        ``too_many``) and the item's SKU."""
+        """Carry the reason, the item's position, a code and the item's SKU.
+
+        ``code``: ``not_on_menu``, ``out_of_stock`` or ``too_many``.
+        """
         super().__init__(reason)
         self.index = index
         self.code = code

@@ -97,7 +97,7 @@ class OrderBook:
         res = await self.writer.run(write)
         if isinstance(res, Exception):
             raise res
-        return res
+        return dict(res)
 
     def order(self, number: int, key: str) -> dict[str, Any]:
         """One order for its passenger: UnknownOrder unless ``key`` is its idempotency key."""

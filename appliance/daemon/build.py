@@ -22,12 +22,12 @@ from ..cabin.manager import CabinNetwork
 from ..cabin.setup import desired_specs, make_device
 from ..cabin.store import JobStore
 from ..content.bundle_apply import ContentActivator, StoreLike
-from ..content.menu import MenuActivator
 from ..content.catalog import Catalog
 from ..content.fairness import RateLimiter
 from ..content.feedback import Feedback
 from ..content.media import MediaFiles
 from ..content.mediaserver import MediaServer
+from ..content.menu import MenuActivator
 from ..content.service import ContentService
 from ..content.store import ContentStore
 from ..content.usage import UsageJournal

@@ -117,9 +117,9 @@ def create_app(chain: AvionicsChain, orders: Orders | None = None,
             Body: ``number`` (the order number), ``total`` (minor units of ``currency``),
             ``status`` (``placed``). 200 for a retry of a known idempotency key; 422 for a
             malformed order, an item not on the menu or out of stock, or more than 10 of one
-            item (``type``: ``not_on_menu``, ``out_of_stock``, ``too_many``); 429 (with Retry-After, s) past the rate of this address or seat;
-            503 when passenger services are closed, the orders stream is at its bound or the
-            journal cannot write.
+            item (``type``: ``not_on_menu``, ``out_of_stock``, ``too_many``); 429 (with
+            Retry-After, s) past the rate of this address or seat; 503 when passenger services
+            are closed, the orders stream is at its bound or the journal cannot write.
             """
             if order_limits is not None:
                 client = request.client.host if request.client else "unknown"
