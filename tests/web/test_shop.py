@@ -244,11 +244,11 @@ def test_menu_documents_are_checked() -> None:
     assert items[0].price == 200 and items[0].name == {"en": "Tea"}
 
 
-def _menu_bundle(tmp: Path, version: int, text: str, suffix: str = ".toml") -> Path:
+def _menu_bundle(tmp: Path, version: int, text: str, suffix: str = ".toml", tag: str = "") -> Path:
     src = tmp / f"menu-{version}{suffix}"
     src.write_text(text)
     out = tmp / f"menu-{version}.bundle"
-    build_bundle("menu", f"menu-v{version}", version, [src], out)
+    build_bundle("menu", f"menu-v{version}{tag}", version, [src], out)
     env = load_envelope(out / METADATA)
     for k in KEYS[:2]:  # the content keys sign menus (threshold 2)
         env = sign(env, k)
@@ -275,10 +275,10 @@ def test_a_menu_bundle_through_the_intake_replaces_the_menu_in_one_commit(tmp_pa
         with pytest.raises(BundleRefused, match="same currency"):
             asyncio.run(w.push(bad))
         assert dict(con.execute("SELECT sku, price FROM menu_items")) == after
-        # An older menu (a replay) is refused before a byte is sent.
+        # Another menu signed with a version already installed is refused before a byte is sent.
         (tmp_path / "again").mkdir()
         with pytest.raises(BundleRefused, match="replay"):
-            asyncio.run(w.push(_menu_bundle(tmp_path / "again", 1, new)))
+            asyncio.run(w.push(_menu_bundle(tmp_path / "again", 1, new, tag="-again")))
         assert w.service.installed()["menu"]["version"] == 1
     finally:
         con.close()
