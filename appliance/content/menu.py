@@ -8,7 +8,7 @@ A menu document (TOML or JSON, the same shape)::
     name = {en = "Coffee", fr = "Café"}   # or one string (English)
     price = 3.0                      # in the currency's major unit; stored in minor units (x100)
     currency = "EUR"                 # ISO 4217, the same for every item
-    stock = 40                       # units on board
+    stock = 40                       # units on board (omitted: not counted, never sold out)
     allergens = ["milk"]             # optional
 
 :func:`parse_menu` checks it (:class:`MenuError` with the reason). The menu in force is the
@@ -50,7 +50,10 @@ class MenuError(ContentError):
 
 
 class MenuItem(BaseModel):
-    """One item: sku, names per language, price (minor units), currency, stock, allergens."""
+    """One item: sku, names per language, price (minor units), currency, stock, allergens.
+
+    ``stock`` None: not counted (the item never runs out; tea from the galley, say).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     sku: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9_-]+$")]
@@ -58,7 +61,7 @@ class MenuItem(BaseModel):
                Annotated[str, Field(min_length=1, max_length=80)]]
     price: Annotated[int, Field(ge=0, le=100_000_00)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    stock: Annotated[int, Field(ge=0, le=100_000)] = 0
+    stock: Annotated[int, Field(ge=0, le=100_000)] | None = None
     allergens: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=20)] = []
 
     @field_validator("name", mode="before")

@@ -7,8 +7,9 @@ stream is full). Every item is checked against the menu in force (table ``menu_i
 stock left, or more than :data:`MAX_PER_ITEM` of one item raises
 :class:`~appliance.errors.OrderRefused` (with a code and the item); otherwise the stock of each
 item goes down, the total (minor units) is computed from the menu's prices, and the order is
-stored with status ``placed`` and queued for the ground, all in that one commit. Status changes
-are :mod:`.order_status`'s.
+stored with status ``placed`` and queued for the ground, all in that one commit. On a journal that
+never had a menu the first order installs the packaged default (:func:`.menu.ensure_menu`).
+Status changes are :mod:`.order_status`'s.
 
 The ``orders`` stream is never dropped for the disk budget, so its growth is bounded here:
 at most ``max_queued`` orders wait in the outbox for the ground; past that a new order raises
@@ -33,6 +34,7 @@ from ..errors import OrderRefused, OrdersFull, StoreError
 from ..store.models import orders, outbox
 from ..store.outbox import enqueue
 from ..store.writer import Writer
+from .menu import ensure_menu
 from .tables import menu_items
 
 __all__ = ["MAX_PER_ITEM", "OrderResult", "Orders", "price_items"]
@@ -88,14 +90,15 @@ def price_items(conn: Connection, items: list[dict[str, Any]]
         if qty > MAX_PER_ITEM:
             return OrderRefused(f"at most {MAX_PER_ITEM} of {name} per order", first[sku],
                                 "too_many", sku)
-        if qty > row.stock:
+        if row.stock is not None and qty > row.stock:
             left = f"only {row.stock} left" if row.stock else "none left"
             return OrderRefused(f"{name} is out of stock ({left})", first[sku], "out_of_stock", sku)
     lines = []
     for sku, qty in wanted.items():
         row = rows[sku]
-        conn.execute(update(menu_items).where(menu_items.c.sku == sku)
-                     .values(stock=menu_items.c.stock - qty))
+        if row.stock is not None:
+            conn.execute(update(menu_items).where(menu_items.c.sku == sku)
+                         .values(stock=menu_items.c.stock - qty))
         lines.append({"sku": sku, "qty": qty, "price": row.price, "name": row.names.get("en", sku)})
     currencies = {rows[s].currency for s in wanted}
     return lines, sum(x["qty"] * x["price"] for x in lines), currencies.pop()
@@ -125,6 +128,7 @@ class Orders:
         self.queued: int | None = None
         self.refused_full = 0  #: orders refused because the stream was at its bound
         self._in_flight = 0
+        self._menu_ready = False
 
     async def place(self, key: str, seat: str, items: list[dict[str, Any]]) -> OrderResult:
         """Check ``items`` against the menu, store the order, queue it on the ``orders`` stream.
@@ -151,6 +155,8 @@ class Orders:
             depth = _queued(conn) if count else None
             if depth is not None and bound is not None and depth >= bound:
                 return None, depth
+            if not self._menu_ready:  # first order on a new journal: the packaged default menu
+                ensure_menu(conn)
             priced = price_items(conn, items)
             if isinstance(priced, OrderRefused):
                 return priced, depth
@@ -173,6 +179,7 @@ class Orders:
             self._in_flight -= 1
         if depth is not None:
             self.queued = depth
+        self._menu_ready = True
         if isinstance(res, OrderRefused):
             raise res
         if res is None:

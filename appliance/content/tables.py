@@ -7,8 +7,9 @@
   once; ``outbox_key`` names the record queued for the ground in the same transaction.
 - ``menu_items``: the onboard shop's menu in force (:mod:`.menu`): ``sku``, ``names`` (JSON
   ``{language: name}``), ``price`` (minor units of ``currency``, e.g. cents), ``stock`` (units
-  left), ``allergens`` (JSON list), ``position`` (display order). A menu bundle replaces every
-  row in one transaction; the menu's version and name are the ``state`` row ``menu.version``.
+  left; NULL: not counted), ``allergens`` (JSON list), ``position`` (display order). A menu
+  bundle replaces every row in one transaction; the menu's version and name are the ``state``
+  row ``menu.version``.
 The catalog's generation (bumped on every install or removal) is the ``state`` row
 ``content.generation``.
 """
@@ -51,7 +52,7 @@ menu_items = Table(
     Column("names", JSON, nullable=False),
     Column("price", Integer, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("stock", Integer, nullable=False),
+    Column("stock", Integer),
     Column("allergens", JSON, nullable=False),
     Column("position", Integer, nullable=False),
 )

@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("names", sa.JSON, nullable=False),
         sa.Column("price", sa.Integer, nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
-        sa.Column("stock", sa.Integer, nullable=False),
+        sa.Column("stock", sa.Integer),
         sa.Column("allergens", sa.JSON, nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
     )

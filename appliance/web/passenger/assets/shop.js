@@ -40,11 +40,12 @@
       label.append(el("span", {}, name), " ", el("span", {class: "small"}, money(it.price, it.currency)));
       const notes = [];
       if (it.allergens && it.allergens.length) notes.push(t("shop.allergens", {list: it.allergens.map((a) => I.cat[`shop.allergen.${a}`] ? t(`shop.allergen.${a}`) : a).join(", ")}));
-      notes.push(it.stock > 0 ? t("shop.left", {n: num(it.stock)}) : t("shop.sold_out"));
-      label.append(el("br"), el("span", {class: "small"}, notes.join(" · ")));
-      const input = el("input", {type: "number", min: "0", max: String(Math.min(10, it.stock)), value: "0",
+      const counted = it.stock != null;  // null: not counted, never sold out
+      if (counted) notes.push(it.stock > 0 ? t("shop.left", {n: num(it.stock)}) : t("shop.sold_out"));
+      if (notes.length) label.append(el("br"), el("span", {class: "small"}, notes.join(" · ")));
+      const input = el("input", {type: "number", min: "0", max: String(counted ? Math.min(10, it.stock) : 10), value: "0",
                                  "data-sku": it.sku, "aria-label": t("menu.quantity", {item: name})});
-      if (it.stock <= 0) input.disabled = true;
+      if (counted && it.stock <= 0) input.disabled = true;
       input.addEventListener("input", renderTotal);
       row.append(label, input);
       box.append(row);
