@@ -24,7 +24,7 @@ from appliance.web.admin.auth import hash_password
 
 from .service import CHROMIUM, TOKEN, Service, launch_chromium
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]  # ~50 s on a loaded machine
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "artifacts" / "shop"

@@ -16,9 +16,9 @@ admin port's login and uses these routes.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
@@ -52,7 +52,8 @@ def shop_admin_router(book: OrderBook) -> APIRouter:
     @router.post("/orders/{number}/status",
                  responses={404: {"description": "no such order"},
                             409: {"description": "a change the order's state does not allow"}})
-    async def post_status(number: int, body: StatusIn, request: Request) -> dict[str, Any]:
+    async def post_status(number: Annotated[int, Path(ge=1, le=2**62)], body: StatusIn,
+                          request: Request) -> dict[str, Any]:
         """Move an order on: placed -> preparing -> delivered, or cancelled (stock restored)."""
         who = getattr(request.state, "principal", None)
         try:

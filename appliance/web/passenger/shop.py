@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 
 from ...content.order_status import OrderBook
@@ -35,7 +35,7 @@ def shop_router(book: OrderBook) -> APIRouter:
         return await run_in_threadpool(book.menu)
 
     @router.get("/api/v1/orders/{number}", responses={404: {"description": "no such order"}})
-    async def get_order(number: int,
+    async def get_order(number: Annotated[int, Path(ge=1, le=2**62)],
                         key: Annotated[str, Query(min_length=8, max_length=64,
                                                   pattern=r"^[A-Za-z0-9_.:-]+$")]
                         ) -> dict[str, Any]:
