@@ -3,7 +3,8 @@
 :data:`TRANSITIONS` is the whole state machine; :func:`next_state` judges one request
 (:class:`~appliance.errors.OrderStateError` if not allowed). :class:`OrderBook` changes a status
 through the single writer: the row's status, a journal row (kind ``order``) and its record on the
-``orders`` stream for the ground commit together; a cancellation puts the order's items back in
+``order_status`` stream for the ground commit together (a stream apart from ``orders``, whose
+records the ground counts as orders); a cancellation puts the order's items back in
 stock in the same transaction. It also reads orders for the crew (by seat) and for the passenger
 (one order, proved by its idempotency key).
 """
@@ -33,7 +34,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "delivered": frozenset(),
     "cancelled": frozenset(),
 }
-STREAM = "orders"
+STREAM = "order_status"
 
 
 def next_state(current: str, wanted: str) -> str:
@@ -65,7 +66,7 @@ class OrderBook:
     async def set_status(self, number: int, wanted: str, who: str) -> dict[str, Any]:
         """Move order ``number`` to ``wanted``; returns the order as :meth:`order` shows it.
 
-        Journaled (kind ``order``) and queued on the ``orders`` stream in the same commit; a
+        Journaled (kind ``order``) and queued on the ``order_status`` stream in the same commit; a
         cancellation restores the stock. Raises UnknownOrder, OrderStateError.
         """
         utc, source = self.utc()

@@ -31,7 +31,7 @@ Row (table ``journal``), the same for every kind::
 
 A row written with a ``stream`` also queues one outbox record for the ground in the same
 transaction (mode changes on ``events``, BITE and WAP on ``health``, admin on ``audit``, intake on
-``intake``, order status changes on ``orders``), and every such record has one payload shape::
+``intake``, order status changes on ``order_status``), and every such record has one payload shape::
 
     {"journal_id": int, "kind": str, "utc": "2024-07-06T06:59:23.000+00:00" (ISO 8601, ms),
      "time_source": "avionics"|"local", "t_card": float|None, "summary": str, "data": {...}}

@@ -208,9 +208,10 @@ async def test_crew_moves_orders_on_journaled_and_queued_and_the_passenger_sees_
     rows = rig.sql("SELECT json_extract(data, '$.status'), json_extract(data, '$.by') "
                    "FROM journal WHERE kind='order' ORDER BY id")
     assert rows == [("preparing", "cc"), ("delivered", "cc"), ("cancelled", "cc")]
-    queued = [json.loads(p).get("kind", "placed") for (p,) in
-              rig.sql("SELECT payload FROM outbox WHERE stream='orders' ORDER BY seq")]
-    assert queued == ["placed", "placed", "order", "order", "order"]
+    assert rig.sql("SELECT count(*) FROM outbox WHERE stream='orders'") == [(2,)]
+    queued = [json.loads(p)["data"]["status"] for (p,) in
+              rig.sql("SELECT payload FROM outbox WHERE stream='order_status' ORDER BY seq")]
+    assert queued == ["preparing", "delivered", "cancelled"]
     audited = rig.sql("SELECT count(*) FROM journal WHERE kind='admin'")[0][0]
     assert audited >= 5  # login + every status request, as every admin action
 
@@ -305,3 +306,24 @@ def test_the_packaged_menu_is_only_the_first_default(tmp_path: Path) -> None:
         con.close()
     finally:
         w.stop()
+
+
+def test_a_menu_bundle_follows_the_mode_policy_as_content_does(tmp_path: Path) -> None:
+    from appliance.errors import PolicyError
+    from appliance.modes.policy import Mode
+
+    w = World(tmp_path, mode=Mode.FLIGHT)
+    w.service.activators["menu"] = MenuActivator(w.writer)
+    try:
+        with pytest.raises(PolicyError, match="not allowed in FLIGHT"):
+            asyncio.run(w.push(_menu_bundle(tmp_path, 1, MENU)))
+        (tmp_path / "u").mkdir()
+        unsigned = _menu_bundle(tmp_path / "u", 1, MENU)
+        w.mode = Mode.GROUND
+        env = load_envelope(unsigned / METADATA)
+        (unsigned / METADATA).write_bytes(sign(env.model_copy(update={"signatures": []}),
+                                               KEYS[3]).to_json())  # a key nobody pinned
+        with pytest.raises(BundleRefused, match="unknown key"):
+            asyncio.run(w.push(unsigned))
+    finally:
+        w.close()
