@@ -327,3 +327,20 @@ def test_a_menu_bundle_follows_the_mode_policy_as_content_does(tmp_path: Path) -
             asyncio.run(w.push(unsigned))
     finally:
         w.close()
+
+
+def test_every_string_of_the_shop_script_is_in_every_language() -> None:
+    import re
+    from importlib import resources
+
+    from appliance.web.passenger.i18n import PortalLanguages
+
+    js = resources.files("appliance.web.passenger").joinpath("assets", "shop.js").read_text()
+    used = set(re.findall(r"\bt\(\"([a-z_]+\.[A-Za-z_.]+)\"", js))
+    built = {f"shop.status.{s}" for s in TRANSITIONS}
+    built |= {f"shop.err.{c}" for c in ("not_on_menu", "out_of_stock", "too_many")}
+    assert "`shop.status.${o.status}`" in js and "`shop.err.${d.type}`" in js
+    assert len(used) > 10
+    for lang, cat in PortalLanguages().catalogs.items():
+        assert sorted((used | built) - set(cat)) == [], lang
+    assert "card number" not in js.lower() and "cvv" not in js.lower()
