@@ -344,3 +344,22 @@ def test_every_string_of_the_shop_script_is_in_every_language() -> None:
     for lang, cat in PortalLanguages().catalogs.items():
         assert sorted((used | built) - set(cat)) == [], lang
     assert "card number" not in js.lower() and "cvv" not in js.lower()
+
+
+def test_the_hangar_builds_a_menu_bundle_from_toml_or_json(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from appliance.intake.bundlefile import open_bundle
+    from appliance.intake.hangar_cli import main
+
+    src = tmp_path / "menu.json"
+    src.write_text(json.dumps({"item": [{"sku": "TEA", "name": "Tea", "price": 2.5,
+                                         "currency": "EUR", "stock": 3}]}))
+    out = tmp_path / "m.bundle"
+    assert main(["build", "--kind", "menu", "--name", "menu-1", "--version", "1",
+                 str(src), "-o", str(out)]) == 0
+    meta = load_envelope(open_bundle(out).metadata).meta()
+    assert meta.kind == "menu" and list(meta.files) == ["menu.json"]
+    bad = tmp_path / "menu.toml"
+    bad.write_text("[[item]\nsku = ")
+    assert main(["build", "--kind", "menu", "--name", "menu-2", "--version", "2",
+                 str(bad), "-o", str(tmp_path / "b.bundle")]) != 0
+    assert "menu.toml" in capsys.readouterr().err
