@@ -23,6 +23,7 @@ import pytest
 from appliance.web.admin.auth import hash_password
 
 from .service import CHROMIUM, TOKEN, Service, launch_chromium
+from .test_accessibility import AXE, RULES, _describe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]  # ~50 s on a loaded machine
 
@@ -161,6 +162,12 @@ def test_order_refused_in_words_then_served_by_the_crew(service: Service, tmp_pa
             expect(mine).to_contain_text(EN["shop.status.delivered"])
             crew.screenshot(path=str(ARTIFACTS / "crew.png"), full_page=True)
             page.screenshot(path=str(ARTIFACTS / "delivered.png"), full_page=True)
+            if AXE.exists():  # WCAG 2.1 AA on both pages as they are now (axe-core from npm)
+                for name, pg in (("crew", crew), ("passenger", page)):
+                    pg.add_script_tag(path=str(AXE))
+                    found = pg.evaluate("(r) => axe.run(document, {runOnly: {type: 'tag', "
+                                        "values: r}})", RULES)["violations"]
+                    assert found == [], f"{name}: {_describe(found)}"
             assert errors == []
         finally:
             browser.close()
