@@ -28,6 +28,7 @@ from ..content.fairness import RateLimiter
 from ..content.feedback import Feedback
 from ..content.media import MediaFiles
 from ..content.mediaserver import MediaServer
+from ..content.menu import MenuActivator
 from ..content.service import ContentService
 from ..content.store import ContentStore
 from ..content.usage import UsageJournal
@@ -175,6 +176,7 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
     activators: dict[str, Activator] = {"software": soft}
     if content_store is not None:
         activators["content"] = content_activator(content_store)
+    activators["menu"] = MenuActivator(writer)
     service: IntakeService
     activators["keys"] = keys_activator(writer, lambda: service.trust_in_force())
     service = IntakeService(

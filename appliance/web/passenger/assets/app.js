@@ -431,35 +431,14 @@ function connectEvents() {
   window.portalEvents = es;
 }
 
-// ---- menu and survey -----------------------------------------------------------------------
-function renderMenu() {
-  const box = $("menu-items"); box.replaceChildren();
-  for (const it of (S.catalog?.menu || [])) {
-    const row = document.createElement("div"); row.className = "menu-row";
-    const price = new Intl.NumberFormat(I.lang, {style: "currency", currency: it.currency}).format(it.price);
-    row.innerHTML = `<span>${esc(it.name)} <span class="small">${esc(price)}</span></span>
-      <input type="number" min="0" max="10" value="0" data-sku="${esc(it.sku)}" aria-label="${esc(t("menu.quantity", {item: it.name}))}">`;
-    box.append(row);
-  }
+// ---- menu (the shop: assets/shop.js, loaded the first time the menu opens) and survey ------
+function assetUrl(name) { return (window.ASSET_URLS || {})[name] || "/portal/" + name; }
+let shopScript = null;
+async function openShop() {
+  shopScript ||= loadScript(assetUrl("shop.js")).catch((e) => { shopScript = null; throw e; });
+  try { await shopScript; await window.Shop.open(); } catch (e) { $("order-status").textContent = t("common.no_connection"); }
 }
-
-function detailText(body) {  // FastAPI's detail: a string, or a list of {msg, loc}
-  const d = body?.detail;
-  if (Array.isArray(d)) return d.map((x) => x?.msg || "").filter(Boolean).join("; ");
-  return typeof d === "string" ? d : "";
-}
-
-async function order() {
-  const items = Array.from(document.querySelectorAll("#menu-items input"))
-    .map((i) => ({sku: i.dataset.sku, qty: Number(i.value)})).filter((i) => i.qty > 0);
-  const status = $("order-status");
-  if (!items.length) { status.textContent = t("menu.choose_first"); return; }
-  const body = {idempotency_key: newKey(), seat: $("seat").value.trim().toUpperCase(), items};
-  try {
-    const r = await postJSON("/api/v1/orders", body);
-    status.textContent = r.ok ? t("menu.thanks") : t("menu.not_sent", {status: r.status, detail: detailText(await r.json())});
-  } catch (e) { status.textContent = t("common.no_connection"); }
-}
+function renderMenu() { if (window.Shop) window.Shop.render(); }
 
 async function renderSurvey() {
   const form = $("survey");
@@ -498,6 +477,7 @@ function route() {
   if (name === "read") read(id);
   if (name === "flight") openMap();
   if (name === "feedback") renderSurvey();
+  if (name === "menu") openShop();
 }
 
 async function captive() {
@@ -509,7 +489,6 @@ async function captive() {
 }
 
 async function main() {
-  $("order").onclick = order;
   playerControls(); readerControls();
   $("lang").onchange = (e) => switchLang(e.target.value);
   window.addEventListener("hashchange", route);
