@@ -401,7 +401,7 @@ function onFlight(f) {
 }
 
 // ---- moving map (assets/map.js, a classic script loaded once, when the flight view opens) ----
-function assetUrl(name) { return (window.ASSET_URLS || {})[name] || "/portal/" + name; }
+// (assetUrl: with the shop's loader below)
 let mapLoading = null;
 function openMap() {
   mapLoading ||= loadScript(assetUrl("map.js")).then(() => window.FlightMap.init())
