@@ -102,11 +102,11 @@ class Faults:
         for spec in specs:
             kind, _, arg = spec.partition("=")
             try:
-                window = re.fullmatch(r"([^/@]+)/([\d.]+)s?", arg)
-                if kind in ("silent", "garbage", "wow-glitch") and window:
-                    t0 = _parse_time(window.group(1), start)
+                span = re.fullmatch(r"([^/@]+)/([\d.]+)s?", arg)
+                if kind in ("silent", "garbage", "wow-glitch") and span:
+                    t0 = _parse_time(span.group(1), start)
                     {"silent": f.silent, "garbage": f.garbage, "wow-glitch": f.wow_lie}[kind].append(
-                        (t0, t0 + float(window.group(2))))
+                        (t0, t0 + float(span.group(2))))
                 elif kind == "garbage":
                     f.garbage_rate = float(arg)
                 elif kind == "parity":
