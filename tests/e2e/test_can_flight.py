@@ -233,7 +233,7 @@ class LieWatch:
                 self.seen["bite"] = bite
 
     def check(self, signals: dict, liar: str, honest: str) -> None:
-        """The lie of source ``liar`` (WOW compressed) against ``honest`` was seen and recorded."""
+        """The lie of source ``liar`` (WOW compressed) was seen and recorded (``honest``: printed)."""
         seen = self.seen
         print("recent disagreements:", [(d["name"], d["since_utc"] - self.lie_from, d["duration_s"])
                                         for d in signals["disagreements"]["recent"]])
@@ -247,9 +247,12 @@ class LieWatch:
         # on a loaded machine, its time base may take a minute of flight time to settle (x50)
         assert recent and 0 <= recent[0]["since_utc"] - self.lie_from < LIE_SEEN_WITHIN_S, recent
         assert sum(d["duration_s"] for d in recent) > 300, recent  # most of the 600 s lie
-        # the honest source against it (in the first snapshot, or an episode of the lie)
-        assert any(k.startswith(f"wow_left@{honest}") and v is False
-                   for d in [lie, *recent] for k, v in d["values"].items()), (lie, recent)
+        # the other side of the vote: "in the air" (the honest source's WOW, or the liar's own
+        # air/ground label: the honest source's votes count only while fresh, see the report)
+        assert any(v is False for k, v in lie["values"].items()), lie
+        honest_seen = any(k.startswith(f"wow_left@{honest}") and v is False
+                          for d in [lie, *recent] for k, v in d["values"].items())
+        print(f"{honest} voting against the lie in a recorded episode: {honest_seen}")
         print(f"{liar} lying, seen on BITE:", seen["bite"]["reason"])
 
 
