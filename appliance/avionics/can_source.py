@@ -77,8 +77,8 @@ from .canaerospace import BadFrame, decode_canaerospace
 from .params import Parameter, SourceStats, Validity
 from .source import Source
 
-__all__ = ["CAN_PARAMETERS", "PROFILES", "CanReader", "NO_BITRATE_INTERFACES", "canaerospace_dbc",
-           "default_dbc", "open_bus"]
+__all__ = ["CAN_PARAMETERS", "PROFILES", "CanReader", "NO_BITRATE_INTERFACES", "default_dbc",
+           "open_bus"]
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,6 @@ Profile = Literal["arinc825", "canaerospace", "integration", "any"]
 def default_dbc() -> str:
     """The text of ``airground.dbc`` (the integration layout) shipped in ``firmware_bridge``."""
     return importlib.resources.files("firmware_bridge").joinpath("airground.dbc").read_text()
-
-
-def canaerospace_dbc() -> str:
-    """The text of ``canaerospace.dbc`` (CANaerospace / ARINC 825 identifiers) in ``firmware_bridge``."""
-    return importlib.resources.files("firmware_bridge").joinpath("canaerospace.dbc").read_text()
 
 
 def _load_dbc(dbc_path: Path | None, profile: str = "any") -> list[DbcMessage]:
