@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import faulthandler
 import getpass
@@ -94,9 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM."""
     settings = _settings(args.config)
     _logging(settings.log_level, settings.data_dir / "logs")
-    from .daemon import Daemon
+    from .daemon import Daemon, run_loop
 
-    return asyncio.run(Daemon(settings).run())
+    return run_loop(Daemon(settings).run(), settings.edge.event_loop)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -325,10 +324,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   (header: Authorization: Bearer <admin_token in {cfg}>)
   Ctrl-C stops both.
 """, flush=True)
-    from .daemon import Daemon
+    from .daemon import Daemon, run_loop
 
     try:
-        return asyncio.run(Daemon(settings).run())
+        return run_loop(Daemon(settings).run(), settings.edge.event_loop)
     finally:
         sim.terminate()
         sim.wait(5)

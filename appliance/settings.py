@@ -217,6 +217,11 @@ class EdgeSettings(_Section):
     to the hard one if needed, and a warning logged if even that is short.
     ``accept_error_log_s``: errors accepting connections (out of descriptors) are logged once per
     that many seconds with their count, never once each.
+    ``event_loop``: ``uvloop`` (libuv: fewer CPU cycles per request and per wake-up, measured in
+    ``tests/bench/bench_media.py``) or the standard library's ``asyncio``; ``uvloop`` falls back to
+    ``asyncio`` with a warning when it is not installed.
+    ``http``: the HTTP/1.1 parser of the passenger and admin ports: ``httptools`` (C, llhttp) or
+    ``h11`` (pure Python); both carry the same connection caps and head deadline.
     """
 
     passenger: PortLimits = PortLimits()
@@ -226,6 +231,8 @@ class EdgeSettings(_Section):
     intake_chunk_slack_bytes: int = Field(64 << 10, ge=0)
     fd_reserve: int = Field(192, ge=16)
     accept_error_log_s: float = Field(60.0, gt=0)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    http: Literal["httptools", "h11"] = "httptools"
 
 
 class AdminUser(_Section):

@@ -33,6 +33,7 @@ import socket
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import cast
 
 from .fairness import ConnectionLimiter, RateLimiter
 from .media import MediaAnswer, MediaFiles
@@ -98,14 +99,13 @@ class _Conn(asyncio.Protocol):
 
     # -- connection life -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        self.transport = tr = cast(asyncio.Transport, transport)  # uvloop's: no subclass of it
+        peer = tr.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "unknown"
         st = self.s.stats
         if not self.s.conns.acquire(self.client, self):
             st.refused += 1
-            transport.write(_head(503, (("content-type", "text/plain"), ("content-length", "24"),
+            tr.write(_head(503, (("content-type", "text/plain"), ("content-length", "24"),
                                         ("retry-after", "2")), False, self.s.date.get())
                             + b"too many connections...\n")
             transport.close()
@@ -148,6 +148,9 @@ class _Conn(asyncio.Protocol):
 
     def _close_dup(self) -> None:
         if self.sock is not None:
+            if self.busy:  # a body is being sent: stop waiting on the socket before it closes
+                with contextlib.suppress(Exception):
+                    self.s.loop.remove_writer(self.sock.fileno())
             self.sock.close()
             self.sock = None
 
@@ -283,25 +286,58 @@ class _Conn(asyncio.Protocol):
         return 0
 
     async def _finish(self, fd: int, offset: int, count: int, keep: bool) -> None:
-        s, tr = self.s, self.transport
+        """Send the rest of a body: wait until the socket drains, ``os.sendfile`` what it takes.
+
+        Not ``loop.sendfile``: uvloop does not implement it, and with a send buffer sized to a
+        segment this wakes about once per buffer anyway. Reading is paused meanwhile.
+        """
+        s, tr, sock = self.s, self.transport, self.sock
         assert tr is not None
-        f = open(fd, "rb", buffering=0)  # noqa: SIM115 - closed below
         try:
-            sent = await s.loop.sendfile(tr, f, offset, count)
-            s.stats.bytes_sent += sent
-        except (ConnectionError, OSError, RuntimeError) as e:
+            if sock is None:
+                raise ConnectionError("no socket")
+            while count:
+                await self._writable(sock.fileno())
+                if tr.is_closing():
+                    raise ConnectionError("closed while sending")
+                try:
+                    sent = os.sendfile(sock.fileno(), fd, offset, count)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                if sent == 0:
+                    raise ConnectionError("file ended early")
+                s.stats.bytes_sent += sent
+                offset += sent
+                count -= sent
+        except (ConnectionError, OSError) as e:
             s.stats.send_errors += 1
             log.debug("media send to %s ended: %s", self.client, e)
             tr.abort()
             return
         finally:
-            f.close()
+            os.close(fd)
         self.busy = False
         self._done(keep)
         if not tr.is_closing():
             self._next()
             if not self.busy:
                 tr.resume_reading()
+
+    async def _writable(self, fileno: int) -> None:
+        """Wait until ``fileno`` (the dup of the connection's socket) can take bytes."""
+        loop = self.s.loop
+        fut = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_writer(fileno, ready)
+        try:
+            await fut
+        finally:
+            if self.sock is not None and self.sock.fileno() == fileno:  # not closed under us
+                loop.remove_writer(fileno)
 
     def _done(self, keep: bool) -> None:
         tr = self.transport

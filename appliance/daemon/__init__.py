@@ -6,6 +6,7 @@ command line (``appliance.cli``).
 """
 
 from .bite import sync_bite
+from .edge import run_loop
 from .service import TICK_S, Daemon, watchdog_period
 
-__all__ = ["TICK_S", "Daemon", "sync_bite", "watchdog_period"]
+__all__ = ["TICK_S", "Daemon", "run_loop", "sync_bite", "watchdog_period"]

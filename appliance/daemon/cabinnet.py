@@ -63,7 +63,8 @@ async def start_cabinnet(net: CabinNet, settings: Settings, app: FastAPI, chain:
                                                                                  s.tls_key)
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"cabinnet: cannot load tls_cert/tls_key: {e}") from e
-        web = web_config(app, settings.passenger.host, s.https_port, settings.edge.passenger)
+        web = web_config(app, settings.passenger.host, s.https_port, settings.edge.passenger,
+                         http=settings.edge.http)
         web.config.ssl_certfile = str(s.tls_cert)
         web.config.ssl_keyfile = str(s.tls_key)
         await serve("captive", web)

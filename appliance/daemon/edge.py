@@ -18,6 +18,7 @@ import importlib
 import logging
 import resource
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from ..web.connections import PortGuard, guarded_protocol
 from ..web.limits import BodyLimit, BodyRule
 
 __all__ = ["AcceptErrorLog", "WebPort", "admin_rules", "check_fd_budget", "fd_budget",
-           "warm_imports", "web_config"]
+           "run_loop", "warm_imports", "web_config"]
 
 log = logging.getLogger(__name__)
 #: Descriptors a media connection may hold while it sends: socket, its dup for sendfile, the file.
@@ -57,14 +58,17 @@ def admin_rules(settings: Settings) -> list[BodyRule]:
 
 
 def web_config(app: FastAPI, host: str, port: int, limits: PortLimits,
-               rules: list[BodyRule] | None = None) -> WebPort:
-    """The uvicorn config of one port: ``app`` behind its body limits and connection guard."""
+               rules: list[BodyRule] | None = None, http: str = "httptools") -> WebPort:
+    """The uvicorn config of one port: ``app`` behind its body limits and connection guard.
+
+    ``http``: the request parser, "httptools" (llhttp) or "h11" (``[edge] http``).
+    """
     guard = PortGuard(limits.connections_per_client, limits.max_connections,
                       limits.header_timeout_s)
     body = BodyLimit(app, limits.body_bytes, rules or (), limits.body_timeout_s)
     config = uvicorn.Config(
         body, host=host, port=port, lifespan="off", access_log=False, log_level="warning",
-        timeout_graceful_shutdown=3, http=guarded_protocol(guard),
+        timeout_graceful_shutdown=3, http=guarded_protocol(guard, http, limits.header_bytes),
         timeout_keep_alive=int(max(1, round(limits.keepalive_s))),
         h11_max_incomplete_event_size=limits.header_bytes,
         # A backstop: the guard keeps connections within max_connections; this bounds requests in
@@ -139,3 +143,20 @@ class AcceptErrorLog:
                       self._unlogged, self.count, exc)
             self._last = now
             self._unlogged = 0
+
+
+def run_loop(main: Coroutine[Any, Any, int], event_loop: str) -> int:
+    """Run the daemon's ``main`` coroutine to its end on ``event_loop`` ("uvloop" or "asyncio").
+
+    uvloop (libuv) wakes and dispatches with fewer CPU cycles than the standard selector loop;
+    without it installed this warns once and uses asyncio.
+    """
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: running on the asyncio event loop")
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+

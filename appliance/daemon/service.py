@@ -297,7 +297,7 @@ class Daemon:
                                    mounts=self.content.mounts,
                                    order_limits=self.order_limits)
         await self._serve_web(stack, "passenger", web_config(app, s.passenger.host, s.passenger.port,
-                                                             s.edge.passenger))
+                                                             s.edge.passenger, http=s.edge.http))
         if self.cabinnet is not None:  # the captive API over HTTPS, the gate, DHCP and DNS
             media = self.content.service.media if self.content.service else None
             await start_cabinnet(self.cabinnet, s, app, self.chain, self.bite,
@@ -340,7 +340,7 @@ class Daemon:
             unaudited=(("PUT", "/admin/v1/intake/uploads/"),))
         await self._serve_web(stack, "admin", web_config(admin.create_app(deps), s.admin.host,
                                                          s.admin.port, s.edge.admin,
-                                                         admin_rules(s)))
+                                                         admin_rules(s), http=s.edge.http))
 
     async def _serve_web(self, stack: contextlib.AsyncExitStack, name: str, web: WebPort) -> None:
         """Serve one port (its app behind the edge limits of :func:`.edge.web_config`)."""

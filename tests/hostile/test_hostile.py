@@ -18,6 +18,7 @@ Named bounds the fixes must meet: ``MEMORY_MAX_MIB`` (300, the unit's ``MemoryMa
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import pty
@@ -898,3 +899,33 @@ def test_demo_keeps_its_secrets(tmp_path: Path) -> None:
     if token in printed or password in printed:
         failures.append(f"printed: token {token in printed}, password {password in printed}")
     check(failures)
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_oversized_head_is_refused_on_either_parser(make_service: Any, parser: str) -> None:
+    """A head over ``header_bytes`` (16 KiB) is refused on both parsers ([edge] http).
+
+    The answer is 431 or 400 and the connection closes; a keep-alive client with two pipelined
+    requests is then answered twice on one connection.
+    """
+    svc: HostileService = make_service(f'[edge]\nhttp = "{parser}"\n')
+    big = b"GET /api/v1/flight HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (64 << 10)
+    with socket.create_connection(("127.0.0.1", svc.passenger_port), timeout=10) as s:
+        try:
+            s.sendall(big)
+        except OSError:
+            pass  # closed while sending: also a refusal
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(4096):
+                answer += chunk
+    assert answer.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 ")), answer[:80]
+    req = b"GET /api/v1/flight HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", svc.passenger_port), timeout=10) as s:
+        s.sendall(req + req)
+        got = b""
+        while got.count(b"HTTP/1.1 200 ") < 2:
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {got.count(b'HTTP/1.1 200 ')} answers"
+            got += chunk
+    assert svc.alive()
