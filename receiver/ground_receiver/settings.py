@@ -64,13 +64,14 @@ def _stored_token(tok: str) -> str:
 class Operator(BaseModel):
     """A ground operations user: its token (``sha256:<hex>`` or plain) and roles.
 
-    Roles: ``fleet`` (the fleet view), ``export`` (the daily CSV export).
+    Roles: ``fleet`` (the fleet view), ``export`` (the daily CSV export), ``metrics``
+    (``/metrics``, for the Prometheus scraper).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     token: str
-    roles: tuple[Literal["fleet", "export"], ...] = ("fleet",)
+    roles: tuple[Literal["fleet", "export", "metrics"], ...] = ("fleet",)
 
     @field_validator("token")
     @classmethod
