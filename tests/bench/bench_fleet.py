@@ -66,6 +66,17 @@ def start_receivers(db_url: str, n: int, tmp: Path) -> tuple[list[str], list[sub
     return urls, procs
 
 
+def profile(out: Path, procs: list[subprocess.Popen[bytes]]) -> list[subprocess.Popen[bytes]]:
+    """py-spy (from the venv) on each receiver and on this process; collapsed stacks in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    targets = [(f"rx{i}", p.pid) for i, p in enumerate(procs)] + [("gen", os.getpid())]
+    return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "50", "--nonblocking",
+                              "--pid", str(pid), "-o", str(out / f"{name}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=(out / f"{name}.log").open("wb"))
+            for name, pid in targets]
+
+
 def copy_floor(db_url: str, aircraft: list[str], per_aircraft: int) -> tuple[int, float]:
     """COPY the same rows into the emptied ``records`` in one transaction: (rows, seconds)."""
     engine = create_engine(db_url)
@@ -102,6 +113,9 @@ def main() -> int:
     ap.add_argument("--receivers", type=int, default=4)
     ap.add_argument("--records", type=int, default=100, help="backlog per aircraft")
     ap.add_argument("--deadline", type=float, default=900.0)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="directory: py-spy records each receiver and the generator "
+                         "(collapsed stacks, rx*.txt and gen.txt)")
     args = ap.parse_args()
     why = pg_unavailable()
     if why:
@@ -119,9 +133,14 @@ def main() -> int:
         print(f"{args.aircraft} aircraft keys made and registered in {time.monotonic() - t:.1f} s",
               flush=True)
         urls, procs = start_receivers(pg.url, args.receivers, tmp)
+        spies = [] if args.profile is None else profile(args.profile, procs)
         try:
             result = asyncio.run(run_fleet(urls, keys, args.records, deadline_s=args.deadline))
         finally:
+            for spy in spies:
+                spy.send_signal(2)  # py-spy writes its profile on SIGINT
+            for spy in spies:
+                spy.wait(60)
             for p in procs:
                 p.terminate()
             for p in procs:
