@@ -39,8 +39,12 @@ class _Early(Exception):
     """A stream of the batch starts beyond its watermark: roll back and wait for the rest."""
 
 
+#: One encoder for every record (``json.dumps`` with these options builds one per call).
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _canonical(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(payload)
 
 
 def payload_sha256(payload: Any) -> str:
