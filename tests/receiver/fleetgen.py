@@ -46,6 +46,9 @@ MIX = {"orders": 0.05, "usage": 0.2, "events": 0.01, "flight_track": 0.04, "heal
        "logs": 0.5}
 
 
+#: The simulated flight every aircraft is on (its track records name it; no health summary yet).
+FLIGHT_START = "2024-07-06T05:00:00+00:00"
+
 DEFAULT_LIMITS = BatchLimits(max_records=500, max_bytes=200_000, level=3)
 
 
@@ -63,7 +66,8 @@ def payload(stream: str, ac: str, seq: int) -> dict[str, Any]:
         return {"subsystem": rng.choice(["journal", "card", "can", "wifi"]), "state": "green",
                 "utc": t, "reason": f"check {rng.randint(1, 999)} passed"}
     if stream == "flight_track":
-        return {"kind": "track", "points": [[t, round(43 + rng.random(), 5),
+        return {"kind": "track", "flight_id": f"{ac}-{FLIGHT_START}",  # in flight since then
+                "points": [[t, round(43 + rng.random(), 5),
                                              round(1 + rng.random(), 5), rng.randint(0, 39000)]]}
     return {"level": "INFO", "logger": "appliance.web", "msg": "portal session started",
             "utc": t, "n": rng.randint(0, 10**6)}

@@ -131,6 +131,7 @@ def test_fleet_view_in_chromium_export_and_metrics(tmp_path: Path) -> None:
                 first = page.locator("tr[data-aircraft='F-V0000']").inner_text()
                 assert "1.4.2" in first and "2026-11" in first, first
                 assert "logs" in first and "v1 / v1" in first and "GROUND" in first, first
+                assert "F-V0000-2024-07-06T05:00:00+00:00 (in flight): 15 / 60" in first, first
                 backlog = page.locator("tr[data-aircraft='F-V0000'] td").nth(2).inner_text()
                 assert backlog != "0" and "logs" in backlog, backlog
                 gap = page.locator(f"tr[data-aircraft='{gap_ac}']").inner_text()
