@@ -119,7 +119,7 @@ def main() -> int:
                     help="aircraft start spread uniformly over this many seconds (0: all at once)")
     ap.add_argument("--per-request", action="store_true",
                     help="a new receiver pick and connection for every request (no keep-alive)")
-    ap.add_argument("--procs", type=int, default=1,
+    ap.add_argument("--procs", type=int, default=2,
                     help="generator processes (aircraft split between them)")
     ap.add_argument("--profile", type=Path, default=None,
                     help="directory: py-spy records each receiver and the generator "
