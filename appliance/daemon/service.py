@@ -70,6 +70,7 @@ from .bite import Bite, content_bite, orders_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
 from .cabinnet import build_cabinnet, cabinnet_collectors, start_cabinnet
 from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, warm_imports, web_config
+from .groundinfo import ground_info
 from .shop import build_shop
 from .sources import build_sources
 
@@ -271,12 +272,24 @@ class Daemon:
             s.sync.track_points_per_record)) if s.sync.summaries else None)
         self.summaries = summaries
         self.sync = SyncService(s, self.writer, self.reader, self.chain, summaries=summaries,
-                                policy=self.policy)
+                                policy=self.policy,
+                                ground_info=ground_info(self.bite, self._content_version))
         await self.sync.start()
         self._teardown(stack, "sync", functools.partial(self.sync.stop, STOP_TIMEOUT_S),
                        timeout=2 * STOP_TIMEOUT_S)
         if s.sync.enabled:
             self.bite.add("sync", lambda: sync_bite(self.sync.status()))
+
+    def _content_version(self) -> str | None:
+        """The installed content bundle's version, else the content store's generation."""
+        intake = getattr(self, "intake", None)
+        if intake is not None and (v := intake.installed_version("content")):
+            return f"bundle {v}"
+        content = getattr(self, "content", None)
+        store = getattr(content, "store", None)
+        if store is not None and (g := store.generation()):
+            return f"generation {g}"
+        return None
 
     async def _start_passenger(self, stack: contextlib.AsyncExitStack) -> None:
         """Passenger content (store, catalog, media server, flight info) and the passenger port."""

@@ -70,12 +70,16 @@ class SyncService:
 
     def __init__(self, settings: Settings, writer: Writer, reader: Engine, chain: FlightState,
                  *, summaries: SummarySink | None = None, policy: PolicyTable | None = None,
-                 clock: Callable[[], float] = time.time, sysfs: Path = SYSFS_NET) -> None:
+                 clock: Callable[[], float] = time.time, sysfs: Path = SYSFS_NET,
+                 ground_info: Callable[[], Mapping[str, object]] | None = None) -> None:
         """Build the parts; nothing runs before :meth:`start`. ``reader``: a read-only engine.
 
         ``chain``: the flight state (mode, change events). ``summaries``: the flight-track and
         health agents (built by the daemon when ``sync.summaries`` is on, sampling the chain on
-        card time); stopped (flushed) by :meth:`stop`.
+        card time); stopped (flushed) by :meth:`stop`. ``ground_info``: what the ground's fleet
+        view shows beside the backlog (BITE, software and content versions:
+        :func:`appliance.daemon.groundinfo.ground_info`), called on the loop at each refresh and
+        sent in every batch's ``status``.
         """
         self.settings = settings
         self.s = settings.sync
@@ -95,6 +99,8 @@ class SyncService:
         self.drops: list[RecordsDropped] = []
         self._streams: dict[str, StreamStats] = {}
         self._snapshot_at: float | None = None
+        self.ground_info = ground_info
+        self._ground: Mapping[str, object] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Unsubscribe = lambda: None
 
@@ -180,11 +186,19 @@ class SyncService:
     async def refresh(self) -> None:
         """Read the per-stream statistics again (a worker thread)."""
         self._streams = await asyncio.to_thread(self.outbox.stats)
+        if self.ground_info is not None:
+            try:
+                self._ground = self.ground_info()
+            except Exception:  # the fleet view's extras must never stop the sync
+                log.exception("ground status unavailable")
         self._snapshot_at = self.clock()
 
     def _ground_status(self) -> dict[str, object]:
-        """What the ground's fleet view shows of this aircraft: the queue depth per stream."""
-        return {"backlog": {s: st.depth for s, st in self._streams.items()}}
+        """The fleet view's state of this aircraft: backlog, BITE, software and content versions.
+
+        Backlog: queue depth per stream; the rest from ``ground_info`` as of the last refresh.
+        """
+        return {**self._ground, "backlog": {s: st.depth for s, st in self._streams.items()}}
 
     def _record(self, ev: SyncEvent) -> None:
         self.events.append(ev)

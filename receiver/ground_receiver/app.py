@@ -87,7 +87,8 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
                 return ac
         raise ApiError("unauthorized", "unknown aircraft token")
 
-    async def authenticate(request: Request, body: bytes | None) -> str:
+    async def authenticate(request: Request, body: bytes | None,
+                           seen: dict[Any, Any] | None = None) -> str:
         """The calling aircraft: its signature checked against ``aircraft_keys``, or its token.
 
         ``body`` None: everything but the signature (checked again with the body once read).
@@ -100,7 +101,7 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
             return by_token(authorization)
         try:
             return await run_in_threadpool(ring.verify, request.method, request.url.path,
-                                           request.headers, body)
+                                           request.headers, body, None, seen)
         except AuthRefused as e:
             raise ApiError(e.code, e.detail) from e
         except OperationalError as e:
@@ -132,11 +133,12 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
     @app.post("/v1/downlink/ack")
     async def downlink_ack(request: Request) -> dict[str, Any]:
         """The aircraft's acknowledgement of a downlink document."""
-        await authenticate(request, None)
+        seen: dict[Any, Any] = {}
+        await authenticate(request, None, seen)
         body = await request.body()
         if len(body) > 4096:
             raise ApiError("too_large", "an ack is at most 4096 bytes")
-        ac = await authenticate(request, body)
+        ac = await authenticate(request, body, seen)
         try:
             doc = json.loads(body)
             if not isinstance(doc, dict):
@@ -161,7 +163,8 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
         """Take one batch: decode, check, apply in one transaction, answer the watermarks."""
         if content_type is None or content_type.split(";")[0].strip() != "application/json":
             raise ApiError("unsupported", "Content-Type must be application/json")
-        await authenticate(request, None)  # unknown or revoked: refused before the body is read
+        seen: dict[Any, Any] = {}  # the key row, read once for both checks
+        await authenticate(request, None, seen)  # unknown or revoked: refused before the body
         limit = settings.max_body_bytes
         if content_length is not None and content_length > limit:
             raise ApiError("too_large", f"body of {content_length} bytes; at most {limit}")
@@ -173,7 +176,7 @@ def create_app(settings: ReceiverSettings, store: BatchStore) -> FastAPI:
                 raise ApiError("too_large", f"body exceeds {limit} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
-        ac = await authenticate(request, body)
+        ac = await authenticate(request, body, seen)
         try:
             batch = await run_in_threadpool(decode_body, body, content_encoding,
                                             max_batch_bytes=settings.max_batch_bytes,

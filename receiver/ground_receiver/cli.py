@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"ground-receiver: downlink_key_file: {e}", file=sys.stderr)
         return EX_CONFIG
     uvicorn.run(app, host=s.host, port=s.port, log_level=s.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_keep_alive=int(s.keep_alive_s))
     return 0
 
 

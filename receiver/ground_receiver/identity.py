@@ -169,10 +169,12 @@ class KeyRing:
                         r.revoked) for r in rows]
 
     def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None,
-               now: float | None = None) -> str:
+               now: float | None = None, seen: dict[tuple[str, str], Any] | None = None) -> str:
         """The aircraft that signed this request; raises AuthRefused (see the module doc).
 
         ``body`` None checks all but the signature itself (before a large body is read).
+        ``seen``: the key rows this request already read (the check before the body and the
+        one with it share one database read); filled here.
         """
         vals = {h: headers.get(h) for h in HEADERS}
         missing = [h for h, v in vals.items() if not v]
@@ -188,9 +190,13 @@ class KeyRing:
         if not skew <= self.max_skew_s:
             raise AuthRefused("unauthorized", f"X-Timestamp is {skew:.0f} s off the ground clock "
                               f"(at most {self.max_skew_s:.0f} s)")
-        with self.engine.connect() as conn:
-            row = conn.execute(select(aircraft_keys).where(
-                aircraft_keys.c.aircraft == aircraft, aircraft_keys.c.key_id == kid)).first()
+        row = None if seen is None else seen.get((aircraft, kid))
+        if row is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(aircraft_keys).where(
+                    aircraft_keys.c.aircraft == aircraft, aircraft_keys.c.key_id == kid)).first()
+            if seen is not None and row is not None:
+                seen[(aircraft, kid)] = row
         if row is None:
             raise AuthRefused("unknown_aircraft",
                               f"no key {kid[:16]!r} registered for aircraft {aircraft[:64]!r}")

@@ -4,9 +4,12 @@
   :func:`~ground_receiver.fleet.fleet_rows`; ``GET /fleet.json`` the same as JSON.
 - ``GET /fleet/export/{YYYY-MM-DD}.csv`` (role ``export``): the day's orders, usage and
   summaries (:func:`~ground_receiver.fleet.export_day`), streamed.
-- ``GET /metrics``: Prometheus text format, this receiver process's counters (each instance is
-  scraped on its own; the per-aircraft state is in the database, not here). Unauthenticated, as
-  scrape targets usually are: expose it on the operations network only.
+- ``GET /fleet/export/{YYYY-MM-DD}/flights.csv`` (role ``export``): orders and usage totals of
+  the flights that started that UTC day (:func:`~ground_receiver.fleet.export_flights`).
+- ``GET /metrics`` (role ``metrics``): Prometheus text format, this receiver process's counters
+  (each instance is scraped on its own; the per-aircraft state is in the database, not here).
+  Behind the same operator sign-in as the rest: give the scraper an operator with only the
+  ``metrics`` role (Prometheus ``basic_auth`` in its scrape config).
 
 Operators sign in with HTTP Basic: user = operator name, password = its token, configured as
 ``[operators.NAME] token = "sha256:…" roles = ["fleet", "export"]`` (``ground-receiver
@@ -29,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import Engine
 
-from .fleet import export_day, fleet_rows
+from .fleet import export_day, export_flights, fleet_rows
 from .settings import ReceiverSettings, hash_token
 
 __all__ = ["Metrics", "add_ops_routes"]
@@ -112,9 +115,23 @@ def add_ops_routes(app: FastAPI, settings: ReceiverSettings, engine: Engine,
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="fleet-{d}.csv"'})
 
+    @app.get("/fleet/export/{day}/flights.csv")
+    async def export_flight_totals(request: Request, day: str) -> StreamingResponse:
+        """Orders and usage totals of the flights that started on one UTC day, as CSV."""
+        operator(request, "export")
+        try:
+            d = dt.date.fromisoformat(day)
+        except ValueError:
+            raise _Denied(400, f"day {day[:20]!r} is not YYYY-MM-DD") from None
+        return StreamingResponse(
+            iter(await run_in_threadpool(lambda: list(export_flights(engine, d)))),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="flights-{d}.csv"'})
+
     @app.get("/metrics")
-    async def prometheus() -> Response:
-        """This receiver's counters, Prometheus text format."""
+    async def prometheus(request: Request) -> Response:
+        """This receiver's counters, Prometheus text format (role ``metrics``)."""
+        operator(request, "metrics")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -144,7 +161,7 @@ def render(rows: list[dict[str, Any]], user: str, now: float) -> str:
            "<table id=fleet><thead><tr><th>Aircraft</th><th>Last contact</th>"
            "<th>Backlog</th><th>Streams (watermark, gaps)</th><th>BITE</th>"
            "<th>Software</th><th>Content</th><th>Config applied</th>"
-           "<th>Orders / usage per day</th></tr></thead><tbody>"]
+           "<th>Orders / usage per flight</th></tr></thead><tbody>"]
     for r in rows:
         backlog = ", ".join(f"{e(s)} {n:,}" for s, n in sorted(r["backlog"].items()) if n) or "0"
         streams = "<br>".join(
@@ -158,8 +175,11 @@ def render(rows: list[dict[str, Any]], user: str, now: float) -> str:
                   f"v{cfg['applied_version']} / v{cfg['published']}"
                   + (f" <span class=small>({e(str(cfg['applied_mode']))})</span>"
                      if cfg.get("applied_mode") else ""))
-        totals = "<br>".join(f"{e(d)}: {t['orders']:,} / {t['usage']:,}"
-                             for d, t in sorted(r["totals"].items())[-3:]) or "-"
+        g = r["ground"]
+        totals = "<br>".join(
+            [f"{e(f['flight'])}{' (in flight)' if f['end'] is None else ''}: "
+             f"{f['orders']:,} / {f['usage']:,}" for f in r["flights"][-3:]]
+            + ([f"ground: {g['orders']:,} / {g['usage']:,}"] if any(g.values()) else [])) or "-"
         stale = " class=stale" if now - r["last_contact"] > 86400 else ""
         out.append(f"<tr data-aircraft='{e(r['aircraft'])}'><td>{e(r['aircraft'])}</td>"
                    f"<td{stale}>{_age(r['last_contact'], now)}</td><td>{backlog}</td>"

@@ -64,13 +64,14 @@ def _stored_token(tok: str) -> str:
 class Operator(BaseModel):
     """A ground operations user: its token (``sha256:<hex>`` or plain) and roles.
 
-    Roles: ``fleet`` (the fleet view), ``export`` (the daily CSV export).
+    Roles: ``fleet`` (the fleet view), ``export`` (the daily CSV export), ``metrics``
+    (``/metrics``, for the Prometheus scraper).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     token: str
-    roles: tuple[Literal["fleet", "export"], ...] = ("fleet",)
+    roles: tuple[Literal["fleet", "export", "metrics"], ...] = ("fleet",)
 
     @field_validator("token")
     @classmethod
@@ -100,6 +101,9 @@ class ReceiverSettings(BaseSettings):
     max_records: int = Field(200_000, gt=0)
     #: A batch starting beyond a stream's watermark waits this long for its predecessor (s).
     reorder_wait_s: float = Field(5.0, ge=0)
+    #: An idle client connection is kept this long (s): an aircraft's probe and its batch go on
+    #: one connection even when the aircraft builds the batch slowly (a busy CPU on board).
+    keep_alive_s: float = Field(30.0, gt=0)
     #: SQLite only: FULL keeps the promise that an acknowledged batch survives a power cut.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: A signed request's X-Timestamp may be this far from the ground clock (s). Wide: an

@@ -39,8 +39,12 @@ class _Early(Exception):
     """A stream of the batch starts beyond its watermark: roll back and wait for the rest."""
 
 
+#: One encoder for every record (``json.dumps`` with these options builds one per call).
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _canonical(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(payload)
 
 
 def payload_sha256(payload: Any) -> str:
@@ -119,10 +123,18 @@ class BatchStore:
         return {r.stream: int(r.seq) for r in rows}
 
     def _lock_aircraft(self, conn: Connection, aircraft: str, now: float) -> None:
-        conn.execute(self._insert(aircraft_state).values(
-            aircraft=aircraft, batches=0, records=0, updated=now).on_conflict_do_nothing())
-        conn.execute(select(aircraft_state.c.aircraft).where(
-            aircraft_state.c.aircraft == aircraft).with_for_update())
+        """Make the aircraft's row and lock it, in one statement.
+
+        A conflicting upsert locks the row like an UPDATE; SQLite's ``BEGIN IMMEDIATE`` already
+        holds the whole file.
+        """
+        stmt = self._insert(aircraft_state).values(aircraft=aircraft, batches=0, records=0,
+                                                   updated=now)
+        if self._dialect == "postgresql":
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["aircraft"], set_={"updated": aircraft_state.c.updated}))
+        else:
+            conn.execute(stmt.on_conflict_do_nothing())
 
     def apply(self, aircraft: str, batch: Batch, body_sha256: str, body_bytes: int) -> dict[str, Any]:
         """Apply ``batch`` from ``aircraft`` (already authenticated) and return the answer.
@@ -168,69 +180,83 @@ class BatchStore:
             conn.execute(update(aircraft_state).where(aircraft_state.c.aircraft == aircraft).values(
                 batches=aircraft_state.c.batches + 1,
                 records=aircraft_state.c.records + answer["applied"], updated=now, **status))
-            answer["watermarks"] = self._watermarks(conn, aircraft)
         return answer
 
     def _apply_streams(self, conn: Connection, aircraft: str, batch: Batch, now: float,
                        ) -> dict[str, Any]:
+        """Walk every stream, then write the batch's rows, one statement per table.
+
+        One COPY (or one executemany) of the new records of all streams, one insert of the
+        gaps, one upsert of the watermarks.
+
+        The answer's ``watermarks`` are every stream's of the aircraft after this batch (the
+        aircraft's row is locked: nobody else moves them before the commit).
+        """
         current = self._watermarks(conn, aircraft)
-        applied = dup_count = conflict_count = gap_count = 0
+        applied = dup_count = conflict_count = 0
         errors: list[dict[str, Any]] = []
+        new_rows: list[tuple[str, list[Record]]] = []
+        gap_rows: list[dict[str, Any]] = []
+        moved: dict[str, int] = {}
         for chunk in batch.streams:
             w = current.get(chunk.stream, 0)
             new, new_gaps, dups, w_new, error = _walk(chunk, w)
             if error is not None:
                 errors.append(error)
             if new:
-                self._insert_records(conn, aircraft, chunk.stream, new, batch.batch_id, now)
-            if new_gaps:
-                conn.execute(insert(gaps), [{
-                    "aircraft": aircraft, "stream": chunk.stream, "seq_lo": lo, "seq_hi": d.hi,
-                    "declared_records": d.records, "declared_bytes": d.bytes,
-                    "dropped_at": d.at, "batch_id": batch.batch_id, "received": now}
-                    for lo, d in new_gaps])
+                new_rows.append((chunk.stream, new))
+            gap_rows += [{"aircraft": aircraft, "stream": chunk.stream, "seq_lo": lo,
+                          "seq_hi": d.hi, "declared_records": d.records,
+                          "declared_bytes": d.bytes, "dropped_at": d.at,
+                          "batch_id": batch.batch_id, "received": now} for lo, d in new_gaps]
             if dups:
                 conflict_count += self._check_duplicates(conn, aircraft, chunk.stream, dups,
                                                          batch.batch_id, now)
             if w_new != w:
-                stmt = self._insert(watermarks).values(aircraft=aircraft, stream=chunk.stream,
-                                                       seq=w_new, updated=now)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=["aircraft", "stream"],
-                    set_={"seq": stmt.excluded.seq, "updated": stmt.excluded.updated}))
+                moved[chunk.stream] = w_new
             applied += len(new)
             dup_count += len(dups)
-            gap_count += len(new_gaps)
+        if new_rows:
+            self._insert_records(conn, aircraft, new_rows, batch.batch_id, now)
+        if gap_rows:
+            conn.execute(insert(gaps), gap_rows)
+        if moved:
+            stmt = self._insert(watermarks).values([
+                {"aircraft": aircraft, "stream": st, "seq": seq, "updated": now}
+                for st, seq in moved.items()])
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["aircraft", "stream"],
+                set_={"seq": stmt.excluded.seq, "updated": stmt.excluded.updated}))
+        current.update(moved)
         return {"batch_id": batch.batch_id, "duplicate": False, "applied": applied,
-                "duplicates": dup_count, "conflicts": conflict_count, "gaps": gap_count,
-                "errors": errors}
+                "duplicates": dup_count, "conflicts": conflict_count, "gaps": len(gap_rows),
+                "errors": errors, "watermarks": current}
 
-    def _insert_records(self, conn: Connection, aircraft: str, stream: str, new: list[Record],
-                        batch_id: str, now: float) -> None:
-        """Store ``new`` records in the batch's transaction (PostgreSQL COPY, SQLite executemany).
+    def _insert_records(self, conn: Connection, aircraft: str,
+                        new: list[tuple[str, list[Record]]], batch_id: str, now: float) -> None:
+        """Store the ``(stream, records)`` of a batch in its transaction, one statement.
 
-        SQLite gets plain tuples: no per-row statement compilation, no second JSON dump.
+        PostgreSQL COPY, SQLite executemany of plain tuples (no per-row statement compilation);
+        one canonical JSON per record, hashed and stored as is.
         """
+        rows = []
+        for stream, recs in new:
+            for r in recs:
+                text = _canonical(r.payload)
+                rows.append((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}", r.created,
+                             now, batch_id, hashlib.sha256(text.encode()).hexdigest(), text))
         if self._dialect == "postgresql":
             raw = conn.connection.driver_connection
             assert raw is not None
             dbapi_error = self.engine.dialect.loaded_dbapi.Error
             try:
                 with raw.cursor() as cur, cur.copy(_COPY_RECORDS) as cp:
-                    for r in new:
-                        text = _canonical(r.payload)
-                        cp.write_row((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}",
-                                      r.created, now, batch_id,
-                                      hashlib.sha256(text.encode()).hexdigest(), text))
+                    for row in rows:
+                        cp.write_row(row)
             except dbapi_error as e:  # the driver's own error, as SQLAlchemy's (503 if down)
                 raise DBAPIError.instance(_COPY_RECORDS, None, e, dbapi_error,
                                           dialect=self.engine.dialect) from e
             return
-        rows = []
-        for r in new:  # one canonical JSON per record: hashed and stored as is
-            text = _canonical(r.payload)
-            rows.append((aircraft, stream, r.seq, f"{aircraft}:{stream}:{r.seq}", r.created, now,
-                         batch_id, hashlib.sha256(text.encode()).hexdigest(), text))
         conn.exec_driver_sql(_INSERT_RECORDS, rows)
 
     @staticmethod

@@ -41,6 +41,7 @@ from tests.receiver.fleetgen import (  # noqa: E402
     check_exactly_once,
     make_keys,
     run_fleet,
+    run_fleet_processes,
 )
 
 
@@ -64,6 +65,18 @@ def start_receivers(db_url: str, n: int, tmp: Path) -> tuple[list[str], list[sub
                     raise RuntimeError(f"receiver {u} did not start") from None
                 time.sleep(0.2)
     return urls, procs
+
+
+def profile(out: Path, procs: list[subprocess.Popen[bytes]]) -> list[subprocess.Popen[bytes]]:
+    """py-spy (from the venv) on each receiver and on this process; collapsed stacks in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    targets = [(f"rx{i}", p.pid) for i, p in enumerate(procs)] + [("gen", os.getpid())]
+    return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "50", "--nonblocking",
+                              *(["--subprocesses"] if name == "gen" else []),
+                              "--pid", str(pid), "-o", str(out / f"{name}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=(out / f"{name}.log").open("wb"))
+            for name, pid in targets]
 
 
 def copy_floor(db_url: str, aircraft: list[str], per_aircraft: int) -> tuple[int, float]:
@@ -102,6 +115,15 @@ def main() -> int:
     ap.add_argument("--receivers", type=int, default=4)
     ap.add_argument("--records", type=int, default=100, help="backlog per aircraft")
     ap.add_argument("--deadline", type=float, default=900.0)
+    ap.add_argument("--ramp", type=float, default=0.0,
+                    help="aircraft start spread uniformly over this many seconds (0: all at once)")
+    ap.add_argument("--per-request", action="store_true",
+                    help="a new receiver pick and connection for every request (no keep-alive)")
+    ap.add_argument("--procs", type=int, default=2,
+                    help="generator processes (aircraft split between them)")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="directory: py-spy records each receiver and the generator "
+                         "(collapsed stacks, rx*.txt and gen.txt)")
     args = ap.parse_args()
     why = pg_unavailable()
     if why:
@@ -119,9 +141,18 @@ def main() -> int:
         print(f"{args.aircraft} aircraft keys made and registered in {time.monotonic() - t:.1f} s",
               flush=True)
         urls, procs = start_receivers(pg.url, args.receivers, tmp)
+        spies = [] if args.profile is None else profile(args.profile, procs)
         try:
-            result = asyncio.run(run_fleet(urls, keys, args.records, deadline_s=args.deadline))
+            kw = {"deadline_s": args.deadline, "ramp_s": args.ramp,
+                  "sticky": not args.per_request}
+            result = (asyncio.run(run_fleet(urls, keys, args.records, **kw)) if args.procs == 1
+                      else run_fleet_processes(urls, tmp, list(keys), args.records, args.procs,
+                                               **kw))
         finally:
+            for spy in spies:
+                spy.send_signal(2)  # py-spy writes its profile on SIGINT
+            for spy in spies:
+                spy.wait(60)
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -136,6 +167,9 @@ def main() -> int:
         n_floor, t_floor = copy_floor(pg.url, list(keys), args.records)
     floor = n_floor / t_floor
     print()
+    print(f"\nramp: aircraft start over {args.ramp:g} s; connections: "
+          f"{'new per request' if args.per_request else 'kept per aircraft (L4 balancer)'}; "
+          f"generator processes: {args.procs}")
     print("| aircraft | receivers | records | fleet (s) | fleet records/s | batches | p99 batch "
           "latency | failed requests | COPY floor records/s | fleet / floor | exactly once |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

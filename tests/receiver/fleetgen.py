@@ -5,9 +5,13 @@ its own backlog (records of several streams, in memory), its own link rate and i
 It goes through the uplink's real code for everything but the journal: batches are built by
 :func:`appliance.sync.batch.build_batch` (over an in-memory outbox with the journal reader's
 ``items`` contract) and sent, signed, by :class:`appliance.sync.client.ReceiverClient`; it
-resumes from the receiver's watermarks after any failure, as the uplink does, and picks a
-receiver at random for each request (a load balancer without stickiness). A link's rate is
-simulated by holding each body for ``len(body) * 8 / rate`` seconds before it is sent.
+resumes from the receiver's watermarks after any failure, as the uplink does. Receivers are
+behind a layer-4 load balancer: an aircraft's connection lands on a receiver picked at random
+and is kept (HTTP keep-alive) for its requests; after a failed request the aircraft reconnects
+and may land elsewhere (``sticky=False``: a new pick, and a new connection, for every request).
+A link's rate is simulated by holding each body for ``len(body) * 8 / rate`` seconds before it
+is sent. Aircraft do not all reach the gate the same second: with ``ramp_s`` each starts at a
+moment drawn uniformly in ``[0, ramp_s)`` (0: all at once).
 
 Bounded: every aircraft stops at ``deadline_s`` whatever happened; the requests go to the
 receivers' loopback URLs only.
@@ -42,6 +46,9 @@ MIX = {"orders": 0.05, "usage": 0.2, "events": 0.01, "flight_track": 0.04, "heal
        "logs": 0.5}
 
 
+#: The simulated flight every aircraft is on (its track records name it; no health summary yet).
+FLIGHT_START = "2024-07-06T05:00:00+00:00"
+
 DEFAULT_LIMITS = BatchLimits(max_records=500, max_bytes=200_000, level=3)
 
 
@@ -59,7 +66,8 @@ def payload(stream: str, ac: str, seq: int) -> dict[str, Any]:
         return {"subsystem": rng.choice(["journal", "card", "can", "wifi"]), "state": "green",
                 "utc": t, "reason": f"check {rng.randint(1, 999)} passed"}
     if stream == "flight_track":
-        return {"kind": "track", "points": [[t, round(43 + rng.random(), 5),
+        return {"kind": "track", "flight_id": f"{ac}-{FLIGHT_START}",  # in flight since then
+                "points": [[t, round(43 + rng.random(), 5),
                                              round(1 + rng.random(), 5), rng.randint(0, 39000)]]}
     return {"level": "INFO", "logger": "appliance.web", "msg": "portal session started",
             "utc": t, "n": rng.randint(0, 10**6)}
@@ -120,11 +128,13 @@ class FleetResult:
 async def _aircraft(ac: str, key: AircraftKey, urls: Sequence[str], rows: dict[str, list[Record]],
                     rate_bps: float, outage: tuple[float, float], deadline: float,
                     result: FleetResult, limits: BatchLimits, rng: random.Random,
-                    max_batches: int) -> None:
+                    max_batches: int, start_s: float = 0.0, sticky: bool = True) -> None:
+    if start_s:
+        await asyncio.sleep(start_s)
     outbox = MemoryOutbox(rows)
     want = {s: len(r) for s, r in rows.items()}
-    clients = {u: ReceiverClient(u, "", key=key, connect_timeout_s=10, request_timeout_s=60)
-               for u in urls}
+    clients: dict[str, ReceiverClient] = {}
+    url = rng.choice(urls)
     t_start = time.monotonic()
     out_at, out_for = outage
     cursors: dict[str, int] | None = None
@@ -135,7 +145,12 @@ async def _aircraft(ac: str, key: AircraftKey, urls: Sequence[str], rows: dict[s
                 await asyncio.sleep(out_for)  # the link is down: nothing goes out
                 out_for = 0.0
                 cursors = None
-            client = clients[rng.choice(urls)]
+            if not sticky:
+                url = rng.choice(urls)
+            client = clients.get(url)
+            if client is None:
+                client = clients[url] = ReceiverClient(url, "", key=key, connect_timeout_s=10,
+                                                       request_timeout_s=60)
             try:
                 if cursors is None:
                     cursors = await client.watermarks()
@@ -162,6 +177,8 @@ async def _aircraft(ac: str, key: AircraftKey, urls: Sequence[str], rows: dict[s
                 result.failure_kinds[":".join(kind)[:80]] = \
                     result.failure_kinds.get(":".join(kind)[:80], 0) + 1
                 cursors = None  # resume from the watermarks, as the uplink does
+                await clients.pop(url).aclose()  # reconnect, maybe to another receiver
+                url = rng.choice(urls)
                 failed += 1  # full-jitter exponential backoff, as the uplink's
                 await asyncio.sleep(rng.uniform(0, min(8.0, 0.2 * 2 ** min(failed, 6))))
                 continue
@@ -177,13 +194,14 @@ async def run_fleet(urls: Sequence[str], keys: dict[str, AircraftKey], records_p
                     rate_bps: tuple[float, float] = (2e6, 20e6), outage_share: float = 0.2,
                     during: Callable[[], Any] | None = None,
                     limits: BatchLimits = DEFAULT_LIMITS, max_batches: int = 10**9,
-                    ) -> FleetResult:
+                    ramp_s: float = 0.0, sticky: bool = True) -> FleetResult:
     """Run every aircraft of ``keys`` until its backlog is on the ground (or the deadline).
 
     ``rate_bps``: each aircraft's link rate is drawn in this range; ``outage_share`` of them go
     down once for 0.5-2 s at a random moment. ``during``: an async callable run alongside (the
     faults of a test: kill a receiver, restart the database). ``max_batches``: an aircraft
-    stops after sending that many (its backlog stays partly on board).
+    stops after sending that many (its backlog stays partly on board). ``ramp_s`` and
+    ``sticky``: see the module doc.
     """
     rng = random.Random(seed)
     total = sum(sum(len(r) for r in backlog(ac, records_per_aircraft).values()) for ac in keys)
@@ -196,11 +214,50 @@ async def run_fleet(urls: Sequence[str], keys: dict[str, AircraftKey], records_p
                   else (0.0, 0.0))
         tasks.append(_aircraft(ac, key, urls, backlog(ac, records_per_aircraft),
                                rng.uniform(*rate_bps), outage, deadline, result, limits,
-                               random.Random(rng.random()), max_batches))
+                               random.Random(rng.random()), max_batches,
+                               rng.uniform(0, ramp_s) if ramp_s else 0.0, sticky))
     extra = [during()] if during is not None else []
     await asyncio.gather(*tasks, *extra)
     result.elapsed_s = time.monotonic() - t0
     return result
+
+
+def _fleet_part(urls: list[str], key_dir: str, aircraft: list[str], records: int, seed: int,
+                start_at: float, kw: dict[str, Any]) -> FleetResult:
+    """One generator process: its aircraft (keys from ``key_dir``), from ``start_at`` (epoch s)."""
+    keys = {ac: AircraftKey.load(ac, Path(key_dir) / f"{ac}.pem") for ac in aircraft}
+    time.sleep(max(0.0, start_at - time.time()))
+    return asyncio.run(run_fleet(urls, keys, records, seed=seed, **kw))
+
+
+def run_fleet_processes(urls: Sequence[str], key_dir: Path, aircraft: Sequence[str],
+                        records_per_aircraft: int, processes: int, **kw: Any) -> FleetResult:
+    """:func:`run_fleet` with the aircraft split over ``processes`` generator processes.
+
+    One Python process cannot drive a thousand HTTP clients without becoming the bottleneck
+    itself; aircraft are separate machines anyway. ``kw``: :func:`run_fleet`'s options (no
+    ``during``). The result merges the parts (``elapsed_s``: the longest part, all started
+    together).
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    parts = [list(aircraft[i::processes]) for i in range(processes)]
+    start_at = time.time() + 2.0
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        futs = [pool.submit(_fleet_part, list(urls), str(key_dir), part, records_per_aircraft,
+                            17 + i, start_at, kw) for i, part in enumerate(parts) if part]
+        results = [f.result() for f in futs]
+    out = FleetResult(sum(r.aircraft for r in results), sum(r.records for r in results),
+                      max(r.elapsed_s for r in results))
+    for r in results:
+        out.latencies_s += r.latencies_s
+        out.failures += r.failures
+        out.unfinished += r.unfinished
+        for k, n in r.failure_kinds.items():
+            out.failure_kinds[k] = out.failure_kinds.get(k, 0) + n
+    return out
 
 
 def make_keys(tmp: Path, n: int, prefix: str = "F-S") -> dict[str, AircraftKey]:

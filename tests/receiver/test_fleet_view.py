@@ -43,6 +43,7 @@ ARTIFACTS = REPO / "var" / "artifacts" / "fleet"
 CHROMIUM = "/usr/bin/chromium"
 OPS, OPS_TOKEN = "ops", "ops-token-0123456789abcdef"
 VIEWER, VIEWER_TOKEN = "auditor", "auditor-token-0123456789ab"
+PROM_TOKEN = "prom-token-0123456789abcdef"
 
 
 def _basic(user: str, token: str) -> dict[str, str]:
@@ -77,7 +78,8 @@ def test_fleet_view_in_chromium_export_and_metrics(tmp_path: Path) -> None:
     ground.publish("config", {"link_budgets": {"satcom": 3_000_000}})
     cfg = tmp_path / "ground.toml"
     cfg.write_text(f'[operators.{OPS}]\ntoken = "{OPS_TOKEN}"\nroles = ["fleet", "export"]\n'
-                   f'[operators.{VIEWER}]\ntoken = "{VIEWER_TOKEN}"\nroles = ["export"]\n')
+                   f'[operators.{VIEWER}]\ntoken = "{VIEWER_TOKEN}"\nroles = ["export"]\n'
+                   f'[operators.prom]\ntoken = "{PROM_TOKEN}"\nroles = ["metrics"]\n')
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "ground_receiver", "serve", "--config",
@@ -129,6 +131,7 @@ def test_fleet_view_in_chromium_export_and_metrics(tmp_path: Path) -> None:
                 first = page.locator("tr[data-aircraft='F-V0000']").inner_text()
                 assert "1.4.2" in first and "2026-11" in first, first
                 assert "logs" in first and "v1 / v1" in first and "GROUND" in first, first
+                assert "F-V0000-2024-07-06T05:00:00+00:00 (in flight): 15 / 60" in first, first
                 backlog = page.locator("tr[data-aircraft='F-V0000'] td").nth(2).inner_text()
                 assert backlog != "0" and "logs" in backlog, backlog
                 gap = page.locator(f"tr[data-aircraft='{gap_ac}']").inner_text()
@@ -146,7 +149,8 @@ def test_fleet_view_in_chromium_export_and_metrics(tmp_path: Path) -> None:
         streams = {r["stream"] for r in rows_csv}
         assert {"orders", "usage"} <= streams and "logs" not in streams
         assert _get(f"{url}/fleet/export/yesterday.csv", _basic(VIEWER, VIEWER_TOKEN))[0] == 400
-        status, data = _get(url + "/metrics")
+        assert _get(url + "/metrics")[0] == 401
+        status, data = _get(url + "/metrics", _basic("prom", PROM_TOKEN))
         text = data.decode()
         assert status == 200 and 'ground_batches_total{result="applied"} 25.0' in text, text
         assert "ground_records_applied_total" in text and "ground_batch_seconds_bucket" in text
