@@ -138,7 +138,7 @@ class PortalLanguages:
                 f'{html.escape(self.catalogs[t]["_name"])}</option>' for t in self.languages)
             values = {"_lang": lang, "_dir": cat["_dir"], "_languages": options,
                       "_i18n_json": json.dumps(cat, ensure_ascii=False).replace("</", "<\\/"),
-                      "_css_url": "/portal/app.css", "_js_url": "/portal/app.js",
+                      "_css_inline": "", "_js_url": "/portal/app.js",
                       "_asset_urls": "{}", **(extra or {})}
 
             def fill(m: re.Match[str]) -> str:

@@ -116,7 +116,10 @@ class PortalAssets:
                     self.vendor.append(p.name)
         urls = self.static.urls()
         self._values = {"_asset_urls": json.dumps(urls, separators=(",", ":")).replace("</", "<\\/"),
-                        "_css_url": urls["app.css"], "_js_url": urls["app.js"]}
+                        "_js_url": urls["app.js"],
+                        # inlined: no render-blocking request for 4 KB of style
+                        "_css_inline": self.static.by_name["app.css"].bodies["identity"]
+                        .decode().replace("</", "<\\/")}
 
     def page(self, request: Request) -> Response:
         """``index.html`` in the request's language (cookie ``lang``, else Accept-Language)."""

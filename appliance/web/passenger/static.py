@@ -38,6 +38,7 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
          ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg",
          ".webp": "image/webp", ".woff2": "font/woff2"}
 COMPRESSIBLE = {".html", ".js", ".css", ".json", ".svg"}
+FAST_ABOVE = 128 * 1024
 _DECODE = {"br": brotli.decompress, "gzip": gzip.decompress}
 
 
@@ -48,8 +49,11 @@ def hashed_name(name: str, data: bytes) -> str:
     return str(p.with_name(f"{p.stem}.{digest}{p.suffix}"))
 
 
-def compress(data: bytes, sidecars: Path | None = None) -> dict[str, bytes]:
+def compress(data: bytes, sidecars: Path | None = None, best: bool = False) -> dict[str, bytes]:
     """The gzip and brotli bodies of ``data`` (only those smaller than it).
+
+    Brotli quality 11 (``best``, or ``data`` up to :data:`FAST_ABOVE` bytes), else 6: a service
+    start without build-time sidecars must not spend seconds on hls.js (quality 11: ~10 s here).
 
     ``sidecars``: the source file; ``<file>.br`` / ``<file>.gz`` next to it are used when they
     decompress to ``data`` (written at build time), else the bodies are computed.
@@ -66,8 +70,9 @@ def compress(data: bytes, sidecars: Path | None = None) -> dict[str, bytes]:
                         body = candidate
                 except (OSError, EOFError, brotli.error):
                     body = None
-        if body is None:
-            body = (brotli.compress(data, quality=11) if enc == "br"
+        if body is None:  # at start: the best brotli for small files, a quick one for big ones
+            quality = 11 if best or len(data) <= FAST_ABOVE else 6
+            body = (brotli.compress(data, quality=quality) if enc == "br"
                     else gzip.compress(data, compresslevel=9, mtime=0))
         if len(body) < len(data):
             out[enc] = body
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for p in sorted(Path(args[0]).iterdir()):
         if p.is_file() and p.suffix in COMPRESSIBLE:
-            for enc, body in compress(p.read_bytes(), p).items():
+            for enc, body in compress(p.read_bytes(), p, best=True).items():
                 side = p.with_name(p.name + (".br" if enc == "br" else ".gz"))
                 if not side.is_file() or side.read_bytes() != body:
                     side.write_bytes(body)

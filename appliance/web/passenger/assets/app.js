@@ -98,20 +98,20 @@ function local(title, field) {  // a title's field in the passenger's language, 
   const loc = title.localized || {};
   return (loc[I.lang] || loc[I.lang.split("-")[0]] || {})[field] || title[field];
 }
-function posterImg(t, first) {
+function posterImg(t, index) {  // the first row is not lazy; the first card is fetched first
   const sizes = t.posters || [], big = sizes[sizes.length - 1];
   const srcset = sizes.map((p) => `${esc(media(p.url))} ${p.w}w`).join(", ");
   const dims = big ? ` width="${big.w}" height="${big.h}"` : (t.kind === "video" ? ' width="640" height="360"' : ' width="400" height="600"');
   return `<img alt="" src="${esc(media(t.poster))}"${srcset ? ` srcset="${srcset}" sizes="(max-width: 600px) 50vw, 260px"` : ""}${dims}` +
-    (first ? ' fetchpriority="high"' : ' loading="lazy" decoding="async"') + ">";
+    (index === 0 ? ' fetchpriority="high"' : index < 2 ? "" : ' loading="lazy" decoding="async"') + ">";
 }
-function card(t, first) {
+function card(t, index) {
   const b = document.createElement("button");
   b.className = `card ${t.kind}` + (t.available ? "" : " locked");
   b.dataset.id = t.id;
   const d = t.duration_s;
   const mins = d ? (d < 60 ? tr("catalog.seconds", {n: Math.round(d)}) : tr("catalog.minutes", {n: Math.round(d / 60)})) + " · " : "";
-  b.innerHTML = `${t.poster ? posterImg(t, first) : ""}
+  b.innerHTML = `${t.poster ? posterImg(t, index) : ""}
     <div class="t"><div>${esc(local(t, "title"))}</div>
     <div class="meta">${mins}${esc(local(t, "rating"))} · ${esc(t.languages.join(", "))}</div>
     ${t.available ? "" : `<span class="badge">${esc(tr("catalog.locked"))}</span>`}</div>`;
@@ -123,10 +123,9 @@ function card(t, first) {
 function renderCatalog() {
   const films = $("films"), books = $("books");
   films.replaceChildren(); books.replaceChildren();
-  let first = true;
   for (const t of (S.catalog?.titles || [])) {
-    (t.kind === "video" ? films : books).append(card(t, first && !!t.poster));
-    if (t.poster) first = false;
+    const grid = t.kind === "video" ? films : books;
+    grid.append(card(t, grid.children.length));  // the first of each grid: the LCP candidates
   }
   $("films-heading").hidden = !films.children.length; $("books-heading").hidden = !books.children.length;
 }
