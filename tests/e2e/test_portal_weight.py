@@ -1,4 +1,4 @@
-"""The portal's first page on cabin Wi-Fi: bytes on the wire, and closed services in words.
+"""The portal's first page on cabin Wi-Fi: bytes on the wire, and how they are served.
 
 Debian's Chromium (Playwright) opens the portal of the real service with the real packaged film
 and book and the npm vendor files. Chrome's DevTools protocol reports the encoded (compressed)
@@ -6,60 +6,32 @@ bytes of every response, headers included (``Network.loadingFinished.encodedData
 first visit, counted until the catalog is drawn and the network is idle, must stay under
 100 KB (issue 16; it was 1.38 MB: the map's 50m outlines and hls.js loaded on every visit,
 nothing compressed). The player and map files must not be among them. A byte count, never a
-time: the Lighthouse figures are ``make lighthouse`` (tools/lighthouse.py).
-
-In MAINTENANCE (passenger services closed) the page shows one message per service in the
-mode's words: never the "free on this Wi-Fi" welcome with it, and no empty Films/Books headings.
+time: the Lighthouse figures are ``make lighthouse`` (tests/bench/lighthouse_portal.py).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .service import CHROMIUM, TOKEN, Service, launch_chromium, start_card
+from .service import Service, launch_chromium
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-FILM = REPO / "var" / "content" / "big-buck-bunny"
-BOOK = REPO / "var" / "content" / "genesis-kjv"
 VENDOR = REPO / "var" / "vendor"
 BUDGET = 100_000  # bytes, compressed, headers included
 PHONE = {"width": 412, "height": 823}  # Lighthouse's mobile viewport
-GATE = "06:46:00"  # the recording taxiing out (played in real time: on the ground for minutes)
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, flight_path: Path) -> Iterator[Service]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed")
-    pytest.importorskip("playwright")
+def service(portal_service: Service) -> Service:
     assert (VENDOR / "hls.min.js").exists(), "the vendor files come from `make content` (npm)"
-    tmp = tmp_path_factory.mktemp("weight")
-    svc = Service(tmp)
-    svc.extra_config = f'[content]\nvendor_dir = "{VENDOR}"\norigin = "LFPG"\ndestination = "LFBO"\n'
-    cfg = svc.write_config()
-    for pkg in (FILM, BOOK):
-        subprocess.run([sys.executable, "-m", "appliance.cli", "content", "install", "--config",
-                        str(cfg), str(pkg)], check=True, cwd=tmp, capture_output=True)
-    svc.start()
-    card = start_card(flight_path, svc.card_link, 1.0, extra=["--start", GATE])
-    try:
-        yield svc
-    finally:
-        card.terminate()
-        card.wait(10)
-        svc.stop()
+    return portal_service  # the film and books installed (tests/e2e/conftest.py)
 
 
 def _first_visit(base: str, page: Any) -> dict[str, int]:
@@ -129,58 +101,3 @@ def test_assets_are_precompressed_and_immutable_under_hashed_names(service: Serv
         assert decode(body) == plain and len(body) < len(plain) / 2
     body, h = _get(base + urls["app.js"], {})
     assert "content-encoding" not in h and body.startswith(b"//")
-
-
-def _maintenance(svc: Service, on: bool) -> int:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{svc.admin_port}/admin/v1/maintenance", method="POST",
-        data=json.dumps({"on": on, "reason": "e2e: closed services"}).encode(),
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-
-
-def _closed_page(base: str, p: Any, view: str) -> dict[str, Any]:
-    browser = launch_chromium(p)
-    try:
-        page = browser.new_context(viewport=PHONE, locale="en").new_page()
-        page.goto(f"{base}/portal/#{view}")
-        page.wait_for_function("window.portalReady === true", timeout=15000)
-        page.wait_for_timeout(300)
-        return dict(page.evaluate("""() => ({
-          banner: document.getElementById('closed-message').hidden ? '' :
-                  document.getElementById('closed-message').innerText,
-          welcome: document.getElementById('welcome').hidden ? '' :
-                   document.getElementById('welcome').innerText,
-          text: document.querySelector('main').innerText,
-          headings: Array.from(document.querySelectorAll('main h2'))
-                      .filter((h) => h.offsetParent !== null).map((h) => h.innerText)})"""))
-    finally:
-        browser.close()
-
-
-def test_closed_services_show_one_message_per_service_in_the_modes_words(service: Service) -> None:
-    from playwright.sync_api import sync_playwright
-
-    base = f"http://127.0.0.1:{service.passenger_port}"
-    deadline = time.monotonic() + 30
-    while _maintenance(service, True) != 200:  # refused until the card tells "on the ground"
-        assert time.monotonic() < deadline, service.log()[-3000:]
-        time.sleep(0.3)
-    try:
-        with sync_playwright() as p:
-            seen = {}
-            for view in ("catalog", "flight", "menu", "feedback"):
-                got = _closed_page(base, p, view)
-                seen[view] = got["banner"]
-                assert got["banner"] and "maintenance" in got["banner"], got
-                assert "closed" in got["banner"]
-                assert not got["welcome"], got  # never "free on this Wi-Fi" while closed
-                assert "free on this Wi-Fi" not in got["text"]
-                assert got["headings"] == [], got  # no empty Films/Books (or other) headings
-            assert len(set(seen.values())) == 4, seen  # one message per service
-    finally:
-        assert _maintenance(service, False) == 200
