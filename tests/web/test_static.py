@@ -80,7 +80,7 @@ def test_hashed_names_follow_the_content() -> None:
 
 def test_every_asset_is_served_precompressed_and_hashed_urls_are_immutable(tmp_path: Path) -> None:
     (tmp_path / "extra.js").write_bytes(b"window.extra = 1;\n" * 300)  # a vendor file, any name
-    assets = PortalAssets(tmp_path)
+    assets = PortalAssets(tmp_path, media_port=lambda: 8082)
     app = FastAPI()
 
     @app.get("/portal/")
@@ -98,6 +98,7 @@ def test_every_asset_is_served_precompressed_and_hashed_urls_are_immutable(tmp_p
         assert r.headers["content-encoding"] == "br" and r.headers["cache-control"] == "no-cache"
         assert "window.ASSET_URLS = {" in r.text and urls["vendor/extra.js"] in r.text
         assert '<link rel="stylesheet"' not in r.text  # the style is inline: nothing blocks
+        assert "})(8082);" in r.text  # preconnect to the media server, where the posters are
         for name, url in urls.items():
             hashed = c.get(url, headers={"Accept-Encoding": "gzip"})
             assert hashed.status_code == 200, name

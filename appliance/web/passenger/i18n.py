@@ -139,7 +139,7 @@ class PortalLanguages:
             values = {"_lang": lang, "_dir": cat["_dir"], "_languages": options,
                       "_i18n_json": json.dumps(cat, ensure_ascii=False).replace("</", "<\\/"),
                       "_css_inline": "", "_js_url": "/portal/app.js",
-                      "_asset_urls": "{}", **(extra or {})}
+                      "_asset_urls": "{}", "_media_port": "0", **(extra or {})}
 
             def fill(m: re.Match[str]) -> str:
                 key = m.group(1)

@@ -97,8 +97,13 @@ class PortalAssets:
     content-hashed names); the page inlines their hashed URLs as ``window.ASSET_URLS``.
     """
 
-    def __init__(self, vendor_dir: Path | None) -> None:
-        """Load the shipped files and whatever ``vendor_dir`` holds (missing: none, logged by caller)."""
+    def __init__(self, vendor_dir: Path | None,
+                 media_port: Callable[[], int | None] = lambda: None) -> None:
+        """Load the shipped files and whatever ``vendor_dir`` holds (missing: none, logged by caller).
+
+        ``media_port``: the media server's port (None: none; read per page, as it may be bound
+        after start); the page opens a connection to it at once (the posters come from there).
+        """
         self.static = StaticFiles("/portal/")
         root = resources.files(__package__).joinpath("assets")
         for item in root.iterdir():
@@ -115,6 +120,7 @@ class PortalAssets:
                     self.static.add(f"vendor/{p.name}", p.read_bytes(), p)
                     self.vendor.append(p.name)
         urls = self.static.urls()
+        self.media_port = media_port
         self._values = {"_asset_urls": json.dumps(urls, separators=(",", ":")).replace("</", "<\\/"),
                         "_js_url": urls["app.js"],
                         # inlined: no render-blocking request for 4 KB of style
@@ -125,7 +131,8 @@ class PortalAssets:
         """``index.html`` in the request's language (cookie ``lang``, else Accept-Language)."""
         lang = self.languages.negotiate(request.headers.get("accept-language"),
                                         request.cookies.get("lang"))
-        data, etag = self.languages.index(lang, self._values)
+        port = self.media_port()
+        data, etag = self.languages.index(lang, {**self._values, "_media_port": str(port or 0)})
         return self._send(request, data, _TYPES[".html"], etag, "no-cache",
                           {"Vary": "Accept-Language, Cookie, Accept-Encoding",
                            "Content-Language": lang})
