@@ -56,7 +56,7 @@ $(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.instal
 	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
 ## the portal's vendor files, with their gzip/brotli sidecars (served precompressed); the map's
 ## outlines are world-atlas's 110m countries (the 50m ones weighed 756 KB)
-NPM_PACKAGES := hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1 lighthouse@12.8.2
+NPM_PACKAGES := hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
 var/vendor/.done: | $(BIN)/.installed
 	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
 	rm -rf var/vendor && mkdir -p var/vendor
@@ -64,8 +64,7 @@ var/vendor/.done: | $(BIN)/.installed
 	cp var/npm/node_modules/epubjs/dist/epub.min.js var/npm/node_modules/jszip/dist/jszip.min.js var/vendor/
 	$(BIN)/python -m appliance.web.passenger.static var/vendor
 	touch $@
-## axe-core: the accessibility rules the portal's tests run in Chromium; lighthouse: `make
-## lighthouse` (npm, never shipped)
+## axe-core: the accessibility rules the portal's tests run in Chromium (npm, never shipped)
 var/npm/node_modules/axe-core/axe.min.js:
 	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
 content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/.done var/npm/node_modules/axe-core/axe.min.js
@@ -149,7 +148,11 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 ## lighthouse: Lighthouse 12 (npm) mobile on the portal's first page with Debian's Chromium, the
 ## service on loopback with the real content; 3 runs, prints each and the median (issue 16: goals
 ## Performance >= 90, LCP < 2.5 s, CLS < 0.1, Accessibility 100). Not in CI (a minute or two).
-lighthouse: $(BIN)/.installed content
+## (its own npm prefix: `make content`, hence CI, does not fetch it)
+LIGHTHOUSE_JS := var/lighthouse/node_modules/lighthouse/cli/index.js
+$(LIGHTHOUSE_JS):
+	npm install --prefix var/lighthouse --no-save --no-audit --no-fund --loglevel=error lighthouse@12.8.2
+lighthouse: $(BIN)/.installed content $(LIGHTHOUSE_JS)
 	$(BIN)/python tests/bench/lighthouse_portal.py --runs 3
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.e2e.service import CHROMIUM, CHROMIUM_ARGS, Service  # noqa: E402
 
-LIGHTHOUSE = REPO / "var" / "npm" / "node_modules" / "lighthouse" / "cli" / "index.js"
+LIGHTHOUSE = REPO / "var" / "lighthouse" / "node_modules" / "lighthouse" / "cli" / "index.js"
 CONTENT = REPO / "var" / "content"
 VENDOR = REPO / "var" / "vendor"
 ARTIFACTS = REPO / "var" / "artifacts" / "lighthouse"
@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     if not LIGHTHOUSE.exists():
-        print(f"{LIGHTHOUSE} missing: make content (npm)", file=sys.stderr)
+        print(f"{LIGHTHOUSE} missing: make lighthouse installs it (npm)", file=sys.stderr)
         return 2
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lighthouse.") as tmp:
