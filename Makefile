@@ -54,20 +54,27 @@ $(CONTENT)/live-manual-en/package.json: | $(BIN)/.installed
 	$(BIN)/media package $(LIVE_MANUAL) --out $(CONTENT)/live-manual-en --force --id live-manual-en --title "Live Systems Manual" --lang en --licence GPL-3.0-or-later --attribution "Live Systems Project, Debian package live-manual-epub"
 $(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.installed
 	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
-## the portal's vendor files, with their gzip/brotli sidecars (served precompressed); the map's
-## outlines are world-atlas's 110m countries (the 50m ones weighed 756 KB)
+## the portal's vendor files, with gzip/brotli sidecars of every one (places.json too: served
+## precompressed); the map's outlines are world-atlas's 110m countries (the 50m ones weighed 756 KB)
 NPM_PACKAGES := hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
-var/vendor/.done: | $(BIN)/.installed
+var/vendor/.done: var/vendor/places.json | $(BIN)/.installed
 	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
-	rm -rf var/vendor && mkdir -p var/vendor
+	mkdir -p var/vendor && rm -f var/vendor/countries-50m.json
 	cp var/npm/node_modules/hls.js/dist/hls.min.js var/npm/node_modules/world-atlas/countries-110m.json var/vendor/
 	cp var/npm/node_modules/epubjs/dist/epub.min.js var/npm/node_modules/jszip/dist/jszip.min.js var/vendor/
 	$(BIN)/python -m appliance.web.passenger.static var/vendor
 	touch $@
+## the moving map's places: Natural Earth populated places (public domain) as the npm package globe.gl
+## ships them, reduced to [name, lat, lon, rank] by media/places.py (the rest of the package is not used)
+NE_PLACES := package/example/datasets/ne_110m_populated_places_simple.geojson
+var/vendor/places.json: | $(BIN)/.installed
+	mkdir -p var/cache/npm-pack var/vendor
+	cd var/cache/npm-pack && npm pack --silent globe.gl@2.46.2 >/dev/null && tar xzf globe.gl-2.46.2.tgz $(NE_PLACES)
+	$(BIN)/python -m media.places var/cache/npm-pack/$(NE_PLACES) $@
 ## axe-core: the accessibility rules the portal's tests run in Chromium (npm, never shipped)
 var/npm/node_modules/axe-core/axe.min.js:
 	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
-content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/.done var/npm/node_modules/axe-core/axe.min.js
+content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/places.json var/vendor/.done var/npm/node_modules/axe-core/axe.min.js
 
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
 ## with the real content installed; the portal is http://127.0.0.1:8080/, media on 8082 (the

@@ -52,7 +52,11 @@ class CanSettings(_Section):
     bitrate: int = 500000
     #: Name of the source (its parameters' ``source``, plus ``/nodeN`` for CANaerospace units).
     channel_name: str = "can"
-    #: A DBC replacing the shipped ones (CANaerospace + the integration layout); None: shipped.
+    #: The identifiers on the bus: ARINC 825 29-bit ("arinc825"), CANaerospace 11-bit
+    #: ("canaerospace"), the integration's airground.dbc ("integration") or all of them ("any");
+    #: see appliance.avionics.can_source. Frames of another profile count as unknown.
+    profile: Literal["arinc825", "canaerospace", "integration", "any"] = "arinc825"
+    #: A DBC replacing the shipped ones of ``profile``; None: shipped.
     dbc: Path | None = None
     #: Avionics seconds per second of message time: 1.0 on a real bus; a simulator playing at xN
     #: onto a bus stamped with receive time (udp_multicast, SocketCAN) needs N.

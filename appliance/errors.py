@@ -12,8 +12,10 @@
     ├── PolicyError            the current mode does not allow the requested action
     ├── ContentError           passenger content (store, catalog)
     │   ├── PackageError       a content package is refused (bad manifest, playlist, missing file)
-    │   ├── OrderRefused       an order is refused as written (an item not on the menu)
-    │   └── OrdersFull         the orders stream is at its stated bound; try again later
+    │   ├── OrderRefused       an order is refused as written (not on the menu, out of stock, ...)
+    │   ├── OrdersFull         the orders stream is at its stated bound; try again later
+    │   ├── UnknownOrder       no order has that number (or the key does not match)
+    │   └── OrderStateError    a status change the order's state machine does not allow
     └── IntakeError            hangar intake (uploads, staging, activation, software slots)
         ├── BundleRefused      a bundle is refused (signature, version, expiry, hash, path, size)
         ├── UnknownUpload      no upload has the given bundle id
@@ -73,10 +75,24 @@ class OrderRefused(ContentError):
     ``index``: the position of the refused item in the order's items (None: the whole order).
     """
 
-    def __init__(self, reason: str, index: int | None = None) -> None:
-        """Carry the reason and the item's position."""
+    def __init__(self, reason: str, index: int | None = None, code: str = "not_on_menu",
+                 sku: str | None = None) -> None:
+        """Carry the reason, the item's position, a code and the item's SKU.
+
+        ``code``: ``not_on_menu``, ``out_of_stock`` or ``too_many``.
+        """
         super().__init__(reason)
         self.index = index
+        self.code = code
+        self.sku = sku
+
+
+class UnknownOrder(ContentError):
+    """No order has that number (or, for a passenger, the key given is not the order's)."""
+
+
+class OrderStateError(ContentError):
+    """A status change that the order's state machine does not allow (placed -> delivered)."""
 
 
 class OrdersFull(ContentError):

@@ -54,11 +54,11 @@ class SyncSettings(_Section):
     links: dict[str, LinkSettings] = Field(default_factory=lambda: {
         "gatelink": LinkSettings(interfaces=("wlan0", "wwan0")),
         "satcom": LinkSettings(interfaces=("sat0",), bytes_per_flight_hour=2_000_000)})
-    priority_streams: tuple[str, ...] = ("orders", "usage", "events", "audit", "flight_track",
-                                         "flight_health")
+    priority_streams: tuple[str, ...] = ("orders", "order_status", "usage", "events", "audit",
+                                         "flight_track", "flight_health")
     outbox_budget_bytes: int = Field(256 * 1024 * 1024, gt=0)
     budget_low_water: float = Field(0.9, gt=0, le=1)
-    never_drop: tuple[str, ...] = ("orders", "usage", "events", "audit")
+    never_drop: tuple[str, ...] = ("orders", "order_status", "usage", "events", "audit")
     budget_check_s: float = Field(10.0, gt=0)
     batch_max_records: int = Field(5000, ge=1)
     batch_max_bytes: int = Field(1_000_000, ge=1024)

@@ -6,7 +6,8 @@
 #   image-build/test-disk.sh [var/image/appliance.img]      (TIMEOUT=s, ACCEL=tcg|kvm)
 #
 # Needs qemu-system-x86 and ovmf (Debian). Writes nothing to the image (-snapshot). ACCEL defaults to
-# tcg (software emulation): nested KVM on the machines of this project fails inside the firmware.
+# tcg (software emulation): KVM on the machines of this project is PVM (no VT-x/AMD-V), which
+# fails inside OVMF ("emulation failure" at fninit); see image-build/README.md.
 set -euo pipefail
 image=${1:-var/image/appliance.img}
 TIMEOUT=${TIMEOUT:-300}

@@ -6,11 +6,16 @@ watches it with python-can's ``Notifier(loop=...)``: a bus with a file descripto
 receive thread, which hands every message to the loop with ``call_soon_threadsafe``. Either way the
 listener, the decoding and ``on_params`` run on the loop thread.
 
-Frames are decoded with cantools from a DBC: by default both shipped layouts together, the
-CANaerospace / ARINC 825 identifiers of ``firmware_bridge/canaerospace.dbc`` (the parameters and
-their validity: :mod:`appliance.avionics.canaerospace`) and the integration's own
-``firmware_bridge/airground.dbc``. Both give the chain's parameter names, the same as the serial
-card's, so CAN feeds the same vote, plausibility and phase machines:
+Frames are decoded with cantools from a DBC chosen by ``profile`` (:data:`PROFILES`): the ARINC 825
+29-bit identifiers of ``firmware_bridge/arinc825.dbc`` (``"arinc825"``, the service's default), the
+CANaerospace 11-bit identifiers of ``firmware_bridge/canaerospace.dbc`` (``"canaerospace"``), the
+integration's own ``firmware_bridge/airground.dbc`` (``"integration"``), or all three (``"any"``,
+the reader's default). ARINC 825 and CANaerospace frames have the same payload (the parameters and
+their validity: :mod:`appliance.avionics.canaerospace`); an ARINC 825 frame is looked up with its
+redundancy channel (RCI), FSB, LCL and PVT bits cleared (:func:`firmware_bridge.arinc825.canonical_id`),
+and a channel other than A is part of the source's name (``can/rciB/node2``), so redundant channels
+are separate sources of one parameter. All give the chain's parameter names, the same as the
+serial card's, so CAN feeds the same vote, plausibility and phase machines:
 
 ===================== =========================== ==== ==========================================
 parameter             from (airground.dbc)        unit validity
@@ -61,6 +66,7 @@ import cantools
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 
+from firmware_bridge.arinc825 import RCI_LETTERS, canonical_id
 from firmware_bridge.labels import LabelTable
 
 from ..errors import SourceError
@@ -71,7 +77,7 @@ from .canaerospace import BadFrame, decode_canaerospace
 from .params import Parameter, SourceStats, Validity
 from .source import Source
 
-__all__ = ["CAN_PARAMETERS", "CanReader", "NO_BITRATE_INTERFACES", "canaerospace_dbc", "default_dbc",
+__all__ = ["CAN_PARAMETERS", "PROFILES", "CanReader", "NO_BITRATE_INTERFACES", "default_dbc",
            "open_bus"]
 
 log = logging.getLogger(__name__)
@@ -106,8 +112,13 @@ SLEW_S = 0.125
 UTC_JUMP_S = 5.0
 #: ...unless this many in a row agree with each other.
 UTC_RESYNC_FRAMES = 5
-#: Turns one decoded frame (signal -> number) at time t (s) into parameters.
-_Handler = Callable[[dict[str, float], float], list[Parameter]]
+#: Turns one decoded frame (signal -> number) at time t (s) from source into parameters.
+_Handler = Callable[[dict[str, float], float, str], list[Parameter]]
+#: The shipped databases of each profile (``"any"``: all of them).
+PROFILES = {"arinc825": ("arinc825.dbc",), "canaerospace": ("canaerospace.dbc",),
+            "integration": ("airground.dbc",),
+            "any": ("arinc825.dbc", "canaerospace.dbc", "airground.dbc")}
+Profile = Literal["arinc825", "canaerospace", "integration", "any"]
 
 
 def default_dbc() -> str:
@@ -115,31 +126,31 @@ def default_dbc() -> str:
     return importlib.resources.files("firmware_bridge").joinpath("airground.dbc").read_text()
 
 
-def canaerospace_dbc() -> str:
-    """The text of ``canaerospace.dbc`` (CANaerospace / ARINC 825 identifiers) in ``firmware_bridge``."""
-    return importlib.resources.files("firmware_bridge").joinpath("canaerospace.dbc").read_text()
-
-
-def _load_dbc(dbc_path: Path | None) -> Database:
-    where = (str(dbc_path) if dbc_path is not None
-             else "firmware_bridge/canaerospace.dbc + airground.dbc")
+def _load_dbc(dbc_path: Path | None, profile: str = "any") -> list[DbcMessage]:
+    """The messages of ``dbc_path``, or of the shipped databases of ``profile``."""
+    if dbc_path is None and profile not in PROFILES:
+        raise SourceError(f"unknown CAN profile {profile!r} (expected one of {', '.join(PROFILES)})")
+    files = () if dbc_path is not None else PROFILES[profile]
+    where = str(dbc_path) if dbc_path is not None else " + ".join(
+        f"firmware_bridge/{f}" for f in files)
+    messages: list[DbcMessage] = []
     try:
-        if dbc_path is None:
-            db = cantools.database.load_string(canaerospace_dbc(), database_format="dbc")
-            if isinstance(db, Database):
-                db.add_dbc_string(default_dbc())
-        else:
-            db = cantools.database.load_string(dbc_path.read_text(), database_format="dbc")
+        texts = ([dbc_path.read_text()] if dbc_path is not None else
+                 [importlib.resources.files("firmware_bridge").joinpath(f).read_text()
+                  for f in files])
+        for text in texts:
+            db = cantools.database.load_string(text, database_format="dbc")
+            if not isinstance(db, Database):
+                raise SourceError(f"{where} is not a CAN database")
+            messages += db.messages
     except (OSError, ValueError, cantools.database.errors.Error) as e:
         raise SourceError(f"cannot load CAN database {where}: {e}") from e
-    if not isinstance(db, Database):
-        raise SourceError(f"{where} is not a CAN database")
-    names = {m.name for m in db.messages}
+    names = {m.name for m in messages}
     if not names & CANAS_MESSAGES:  # an integration-layout database needs both of its messages
         missing = {_LGCIU, _ADC} - names
         if missing:
             raise SourceError(f"CAN database {where} lacks {', '.join(sorted(missing))}")
-    return db
+    return messages
 
 
 def open_bus(settings: CanSettings) -> can.BusABC:
@@ -228,8 +239,10 @@ class CanReader(Source):
 
     ``on_params`` gets a list of :class:`Parameter` (1 to 5 per valid frame) on the loop thread, in
     arrival order; ``stats`` is updated in place. ``name`` is the parameters' ``source`` (plus
-    ``/nodeN`` for CANaerospace frames). ``dbc_path`` replaces the packaged DBCs; it must define
-    CANaerospace messages or both LGCIU_AIR_GROUND and ADC_DATA. ``time_rate`` scales message time
+    ``/nodeN`` for CANaerospace and ARINC 825 frames, and ``/rciB`` .. ``/rciD`` before it for
+    ARINC 825 redundancy channels B-D). ``profile`` picks the shipped DBCs (:data:`PROFILES`);
+    ``dbc_path`` replaces them; it must define CANaerospace messages (11-bit, or 29-bit ARINC 825
+    identifiers) or both LGCIU_AIR_GROUND and ADC_DATA. ``time_rate`` scales message time
     (see the module doc), ``time_source`` says where the parameters' time comes from
     (:meth:`message_time`). ``on_lost`` is called with ``name`` when the source falls silent.
     Raises SourceError if the DBC cannot be loaded. The bus stays the caller's: :meth:`stop` does
@@ -240,12 +253,13 @@ class CanReader(Source):
                  stats: SourceStats, *, name: str = "can", dbc_path: Path | None = None,
                  time_rate: float = 1.0, table: LabelTable | None = None,
                  on_lost: Callable[[str], None] | None = None,
-                 time_source: Literal["receive", "utc"] = "receive") -> None:
+                 time_source: Literal["receive", "utc"] = "receive",
+                 profile: Profile = "any") -> None:
         """Load the DBC; nothing is read before :meth:`start`."""
         super().__init__(name, stats, on_lost)
         self.bus = bus
         self.on_params = on_params
-        self.db = _load_dbc(dbc_path)
+        messages = _load_dbc(dbc_path, profile)
         self.time_rate = time_rate
         self.time_source = time_source
         self._t0: float | None = None
@@ -257,12 +271,15 @@ class CanReader(Source):
         self._last_t = -float("inf")
         self._canas = decode_canaerospace(table or LabelTable.default())
         handlers: dict[str, _Handler] = {_LGCIU: self._lgciu, _ADC: self._adc}
-        for m in self.db.messages:
+        for m in messages:
             if m.name in CANAS_MESSAGES:
                 handlers[m.name] = self._canaerospace(m.name)
         #: (arbitration id, extended) -> (DBC message, handler; None for a known but unused id)
         self._known: dict[tuple[int, bool], tuple[DbcMessage, _Handler | None]] = {
-            (m.frame_id, m.is_extended_frame): (m, handlers.get(m.name)) for m in self.db.messages}
+            (m.frame_id, m.is_extended_frame): (m, handlers.get(m.name)) for m in messages}
+        #: ARINC 825 messages by canonical identifier (RCI, FSB, LCL, PVT cleared)
+        self._a825 = {canonical_id(m.frame_id): (m, handlers.get(m.name)) for m in messages
+                      if m.is_extended_frame and m.name in CANAS_MESSAGES}
         self._notifier: can.Notifier | None = None
 
     @property
@@ -407,7 +424,12 @@ class CanReader(Source):
         if msg.is_error_frame or msg.is_remote_frame:
             st.bad_frames += 1
             return []
+        source = self.name
         known = self._known.get((msg.arbitration_id, msg.is_extended_id))
+        if known is None and msg.is_extended_id and self._a825:
+            known = self._a825.get(canonical_id(msg.arbitration_id))
+            if known is not None and msg.arbitration_id & 3:
+                source = f"{self.name}/rci{RCI_LETTERS[msg.arbitration_id & 3]}"
         if known is None:
             st.unknown_labels += 1
             return []
@@ -434,7 +456,7 @@ class CanReader(Source):
             t = self.message_time(ts)
             if t is None:
                 return []
-            params = handler(values, t)
+            params = handler(values, t, source)
             if not used:  # a UTC frame out of step with the bus's time: not a valid UTC
                 st.out_of_range += 1
                 params = [p._replace(validity=Validity.OUT_OF_RANGE) for p in params]
@@ -444,16 +466,16 @@ class CanReader(Source):
             return []
 
     def _canaerospace(self, name: str) -> _Handler:
-        def handle(v: dict[str, float], t: float) -> list[Parameter]:
-            return self._canas(name, v, t, self.name, self.stats)
+        def handle(v: dict[str, float], t: float, source: str) -> list[Parameter]:
+            return self._canas(name, v, t, source, self.stats)
         return handle
 
-    def _lgciu(self, v: dict[str, float], t: float) -> list[Parameter]:
+    def _lgciu(self, v: dict[str, float], t: float, _source: str) -> list[Parameter]:
         validity = Validity.FAULT if v["LGCIU_FAULT"] else Validity.VALID
         return [Parameter(name, bool(v[sig]), "bool", validity, t, self.name)
                 for sig, name in _LGCIU_SIGNALS]
 
-    def _adc(self, v: dict[str, float], t: float) -> list[Parameter]:
+    def _adc(self, v: dict[str, float], t: float, _source: str) -> list[Parameter]:
         st = self.stats
         out = []
         for sig, name, valid_sig, lo, hi in _ADC_SIGNALS:

@@ -12,6 +12,8 @@ Both are agents over the live parameter stream, as small pure parts tested with 
   records of ``points_per_record`` points (and the rest at landing, ``final: true``) and one
   ``flight_health`` record per flight. A flight interrupted by a restart gets a summary for each
   part (``resumed: true`` on the second); stopping flushes what is pending (``final: false``).
+  It also keeps the whole track of the flight in progress (or of the last one, until the next
+  starts): :attr:`FlightSummaries.flight_points`, what the passengers' moving map draws.
 
 :class:`SummarySampler` is the summaries stage of the chain: it feeds a :class:`FlightSummaries`
 a sample every ``sample_period_s`` of *card* time, on the chain's evaluation ticks, so the live
@@ -230,6 +232,10 @@ class FlightSummaries:
         self.flight_id: str | None = None
         self.segment = 0
         self.points: list[TrackPoint] = []
+        #: Every point of the flight in progress, or of the last flight until the next one starts
+        #: (the same points as its ``flight_track`` records); :attr:`track_flight_id` is its id.
+        self.flight_points: list[TrackPoint] = []
+        self.track_flight_id: str | None = None
         self.track: TrackDownsampler | None = None
         self.health: FlightHealth | None = None
         self.resumed = False
@@ -241,6 +247,8 @@ class FlightSummaries:
         self.flight_id = f"{self.aircraft_id}-{_iso(utc)}"
         self.segment = 0
         self.points = []
+        self.flight_points = []
+        self.track_flight_id = self.flight_id
         self.track = TrackDownsampler(c.period_s, c.turn_deg)
         self.health = FlightHealth()
         self.resumed = resumed
@@ -269,6 +277,7 @@ class FlightSummaries:
         if point is None:
             return []
         self.points.append(point)
+        self.flight_points.append(point)
         if len(self.points) >= self.config.points_per_record:
             return self._track_record(final=False)
         return []

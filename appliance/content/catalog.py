@@ -18,10 +18,8 @@ import hashlib
 import json
 import logging
 import os
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +89,14 @@ class CatalogBody:
 
 
 def load_menu() -> list[dict[str, Any]]:
-    """The food and drink menu shipped with the package (``menu.toml``): sku, name, price, currency."""
-    text = resources.files(__package__).joinpath("menu.toml").read_text()
-    return list(tomllib.loads(text)["item"])
+    """The packaged default menu (``menu.toml``): ``[{sku, name (English), names, price, currency}]``.
+
+    ``price`` in the major unit. The menu in force is :func:`.menu.read_menu`'s (a menu bundle
+    replaces it); the portal's shop reads that one from ``/api/v1/menu``.
+    """
+    from .menu import default_menu
+    return [{"sku": i.sku, "name": i.name["en"], "names": i.name, "price": i.price / 100,
+             "currency": i.currency} for i in default_menu()]
 
 
 def _title(inst: Installed) -> Title:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from starlette.types import ASGIApp
 
 from ..avionics.chain import AvionicsChain
+from ..avionics.summaries import FlightSummaries, SummaryConfig
 from ..cabin.manager import CabinNetwork
 from ..cabin.setup import desired_specs, make_device
 from ..cabin.store import JobStore
@@ -27,6 +28,7 @@ from ..content.fairness import RateLimiter
 from ..content.feedback import Feedback
 from ..content.media import MediaFiles
 from ..content.mediaserver import MediaServer
+from ..content.menu import MenuActivator
 from ..content.service import ContentService
 from ..content.store import ContentStore
 from ..content.usage import UsageJournal
@@ -44,6 +46,7 @@ from ..web.admin.intake import make_router as intake_router
 from ..web.passenger.flightinfo import FlightInfo, airport
 from ..web.passenger.media import MediaASGI
 from ..web.passenger.portal import Captive, CaptiveState, PortalAssets, portal_router
+from ..web.passenger.track import PassengerTrack, track_router
 from .cabinnet import portal_urls
 
 __all__ = ["PassengerContent", "build_cabin_network", "build_intake", "build_passenger_content",
@@ -81,10 +84,13 @@ class PassengerContent:
 
 def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Writer,
                             reader_engine: Engine, policy: PolicyTable,
-                            captive: Captive | None = None) -> PassengerContent:
+                            captive: Captive | None = None,
+                            track_agent: FlightSummaries | None = None) -> PassengerContent:
     """The content store, catalog, usage journal, media server, flight info, survey and portal.
 
     ``captive``: who accepted the portal (the cabin network's gate; default: in memory per address).
+    ``track_agent``: the summaries agent whose track the moving map draws (None: the map's own,
+    sampled the same way).
     """
     cs = settings.content
     if not cs.enabled:
@@ -101,8 +107,11 @@ def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Wr
                             rate=cs.media_requests_per_s, burst=cs.media_burst,
                             keepalive_s=cs.keepalive_s, head_timeout_s=cs.media_head_timeout_s,
                             send_buffer=cs.media_send_buffer)
+    sy = settings.sync
+    track = PassengerTrack(chain, track_agent, SummaryConfig(
+        sy.sample_period_s, sy.track_period_s, sy.track_turn_deg, sy.track_points_per_record))
     info = FlightInfo(chain, policy, airport(cs.origin), airport(cs.destination),
-                      period_s=cs.flight_push_s)
+                      period_s=cs.flight_push_s, track=track)
     for code in (cs.origin, cs.destination):
         if code and airport(code) is None:
             log.warning("content: airport %s is not in airports.toml; no map point / ETA", code)
@@ -112,15 +121,16 @@ def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Wr
                     "coastline on the map", cs.vendor_dir)
     feedback = Feedback(writer, reader_engine, settings.aircraft_id, chain.utc)
     redirect, venue = portal_urls(settings)
+    api_budget = RateLimiter(cs.api_requests_per_s, cs.api_burst)
     router = portal_router(chain, policy, catalog, info, feedback,
-                           captive or CaptiveState(cs.captive_accept_s), assets,
-                           RateLimiter(cs.api_requests_per_s, cs.api_burst),
+                           captive or CaptiveState(cs.captive_accept_s), assets, api_budget,
                            streams_per_client=cs.event_streams_per_client,
                            portal_url=cs.portal_url, redirect_url=redirect, venue_info_url=venue,
                            captive_api_url=settings.cabinnet.captive_api_url
                            if settings.cabinnet.enabled else None)
     service = ContentService(store, catalog, usage, media, poll_s=cs.catalog_poll_s)
-    return PassengerContent([router], [("/media", MediaASGI(files))], service, info)
+    return PassengerContent([router, track_router(track, api_budget)],
+                            [("/media", MediaASGI(files))], service, info)
 
 
 def build_cabin_network(settings: Settings, chain: AvionicsChain, writer: Writer, reader: Engine,
@@ -166,6 +176,7 @@ def build_intake(settings: Settings, chain: AvionicsChain, writer: Writer, reade
     activators: dict[str, Activator] = {"software": soft}
     if content_store is not None:
         activators["content"] = content_activator(content_store)
+    activators["menu"] = MenuActivator(writer)
     service: IntakeService
     activators["keys"] = keys_activator(writer, lambda: service.trust_in_force())
     service = IntakeService(

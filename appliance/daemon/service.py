@@ -70,6 +70,7 @@ from .bite import Bite, content_bite, orders_bite, slot_bite, sync_bite
 from .build import build_cabin_network, build_intake, build_passenger_content
 from .cabinnet import build_cabinnet, cabinnet_collectors, start_cabinnet
 from .edge import AcceptErrorLog, WebPort, admin_rules, check_fd_budget, warm_imports, web_config
+from .shop import build_shop
 from .sources import build_sources
 
 __all__ = ["TICK_S", "Daemon", "watchdog_period"]
@@ -253,6 +254,7 @@ class Daemon:
         s = self.settings
         self.orders = Orders(self.writer, self.reader, s.aircraft_id, self.utc,
                              max_queued=s.orders.max_queued)
+        self.shop = await build_shop(self.writer, self.reader, s.aircraft_id, self.utc)
         o = s.orders
         self.order_limits = passenger.OrderLimits.per_minute(o.client_per_min, o.client_burst,
                                                              o.seat_per_min, o.seat_burst)
@@ -267,6 +269,7 @@ class Daemon:
         summaries = (SummaryAgents(self.chain, self.writer, s.aircraft_id, SummaryConfig(
             s.sync.sample_period_s, s.sync.track_period_s, s.sync.track_turn_deg,
             s.sync.track_points_per_record)) if s.sync.summaries else None)
+        self.summaries = summaries
         self.sync = SyncService(s, self.writer, self.reader, self.chain, summaries=summaries,
                                 policy=self.policy)
         await self.sync.start()
@@ -281,7 +284,8 @@ class Daemon:
         self.cabinnet = build_cabinnet(s, self.chain, self.writer, self.reader, self.policy)
         self.content = build_passenger_content(s, self.chain, self.writer, self.reader,
                                                self.policy,
-                                               self.cabinnet.gate if self.cabinnet else None)
+                                               self.cabinnet.gate if self.cabinnet else None,
+                                               self.summaries.agent if self.summaries else None)
         for part in (self.content.service, self.content.flight_info):
             if part is not None:
                 await part.start()
@@ -289,7 +293,8 @@ class Daemon:
         if self.content.service is not None:
             self.bite.add("content", functools.partial(content_bite, self.content.service.catalog))
         app = passenger.create_app(self.chain, self.orders, self.policy, self.traffic,
-                                   routers=self.content.routers, mounts=self.content.mounts,
+                                   routers=[*self.content.routers, self.shop.passenger],
+                                   mounts=self.content.mounts,
                                    order_limits=self.order_limits)
         await self._serve_web(stack, "passenger", web_config(app, s.passenger.host, s.passenger.port,
                                                              s.edge.passenger))
@@ -327,8 +332,9 @@ class Daemon:
             export=lambda since, until: export_logs(self.journal, s.data_dir / "logs",
                                                     s.aircraft_id, since, until),
             metrics=make_metrics(collector, self.reader, *cabinnet_collectors(self.cabinnet)),
-            dashboard_html=dashboard_html(),
+            dashboard_html=dashboard_html(), pages=self.shop.pages,
             routers=[sync_router(self.sync, act_dependencies=maintenance), cabin_router,
+                     self.shop.admin,
                      intake_router,
                      *([content_inventory(self.content.store)] if self.content.store else [])],
             unaudited=(("PUT", "/admin/v1/intake/uploads/"),))

@@ -58,5 +58,5 @@ def build_sources(s: Settings, chain: AvionicsChain) -> tuple[list[Source], list
         sources.append(CanReader(bus, on_params, chain.decoder(cname).stats, name=cname,
                                  dbc_path=s.can.dbc, time_rate=s.can.time_rate, table=chain.table,
                                  on_lost=chain.store.expire_source,
-                                 time_source=s.can.time_source))
+                                 time_source=s.can.time_source, profile=s.can.profile))
     return sources, closers

@@ -4,7 +4,7 @@ A bundle on the hangar station is a directory ``NAME.bundle/`` holding ``metadat
 ``payload.tar.zst``. ``metadata.json`` is a TUF-style envelope::
 
     {"signed": {"_type": "bundle", "spec_version": "1.0", "name": "films-2026-11",
-                "kind": "content" | "software" | "keys", "version": 7,  # integer, only goes up
+                "kind": "content" | "menu" | "software" | "keys", "version": 7,  # only goes up
                 "issued": "2026-11-20T10:00:00Z", "expires": "2026-12-20T10:00:00Z",
                 "payload": {"length": 123456, "sha256": "<hex>", "compression": "zstd"},
                 "files": {"pkg-a/package.json": {"length": 812, "hashes": {"sha256": "<hex>"}}, ...}},
@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import BundleRefused
 
 __all__ = ["KINDS", "METADATA", "PAYLOAD", "BundleMeta", "Envelope", "FileMeta", "PayloadMeta",
-           "RoleMeta", "Trust",
+           "RoleMeta", "SIGNED_AS", "Trust",
            "Verified", "canonical", "colliding_paths", "floor_clock", "keyid", "load_envelope",
            "parse_time", "safe_path", "sign", "verify"]
 
@@ -69,9 +69,12 @@ METADATA = "metadata.json"
 PAYLOAD = "payload.tar.zst"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _HEX64 = r"^[0-9a-f]{64}$"
-Kind = Literal["content", "software", "keys"]
+Kind = Literal["content", "menu", "software", "keys"]
 #: The kinds a key set must pin (a ``keys`` bundle gives all of them).
 KINDS: tuple[str, ...] = ("content", "software", "keys")
+#: Kinds signed by another kind's keys: a ``menu`` bundle (the onboard shop's menu, one
+#: ``menu.json`` or ``menu.toml``) is content, signed by the content keys; its versions are its own.
+SIGNED_AS: dict[str, str] = {"menu": "content"}
 
 
 def safe_path(path: str) -> str | None:
@@ -175,7 +178,7 @@ class BundleMeta(BaseModel):
     payload: PayloadMeta
     files: Annotated[dict[str, FileMeta], Field(min_length=1)]
     #: Only in a ``keys`` bundle: the new key set, every kind of :data:`KINDS`.
-    keys: dict[Kind, RoleMeta] | None = None
+    keys: dict[Literal["content", "software", "keys"], RoleMeta] | None = None
 
     @field_validator("issued", "expires")
     @classmethod
@@ -319,7 +322,7 @@ def verify(envelope: Envelope, trust: Trust, installed_version: int, now: float 
     ``issued < expires``); ``clock`` names it.
     """
     meta = envelope.meta()
-    role = trust.roles.get(meta.kind)
+    role = trust.roles.get(SIGNED_AS.get(meta.kind, meta.kind))
     if role is None or not role[0]:
         raise BundleRefused(f"no keys are pinned for {meta.kind} bundles: nothing can be accepted")
     keys, threshold = role

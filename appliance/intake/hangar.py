@@ -50,6 +50,8 @@ def _sha256(path: Path) -> str:
 def _collect(kind: str, sources: list[Path]) -> tuple[Path, dict[str, Path]]:
     """Map bundle paths to source files."""
     files: dict[str, Path] = {}
+    if kind == "menu":
+        return Path("/"), _menu_file(sources)
     for src in sources:
         if src.is_dir():
             base = src.name if kind == "content" else ""
@@ -67,6 +69,27 @@ def _collect(kind: str, sources: list[Path]) -> tuple[Path, dict[str, Path]]:
     if not files:
         raise ValueError("nothing to bundle")
     return Path("/"), files
+
+
+def _menu_file(sources: list[Path]) -> dict[str, Path]:
+    """A menu bundle's one file: ``menu.toml`` or ``menu.json`` from the source file given.
+
+    Its syntax is checked here (TOML or JSON with an ``item`` list); the aircraft checks every
+    item (SKU, names, price, currency, stock) when it activates the bundle.
+    """
+    if len(sources) != 1 or not sources[0].is_file() or sources[0].suffix not in (".toml", ".json"):
+        raise ValueError("a menu bundle takes one menu file, .toml or .json")
+    src = sources[0]
+    import json
+    import tomllib
+    try:
+        data = json.loads(src.read_bytes()) if src.suffix == ".json" else \
+            tomllib.loads(src.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{src}: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("item", data.get("items")), list):
+        raise ValueError(f"{src}: a menu file holds a list of items ([[item]] in TOML)")
+    return {f"menu{src.suffix}": src}
 
 
 def build_bundle(kind: str, name: str, version: int, sources: list[Path], out: Path,

@@ -3,9 +3,10 @@
   appliance hangar keygen KEY [--kind content|software]
         a new Ed25519 signing key: KEY (private, PEM, 0600) and KEY.pub (hex); prints the
         config lines that pin it on the aircraft (then restart the service)
-  appliance hangar build --kind content|software --name N --version V SRC... -o OUT.bundle
-        one bundle file OUT.bundle (unsigned): content package directories, or for software
-        wheel files or a prebuilt slot directory
+  appliance hangar build --kind content|menu|software --name N --version V SRC... -o OUT.bundle
+        one bundle file OUT.bundle (unsigned): content package directories; for menu one menu
+        file (TOML or JSON, signed by the content keys); for software wheel files or a prebuilt
+        slot directory
   appliance hangar sign OUT.bundle --key KEY [--key KEY2 ...]
   appliance hangar push OUT.bundle --url http://AIRCRAFT:8081 [--token T] [--no-activate]
   appliance hangar status --url http://AIRCRAFT:8081 [--token T]
@@ -205,15 +206,17 @@ def add_parser(sub: Any) -> None:
                    help="the kind of bundle the key will sign (for the printed config snippet)")
     k.set_defaults(fn=_run(_cmd_keygen, "keygen"))
     b = hs.add_parser("build", help="build an unsigned bundle file from content packages or wheels")
-    b.add_argument("--kind", choices=("content", "software"), required=True,
-                   help="content: package directories; software: wheels or a slot directory")
+    b.add_argument("--kind", choices=("content", "menu", "software"), required=True,
+                   help="content: package directories; menu: one menu file (.toml/.json); "
+                        "software: wheels or a slot directory")
     b.add_argument("--name", required=True, help="bundle name (letters, digits, _.-)")
     b.add_argument("--version", type=int, required=True,
                    help="integer version; must be above the aircraft's installed one")
     b.add_argument("--expires-days", type=float, default=30.0,
                    help="validity from now, in days (above 0; default 30)")
     b.add_argument("sources", type=Path, nargs="+",
-                   help="content package directories, or wheels / a slot directory (software)")
+                   help="content package directories, a menu file, or wheels / a slot "
+                        "directory (software)")
     b.add_argument("-o", "--output", type=Path, required=True,
                    help="the bundle file to write (one file: payload and metadata)")
     b.set_defaults(fn=_run(_cmd_build, "build"))

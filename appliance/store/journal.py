@@ -26,10 +26,12 @@ Row (table ``journal``), the same for every kind::
     sync_lost               {"stream", "seq_lo", "seq_hi", "records", "acked", "watermark"}
     gate                    {"event": "held"|"open"|"expired"|"reset"|"policy", ...} (cabin network
                             gate: "mac", "ip", "until" epoch s, "reason"; see appliance.cabinnet.gate)
+    order                   {"order", "idempotency_key", "seat", "previous", "status", "by"} (a status
+                            change; see appliance.content.order_status)
 
 A row written with a ``stream`` also queues one outbox record for the ground in the same
 transaction (mode changes on ``events``, BITE and WAP on ``health``, admin on ``audit``, intake on
-``intake``), and every such record has one payload shape::
+``intake``, order status changes on ``order_status``), and every such record has one payload shape::
 
     {"journal_id": int, "kind": str, "utc": "2024-07-06T06:59:23.000+00:00" (ISO 8601, ms),
      "time_source": "avionics"|"local", "t_card": float|None, "summary": str, "data": {...}}
@@ -73,6 +75,7 @@ class JournalKind(StrEnum):
     WAP = "wap"
     SYNC_LOST = "sync_lost"
     GATE = "gate"
+    ORDER = "order"
 
 
 def iso_utc(epoch: float) -> str:

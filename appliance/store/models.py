@@ -50,6 +50,8 @@ state = Table(
 )
 
 #: Passenger orders; ``idempotency_key`` is the client's, so a retried order is stored once.
+#: ``status``: placed -> preparing -> delivered / cancelled (appliance.content.order_status);
+#: ``total`` in the currency's minor units (cents); ``updated``: epoch s of the last change.
 orders = Table(
     "orders", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -60,4 +62,8 @@ orders = Table(
     Column("time_source", String(16), nullable=False),
     Column("outbox_key", String(128), nullable=False),
     Column("created", Float, nullable=False),
+    Column("status", String(16), nullable=False, server_default="placed"),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("currency", String(3), nullable=False, server_default=""),
+    Column("updated", Float),
 )

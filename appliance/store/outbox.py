@@ -17,7 +17,9 @@ __all__ = ["STREAM_PRIORITY", "enqueue"]
 
 #: Lower number = sent first (and dropped last). ``flight_track`` and ``flight_health`` are the
 #: summaries agents' streams (appliance.sync.summaries), ranked with the flight summaries.
-STREAM_PRIORITY = {"orders": 0, "usage": 1, "events": 2, "audit": 2, "intake": 2,
+#: ``order_status``: the status changes of orders (a stream apart, so the ground's count of
+#: ``orders`` records stays the count of orders).
+STREAM_PRIORITY = {"orders": 0, "order_status": 0, "usage": 1, "events": 2, "audit": 2, "intake": 2,
                    "flight_summary": 3, "flight_track": 3, "flight_health": 3, "health": 4, "logs": 5}
 
 

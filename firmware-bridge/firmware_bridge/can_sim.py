@@ -14,15 +14,16 @@ one), frames with identifiers the DBC does not define, error frames, and LGCIU f
 (``LGCIU_FAULT`` = 1). :func:`play_can` sends the pairs onto a python-can bus, paced to flight time
 × speed like :func:`firmware_bridge.player.play`.
 
-The CANaerospace layout (``canaerospace.dbc``, the default on the command line) is produced by
-:func:`firmware_bridge.canaerospace.canaerospace_messages`; :func:`with_can` plays either layout
+The ARINC 825 profile (29-bit identifiers of ``arinc825.dbc``, the default on the command line) and
+the CANaerospace one (11-bit, ``canaerospace.dbc``) are produced by
+:func:`firmware_bridge.canaerospace.canaerospace_messages`; :func:`with_can` plays any profile
 alongside the serial card stream on one clock (``card-sim play --can-interface``).
 
 Command line (needs the ``can`` extra)::
 
     python -m firmware_bridge.can_sim RECORDING [--interface udp_multicast] [--channel 239.74.163.2]
         [--speed 60] [--start TIME] [--end TIME] [--fault SPEC ...] [--seed N]
-        [--layout canaerospace|integration]
+        [--profile arinc825|canaerospace|integration]
 
 ``udp_multicast`` (the default interface) sends to the local network (TTL 1) unless the group is
 routed to ``lo`` inside a network namespace, as the tests do (see shared/TESTING.md).
@@ -56,7 +57,8 @@ from .recording import RecordingError, Trajectory, load
 from .simulator import FaultSpecError, _parse_time
 
 __all__ = ["ADC_HZ", "ADC_ID", "DBC_RESOURCE", "LGCIU_HZ", "LGCIU_ID", "UNKNOWN_IDS", "CanFaults",
-           "can_messages", "load_dbc", "main", "open_can", "play_can", "with_can"]
+           "PROFILES", "can_messages", "load_dbc", "main", "messages", "open_can", "play_can",
+           "with_can"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ ADC_ID = 0x2A0
 LGCIU_HZ = 10
 ADC_HZ = 8
 _GRID_HZ = 40  # least common multiple of the two rates
+#: The CAN profiles: ARINC 825 29-bit identifiers, CANaerospace 11-bit ones, airground.dbc.
+PROFILES = ("arinc825", "canaerospace", "integration")
 #: Standard identifiers that the DBC does not define (sent by the unknown-id fault).
 UNKNOWN_IDS = (0x0F0, 0x1A1, 0x3FF, 0x555, 0x7DF)
 
@@ -174,8 +178,8 @@ def _fits(msg: DbcMessage, name: str, value: Any) -> bool:
     return bool(lo <= value <= hi)
 
 
-def _frame(t: float, arbitration_id: int, data: bytes) -> can.Message:
-    return can.Message(timestamp=t, arbitration_id=arbitration_id, is_extended_id=False,
+def _frame(t: float, arbitration_id: int, data: bytes, extended: bool = False) -> can.Message:
+    return can.Message(timestamp=t, arbitration_id=arbitration_id, is_extended_id=extended,
                        data=data, dlc=len(data))
 
 
@@ -275,15 +279,24 @@ def open_can(interface: str, channel: str | None) -> can.BusABC:
         raise ValueError(f"cannot open {interface} {channel}: {e}") from e
 
 
+def messages(traj: Trajectory, faults: CanFaults, profile: str = "arinc825",
+             start: float | None = None, end: float | None = None,
+             ) -> Iterator[tuple[float, can.Message]]:
+    """The ``(t, message)`` pairs of ``profile``: one of :data:`PROFILES` (ValueError otherwise)."""
+    if profile == "integration":
+        return can_messages(traj, faults, start, end)
+    return canaerospace_messages(traj, faults, start, end, profile=profile)
+
+
 def with_can(chunks: Iterable[tuple[float, bytes]], traj: Trajectory, faults: CanFaults,
-             bus: can.BusABC, layout: str = "canaerospace", start: float | None = None,
+             bus: can.BusABC, layout: str = "arinc825", start: float | None = None,
              end: float | None = None) -> Iterator[tuple[float, bytes]]:
     """The serial chunks unchanged; before yielding chunk ``t``, send every CAN message up to ``t``.
 
-    So a player pacing the chunks paces the CAN frames too, on one clock.
+    ``layout``: the CAN profile, one of :data:`PROFILES`. So a player pacing the chunks paces the
+    CAN frames too, on one clock.
     """
-    gen = canaerospace_messages if layout == "canaerospace" else can_messages
-    pending = gen(traj, faults, start, end)
+    pending = messages(traj, faults, layout, start, end)
     nxt = next(pending, None)
     for t, chunk in chunks:
         while nxt is not None and nxt[0] <= t:
@@ -310,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="bad-dlc=RATE, unknown-id=RATE, error-frame=RATE, lgciu-fault=TIME/SECONDS, "
                     "wow-glitch=TIME/SECONDS, silent=TIME/SECONDS, garbage=TIME/SECONDS")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--layout", choices=("canaerospace", "integration"), default="canaerospace",
-                    help="canaerospace.dbc (CANaerospace/ARINC 825 identifiers, the default) or the "
-                    "integration's own airground.dbc")
+    ap.add_argument("--profile", "--layout", dest="profile", choices=PROFILES, default="arinc825",
+                    help="arinc825.dbc (ARINC 825 29-bit identifiers, the default), canaerospace.dbc "
+                    "(CANaerospace 11-bit identifiers) or the integration's own airground.dbc")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="can-sim: %(message)s")
     try:
@@ -333,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     t0 = time.monotonic()
     try:
-        gen = (canaerospace_messages if args.layout == "canaerospace" else can_messages)
-        n = play_can(gen(traj, faults, start, end), bus, args.speed)
+        n = play_can(messages(traj, faults, args.profile, start, end), bus, args.speed)
     except can.CanError as e:
         print(f"can-sim: send failed: {e}", file=sys.stderr)
         return 1

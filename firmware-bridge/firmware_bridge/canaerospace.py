@@ -1,4 +1,7 @@
-"""A recorded flight as CANaerospace frames (``canaerospace.dbc``), the way the aircraft's units send them.
+"""A recorded flight as CANaerospace or ARINC 825 frames, the way the aircraft's units send them.
+
+The CANaerospace profile uses the 11-bit identifiers of ``canaerospace.dbc``; the ARINC 825 profile
+the 29-bit identifiers of ``arinc825.dbc`` (:mod:`firmware_bridge.arinc825`), same payloads.
 
 :func:`canaerospace_messages` turns a :class:`~firmware_bridge.recording.Trajectory` into
 ``(t, message)`` pairs, ``t`` and ``message.timestamp`` in flight time (epoch s). Rates (per second
@@ -108,17 +111,25 @@ def _values(traj: Trajectory, faults: CanFaults, name: str, t: float) -> tuple[s
 
 
 def canaerospace_messages(traj: Trajectory, faults: CanFaults, start: float | None = None,
-                          end: float | None = None) -> Iterator[tuple[float, can.Message]]:
+                          end: float | None = None, profile: str = "canaerospace",
+                          ) -> Iterator[tuple[float, can.Message]]:
     """Yield ``(t, message)`` in time order from ``start`` to ``end`` (epoch s, default: all).
 
-    Faults: ``bad_dlc_rate``, ``unknown_id_rate``, ``error_frame_rate``, ``lgciu_fault`` as on the
-    integration layout; ``silent``, ``garbage`` and ``wow_lie`` windows (module doc).
-    Reproducible from ``faults.seed``.
+    ``profile``: ``"canaerospace"`` (11-bit identifiers of ``canaerospace.dbc``) or ``"arinc825"``
+    (29-bit identifiers of ``arinc825.dbc``, :mod:`firmware_bridge.arinc825`); the payloads are
+    the same. Faults: ``bad_dlc_rate``, ``unknown_id_rate``, ``error_frame_rate``, ``lgciu_fault``
+    as on the integration layout; ``silent``, ``garbage`` and ``wow_lie`` windows (module doc).
+    Reproducible from ``faults.seed``. ValueError for another profile.
     """
+    from .arinc825 import UNKNOWN_A825_IDS, load_arinc825
     from .can_sim import UNKNOWN_IDS, _frame, _wrong_dlc
 
+    if profile not in ("canaerospace", "arinc825"):
+        raise ValueError(f"unknown CAN profile {profile!r}")
+    extended = profile == "arinc825"
+    unknown_ids = UNKNOWN_A825_IDS if extended else UNKNOWN_IDS
     rng = random.Random(faults.seed)
-    db = load_canaerospace()
+    db = load_arinc825() if extended else load_canaerospace()
     msgs = [(db.get_message_by_name(n), GRID_HZ // hz) for n, hz in RATES_HZ.items()]
     codes = dict.fromkeys(RATES_HZ, 0)
     t0 = traj.start if start is None else start
@@ -149,9 +160,10 @@ def canaerospace_messages(traj: Trajectory, faults: CanFaults, start: float | No
                 data = rng.randbytes(8)
             elif faults.bad_dlc_rate and rng.random() < faults.bad_dlc_rate:
                 data = _wrong_dlc(rng, data)
-            yield t, _frame(t, msg.frame_id, data)
+            yield t, _frame(t, msg.frame_id, data, extended)
             if garbage or (faults.unknown_id_rate and rng.random() < faults.unknown_id_rate):
-                yield t, _frame(t, rng.choice(UNKNOWN_IDS), rng.randbytes(rng.randint(0, 8)))
+                yield t, _frame(t, rng.choice(unknown_ids), rng.randbytes(rng.randint(0, 8)),
+                                extended)
             if faults.error_frame_rate and rng.random() < faults.error_frame_rate:
                 yield t, can.Message(timestamp=t, is_error_frame=True, arbitration_id=0,
-                                     is_extended_id=False)
+                                     is_extended_id=extended)

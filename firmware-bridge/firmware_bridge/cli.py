@@ -2,7 +2,7 @@
 
 - ``card-sim fetch DIR``: download the default recorded flight (AFR34ZG) into DIR, print its path
 - ``card-sim play RECORDING --link PATH [--speed N] [--fault SPEC ...] [--unplug TIME/SECONDS]
-  [--can-interface IF --can-channel CH [--can-layout L] [--can-fault SPEC ...]]``: play the flight
+  [--can-interface IF --can-channel CH [--can-profile P] [--can-fault SPEC ...]]``: play the flight
   onto a pty reachable at PATH and, with ``--can-interface``, onto a CAN bus too, both paced by one
   clock (so the two streams stay together at any speed; see ``firmware_bridge.can_sim`` for the
   CAN faults)
@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--loop", action="store_true", help="play the flight again and again")
             p.add_argument("--can-interface", help="also play onto this python-can interface")
             p.add_argument("--can-channel", help="its channel")
-            p.add_argument("--can-layout", choices=("canaerospace", "integration"),
-                           default="canaerospace")
+            p.add_argument("--can-profile", "--can-layout", dest="can_profile",
+                           choices=("arinc825", "canaerospace", "integration"), default="arinc825",
+                           help="CAN identifiers: ARINC 825 29-bit (default), CANaerospace 11-bit, "
+                           "or the integration's airground.dbc")
             p.add_argument("--can-fault", action="append", default=[], metavar="SPEC",
                            help="CAN faults, as can_sim's --fault")
         else:
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             chunks = generate(traj, faults, start=start, end=end)
             if bus is not None:
-                chunks = with_can(chunks, traj, can_faults, bus, args.can_layout, start, end)
+                chunks = with_can(chunks, traj, can_faults, bus, args.can_profile, start, end)
             n = (play(chunks, args.link, args.speed, unplugs) if args.link is not None
                  else _pace(chunks, args.speed))
             logging.info("played %s: %d bytes in %.1f s", traj.name, n, time.monotonic() - t0)

@@ -52,6 +52,8 @@ class Faults:
     - ``wow_glitches``: times at which one discrete sample shows both WOW inverted
     - ``position_jumps``: (dlat, dlon, start, end): the position sent shifted by (dlat, dlon) deg,
       as a spoofed or garbled navigation source would send it
+    - the card failing as a whole, windows (start, end): ``silent`` (nothing sent), ``garbage``
+      (every byte random), ``wow_lie`` (both WOW discretes say "compressed", no fault)
     """
 
     garbage_rate: float = 0.0
@@ -60,7 +62,15 @@ class Faults:
     dropouts: list[tuple[frozenset[str], float, float]] = field(default_factory=list)
     wow_glitches: list[float] = field(default_factory=list)
     position_jumps: list[tuple[float, float, float, float]] = field(default_factory=list)
+    silent: list[tuple[float, float]] = field(default_factory=list)
+    garbage: list[tuple[float, float]] = field(default_factory=list)
+    wow_lie: list[tuple[float, float]] = field(default_factory=list)
     seed: int = 1
+
+    @staticmethod
+    def in_window(windows: list[tuple[float, float]], t: float) -> bool:
+        """True if ``t`` (epoch s) lies in one of ``windows``."""
+        return any(start <= t < end for start, end in windows)
 
     @staticmethod
     def _active(windows: list[tuple[frozenset[str], float, float]], name: str, t: float) -> bool:
@@ -78,7 +88,9 @@ class Faults:
     def parse(cls, specs: list[str], start: float, seed: int = 1) -> Faults:
         """Parse fault specs relative to a recording starting at ``start`` (epoch s).
 
-        Forms: ``garbage=RATE``, ``parity=RATE``, ``wow-glitch=TIME``,
+        Forms: ``garbage=RATE``, ``parity=RATE``, ``wow-glitch=TIME``, windows of the whole card
+        failing ``silent=TIME/SECONDS``, ``garbage=TIME/SECONDS``, ``wow-glitch=TIME/SECONDS``
+        (WOW lies "compressed" for the window),
         ``dropout=NAMES@TIME/SECONDS``, ``ncd=NAMES@TIME/SECONDS``,
         ``position-jump=DLAT,DLON@TIME/SECONDS`` (deg); NAMES is a comma-free
         ``+``-joined list of parameter names, label numbers (``206``) or groups (airground, wow,
@@ -90,7 +102,12 @@ class Faults:
         for spec in specs:
             kind, _, arg = spec.partition("=")
             try:
-                if kind == "garbage":
+                span = re.fullmatch(r"([^/@]+)/([\d.]+)s?", arg)
+                if kind in ("silent", "garbage", "wow-glitch") and span:
+                    t0 = _parse_time(span.group(1), start)
+                    {"silent": f.silent, "garbage": f.garbage, "wow-glitch": f.wow_lie}[kind].append(
+                        (t0, t0 + float(span.group(2))))
+                elif kind == "garbage":
                     f.garbage_rate = float(arg)
                 elif kind == "parity":
                     f.parity_rate = float(arg)
@@ -212,6 +229,10 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
         t = t0 + tick / TICK_HZ
         if t > t_end:
             return
+        if faults.silent and faults.in_window(faults.silent, t):
+            yield t, b""  # nothing on the line (an empty chunk keeps a paired CAN stream paced)
+            tick += 1
+            continue
         base_us = int((t - traj.start + CARD_BOOT_S) * 1e6)
         parts: list[bytes] = []
         slot = 0
@@ -242,7 +263,10 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
             parts.append(encode_frame(FrameType.HEARTBEAT, 0, base_us + 50_000, hb.pack()))
         if faults.garbage_rate:
             parts = [_garbage(rng) + p if rng.random() < faults.garbage_rate else p for p in parts]
-        yield t, b"".join(parts)
+        chunk = b"".join(parts)
+        if faults.garbage and faults.in_window(faults.garbage, t):
+            chunk = rng.randbytes(len(chunk))
+        yield t, chunk
         tick += 1
 
 
@@ -300,11 +324,14 @@ def _discretes(traj: Trajectory, faults: Faults, t: float, base_us: int,
     if glitches and glitches[0] <= t:
         glitches.pop(0)
         states ^= DiscreteBits.WOW_LEFT | DiscreteBits.WOW_RIGHT
+    lie = bool(faults.wow_lie) and faults.in_window(faults.wow_lie, t)
+    if lie:
+        states |= DiscreteBits.WOW_LEFT | DiscreteBits.WOW_RIGHT
     gs = traj.value("groundspeed", t)
     parked = bool(og) and (gs is None or gs < 1.0)
     if not parked:
         states |= DiscreteBits.DOOR_FWD_CLOSED | DiscreteBits.DOOR_AFT_CLOSED
-    fault_mask = 0 if og is not None else int(DiscreteBits.WOW_LEFT | DiscreteBits.WOW_RIGHT)
+    fault_mask = 0 if og is not None or lie else int(DiscreteBits.WOW_LEFT | DiscreteBits.WOW_RIGHT)
     return encode_discretes(base_us + 25_000, int(states), fault_mask)
 
 

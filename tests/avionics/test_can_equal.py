@@ -1,9 +1,10 @@
 """CAN as an equal source: the AFR34ZG flight played onto CAN drives the same machines as serial.
 
-The failures measured on the CAN path (issue 18), reproduced on both CAN layouts (CANaerospace, the
-default, and the integration's own ``airground.dbc``): a 6 s weight-on-wheels glitch at cruise
-(~250 kt) switched FLIGHT -> GROUND -> FLIGHT, and the phase stayed TAKEOFF at 11,488 ft, because
-CAN speeds and altitude fed neither the plausibility check nor the phase machine.
+The failures measured on the CAN path (issue 18), reproduced on every CAN profile (ARINC 825 29-bit
+identifiers, the default; CANaerospace 11-bit; the integration's own ``airground.dbc``): a 6 s
+weight-on-wheels glitch at cruise (~250 kt) switched FLIGHT -> GROUND -> FLIGHT, and the phase
+stayed TAKEOFF at 11,488 ft, because CAN speeds and altitude fed neither the plausibility check nor
+the phase machine.
 
 Frames go through the real ``CanReader`` decoding (its per-message path, without a bus thread) into
 a real :class:`AvionicsChain`; the frames are the simulator's, from the real recording.
@@ -12,6 +13,7 @@ a real :class:`AvionicsChain`; the frames are the simulator's, from the real rec
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from firmware_bridge.canaerospace import canaerospace_messages
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import Trajectory, load
 
-LAYOUTS = {"canaerospace": canaerospace_messages, "integration": can_messages}
+LAYOUTS = {"arinc825": functools.partial(canaerospace_messages, profile="arinc825"),
+           "canaerospace": canaerospace_messages, "integration": can_messages}
 
 
 def utc(hms: str) -> float:

@@ -582,3 +582,25 @@ def test_cli_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown fault" in capsys.readouterr().err
     (tmp_path / "junk").write_bytes(b"junk")
     assert cli.main(["dump", str(tmp_path / "junk"), "-o", str(out)]) == 2
+
+
+def test_sim_card_failing_silent_then_garbage_then_wow_lie(flight: Trajectory) -> None:
+    """Window faults of the whole card, the same specs as can_sim's (serial failing mid-flight)."""
+    WOW = DiscreteBits.WOW_LEFT | DiscreteBits.WOW_RIGHT
+    faults = Faults.parse(["silent=+2/2", "garbage=+4/2", "wow-glitch=+6/3"], flight.start)
+    assert faults.garbage_rate == 0.0 and faults.wow_glitches == []  # windows, not rate/sample
+    chunks = list(generate(flight, faults, end=flight.start + 10 - 1 / TICK_HZ))
+    assert len(chunks) == 10 * TICK_HZ  # silent ticks still yield (empty) chunks: CAN stays paced
+    assert all(c == b"" for t, c in chunks if 2 <= t - flight.start < 4)
+    frames, dec, _ = run(flight, 10, faults)
+    ticks = {tick_of(f.t_us) for f in frames}
+    assert not {t for t in ticks if 2 * TICK_HZ <= t < 6 * TICK_HZ}  # nothing, then no frame
+    assert dec.stats.garbage_bytes > 1000
+    assert {t for t in ticks if t < 2 * TICK_HZ} and {t for t in ticks if t >= 6 * TICK_HZ}
+    disc = [(tick_of(f.t_us), int.from_bytes(f.payload[:2], "little"),
+             int.from_bytes(f.payload[2:4], "little"))
+            for f in frames if f.type == FrameType.DISCRETES]
+    lie = [(s & WOW, fault) for t, s, fault in disc if 6 * TICK_HZ <= t < 9 * TICK_HZ]
+    rest = [s & WOW for t, s, _ in disc if t >= 9 * TICK_HZ or t < 2 * TICK_HZ]
+    assert lie and all(w == WOW and fault == 0 for w, fault in lie)  # "on ground", no fault
+    assert rest and all(w == 0 for w in rest)  # airborne

@@ -64,7 +64,8 @@ def _entries() -> list[tuple[JournalEntry, str | None]]:
         (event_entry(e), "events") for e in ev]
     for kind, stream in ((JournalKind.BITE, "health"), (JournalKind.ADMIN, "audit"),
                          (JournalKind.INTAKE, "intake"), (JournalKind.WAP, "health"),
-                         (JournalKind.SYNC_LOST, None), (JournalKind.GATE, None)):
+                         (JournalKind.SYNC_LOST, None), (JournalKind.GATE, None),
+                         (JournalKind.ORDER, "order_status")):
         out.append((JournalEntry(kind, f"{kind} x", UTC, TimeSource.LOCAL, {"k": kind.value}),
                     stream))
     return out

@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from appliance.avionics.chain import AvionicsChain
 from appliance.avionics.profile import FlightProfile
+from appliance.content.order_status import OrderBook
 from appliance.content.orders import Orders
 from appliance.settings import AdminAuthSettings
 from appliance.store.engine import make_engine
@@ -28,6 +29,8 @@ from appliance.store.migrate import upgrade
 from appliance.store.writer import Writer
 from appliance.web import admin, passenger
 from appliance.web.admin.auth import AdminAuth
+from appliance.web.admin.shop import shop_admin_router
+from appliance.web.passenger.shop import shop_router
 from firmware_bridge.frame import FrameDecoder
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.recording import fetch_default_flight, load
@@ -52,14 +55,16 @@ def build_apps(tmp: Path) -> tuple[Any, Any, Writer]:
         chain.feed_frames(dec.feed(chunk))
     utc = chain.utc
     orders = Orders(writer, reader, "F-TEST", utc)
+    book = OrderBook(writer, reader, "F-TEST", utc)
     auth = AdminAuth([], TOKEN, AdminAuthSettings(max_failures=10_000))
     from appliance.store.export import export_logs
 
     adm = admin.create_app(admin.AdminDeps(
         chain=chain, journal=journal, auth=auth, status=lambda: {"mode": str(chain.mode)},
         utc=utc, profile=profile.view,
-        export=lambda a, b: export_logs(journal, None, "F-TEST", a, b)))
-    return passenger.create_app(chain, orders), adm, writer
+        export=lambda a, b: export_logs(journal, None, "F-TEST", a, b),
+        routers=[shop_admin_router(book)]))
+    return passenger.create_app(chain, orders, routers=[shop_router(book)]), adm, writer
 
 
 _tmp = Path(__import__("tempfile").mkdtemp(prefix="schemathesis-"))

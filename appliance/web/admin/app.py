@@ -56,6 +56,8 @@ class AdminDeps:
     export: Callable[[float, float], tuple[bytes, dict[str, Any]]] | None = None
     metrics: Callable[[], Awaitable[bytes]] | None = None
     dashboard_html: str | None = None
+    #: More pages without data of their own (they log in first), by path: the crew's ``/crew``.
+    pages: dict[str, str] = field(default_factory=dict)
     routers: list[APIRouter] = field(default_factory=list)
     #: (method, path prefix) of requests too frequent to audit one by one (chunk transfers); the
     #: subsystem journals their outcome itself.
@@ -177,6 +179,12 @@ def require(auth: AdminAuth, role: Role) -> Callable[[Request], Awaitable[Princi
     return dep
 
 
+def _page(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html)
+    return page
+
+
 def create_app(deps: AdminDeps) -> FastAPI:
     """Build the admin app over ``deps``."""
     auth = deps.auth
@@ -208,6 +216,10 @@ def create_app(deps: AdminDeps) -> FastAPI:
     async def dashboard() -> HTMLResponse:
         """The maintenance dashboard (a page with no data of its own: it logs in first)."""
         return HTMLResponse(deps.dashboard_html or "<h1>Cabin server admin</h1>")
+
+    for page_path, page in deps.pages.items():
+        app.add_api_route(page_path, _page(page), include_in_schema=False,
+                          response_class=HTMLResponse)
 
     @app.post("/admin/v1/login", response_model=LoginOut, responses=_LOGIN_ERRORS,
               openapi_extra={"requestBody": _LOGIN_BODY})

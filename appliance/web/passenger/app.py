@@ -2,7 +2,8 @@
 
 ``create_app(chain, ...)``: FastAPI app. ``GET /api/v1/flight`` returns mode, phase and the
 flight's values each with its validity (see :func:`appliance.web.views.flight_view`).
-``POST /api/v1/orders`` places an order: every item on the menu (else 422 naming it), within the
+``POST /api/v1/orders`` places an order: every item on the menu in force and in stock (else 422
+naming it); the answer carries the order number and total. Within the
 per-address and per-seat rates of :class:`OrderLimits` (else 429 with ``Retry-After``), while the
 orders stream is under its bound (else 503 with the reason). A 422 never echoes the input
 (:mod:`appliance.web.validation`). No admin route exists here: anything under /admin is 404 on
@@ -113,10 +114,12 @@ def create_app(chain: AvionicsChain, orders: Orders | None = None,
         async def place_order(order: OrderIn, request: Request, response: Response) -> Any:
             """Place an order: 201 once durably stored and queued for the ground.
 
-            200 for a retry of a known idempotency key; 422 for a malformed order or an item
-            not on the menu; 429 (with Retry-After, s) past the rate of this address or seat;
-            503 when passenger services are closed, the orders stream is at its bound or the
-            journal cannot write.
+            Body: ``number`` (the order number), ``total`` (minor units of ``currency``),
+            ``status`` (``placed``). 200 for a retry of a known idempotency key; 422 for a
+            malformed order, an item not on the menu or out of stock, or more than 10 of one
+            item (``type``: ``not_on_menu``, ``out_of_stock``, ``too_many``); 429 (with
+            Retry-After, s) past the rate of this address or seat; 503 when passenger services
+            are closed, the orders stream is at its bound or the journal cannot write.
             """
             if order_limits is not None:
                 client = request.client.host if request.client else "unknown"
@@ -134,7 +137,7 @@ def create_app(chain: AvionicsChain, orders: Orders | None = None,
             except OrderRefused as e:
                 loc = ("body", "items", e.index, "sku") if e.index is not None else ("body",)
                 return validation_response(error_items(
-                    [{"loc": loc, "msg": str(e), "type": "not_on_menu"}]))
+                    [{"loc": loc, "msg": str(e), "type": e.code}]))
             except OrdersFull as e:
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(e)) from e
             except StoreError as e:
@@ -142,8 +145,9 @@ def create_app(chain: AvionicsChain, orders: Orders | None = None,
                                     "orders cannot be stored right now") from e
             if not res.created:
                 response.status_code = status.HTTP_200_OK
-            return {"id": res.id, "idempotency_key": res.idempotency_key,
-                    "outbox_key": res.outbox_key, "created": res.created}
+            return {"id": res.id, "number": res.id, "idempotency_key": res.idempotency_key,
+                    "outbox_key": res.outbox_key, "created": res.created, "total": res.total,
+                    "currency": res.currency, "status": res.status}
 
     for router in routers:
         app.include_router(router)

@@ -4,7 +4,11 @@
 oldest events, never stalls the others) and pushes to all of them:
 
 - ``flight`` every ``period_s`` (wall clock): position (deg), altitude (ft), ground speed (kt),
-  track (deg), phase, distance to go (NM) and ETA (UTC ISO) when the destination is known;
+  track (deg), phase, distance to go (NM), and when the destination is known and the aircraft
+  flies: time to destination (``time_to_go_s``), ETA (UTC ISO) and the arrival in the
+  destination's local time (``eta_local``, ISO with its UTC offset; the IANA zone is
+  ``destination.tz``); ``track``: which flown track the map shows and its point count
+  (``{"id", "n"}``, see :mod:`appliance.web.passenger.track`);
 - ``pa`` at once when the ``pa_active`` discrete changes (``{"active": bool}``): players pause;
 - ``mode`` at once when the mode changes (``{"mode", "services"}``): the portal re-reads the catalog.
 
@@ -22,7 +26,8 @@ import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ...avionics.chain import AvionicsChain
 from ...avionics.stages import Edge
@@ -31,7 +36,10 @@ from ...modes.events import Event, ModeChanged
 from ...modes.policy import PolicyTable
 from ..views import flight_view
 
-__all__ = ["Airport", "FlightInfo", "airport", "great_circle_nm", "sse"]
+if TYPE_CHECKING:
+    from .track import PassengerTrack
+
+__all__ = ["Airport", "FlightInfo", "airport", "great_circle_nm", "local_time", "sse"]
 
 log = logging.getLogger(__name__)
 EARTH_NM = 3440.065
@@ -39,13 +47,14 @@ EARTH_NM = 3440.065
 
 @dataclass(frozen=True, slots=True)
 class Airport:
-    """An airport: ICAO and IATA codes, name, latitude and longitude (deg)."""
+    """An airport: ICAO and IATA codes, name, latitude and longitude (deg), IANA time zone."""
 
     icao: str
     iata: str
     name: str
     lat: float
     lon: float
+    tz: str | None = None
 
 
 def airport(code: str | None) -> Airport | None:
@@ -53,9 +62,9 @@ def airport(code: str | None) -> Airport | None:
     if not code:
         return None
     table = tomllib.loads(resources.files(__package__).joinpath("airports.toml").read_text())
-    for icao, (iata, name, lat, lon) in table.items():
+    for icao, (iata, name, lat, lon, *rest) in table.items():
         if code.upper() in (icao, iata):
-            return Airport(icao, iata, name, float(lat), float(lon))
+            return Airport(icao, iata, name, float(lat), float(lon), rest[0] if rest else None)
     return None
 
 
@@ -77,8 +86,12 @@ class FlightInfo:
 
     def __init__(self, chain: AvionicsChain, policy: PolicyTable, origin: Airport | None = None,
                  destination: Airport | None = None, period_s: float = 1.0,
-                 queue_size: int = 16) -> None:
-        """Push ``flight`` every ``period_s`` seconds; each stream buffers ``queue_size`` events."""
+                 queue_size: int = 16, track: PassengerTrack | None = None) -> None:
+        """Push ``flight`` every ``period_s`` seconds; each stream buffers ``queue_size`` events.
+
+        ``track``: the flown track the map draws (its id and size go in every ``flight`` event).
+        """
+        self.track = track
         self.chain = chain
         self.policy = policy
         self.origin = origin
@@ -104,16 +117,20 @@ class FlightInfo:
             "latitude": lat, "longitude": lon, "altitude_ft": v["altitude"]["value"],
             "ground_speed_kt": gs, "track_deg": v["track"]["value"],
             "flight_number": v["flight_number"]["value"], "pa_active": self.pa,
-            "distance_nm": None, "eta": None,
-            "origin": _ap(self.origin), "destination": _ap(self.destination)}
+            "distance_nm": None, "eta": None, "time_to_go_s": None, "eta_local": None,
+            "origin": _ap(self.origin), "destination": _ap(self.destination),
+            "track": None if self.track is None else self.track.summary()}
         d = self.destination
         if d is not None and isinstance(lat, float) and isinstance(lon, float):
             dist = great_circle_nm(lat, lon, d.lat, d.lon)
             out["distance_nm"] = round(dist, 1)
             if isinstance(gs, float) and gs > 50.0 and self.chain.mode == "FLIGHT":
                 utc, _ = self.chain.utc()
-                eta = utc + dist / gs * 3600.0
-                out["eta"] = dt.datetime.fromtimestamp(eta, dt.UTC).isoformat(timespec="minutes")
+                to_go = dist / gs * 3600.0
+                out["time_to_go_s"] = round(to_go)
+                out["eta"] = dt.datetime.fromtimestamp(utc + to_go, dt.UTC).isoformat(
+                    timespec="minutes")
+                out["eta_local"] = local_time(utc + to_go, d.tz)
         return out
 
     def push(self, event: str, data: dict[str, Any]) -> None:
@@ -158,7 +175,7 @@ class FlightInfo:
         self._task = asyncio.create_task(self._run(), name="flight-info")
 
     async def stop(self) -> None:
-        """Stop pushing and unhook from the chain."""
+        """Stop pushing and unhook from the chain (and the track's own sampler, if any)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,6 +183,8 @@ class FlightInfo:
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe = []
+        if self.track is not None:
+            self.track.close()
 
     async def _run(self) -> None:
         while True:
@@ -177,6 +196,18 @@ class FlightInfo:
                     log.exception("flight info snapshot failed")
 
 
+def local_time(epoch: float, tz: str | None) -> str | None:
+    """``epoch`` (s) as an ISO time with the UTC offset of the IANA zone ``tz`` (None: unknown)."""
+    if not tz:
+        return None
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r", tz)
+        return None
+    return dt.datetime.fromtimestamp(epoch, zone).isoformat(timespec="minutes")
+
+
 def _ap(a: Airport | None) -> dict[str, Any] | None:
     return None if a is None else {"icao": a.icao, "iata": a.iata, "name": a.name, "lat": a.lat,
-                                   "lon": a.lon}
+                                   "lon": a.lon, "tz": a.tz}

@@ -1,12 +1,11 @@
 // The passenger portal: catalog, player (hls.js or native HLS), reader, flight info, menu, survey.
 // No framework, no CDN: everything comes from this server. State lives in `S`.
 "use strict";
-const S = {catalog: null, etag: null, mediaBase: "", hls: null, flight: null, trail: [],
-           land: null, pa: false, resumeAfterPa: [], services: "open"};
+const S = {catalog: null, etag: null, mediaBase: "", hls: null, flight: null,
+           pa: false, resumeAfterPa: [], services: "open"};
 const $ = (id) => document.getElementById(id);
-// A file of the portal by its logical name ("map.js", "vendor/hls.min.js"): its content-hashed,
-// immutable URL from the page (window.ASSET_URLS), else the plain one.
-function assetUrl(name) { return (window.ASSET_URLS || {})[name] || "/portal/" + name; }
+// assetUrl(name): a portal file by its logical name ("map.js", "vendor/hls.min.js"), its
+// content-hashed, immutable URL from the page's window.ASSET_URLS (defined with the shop's loader)
 
 // ---- languages -----------------------------------------------------------------------------
 // The server picks the language (cookie `lang`, else Accept-Language) and fills the page's static
@@ -389,87 +388,48 @@ async function read(id) {
 }
 
 // ---- flight info ---------------------------------------------------------------------------
+// The facts are written here; the moving map is assets/map.js, loaded when the flight view opens.
 function fmt(v, unit, digits = 0) { return v == null ? "–" : t(`unit.${unit}`, {n: num(Number(v), digits)}); }
+function phaseName(f) {  // the passenger's words for the phase: never the raw state name
+  return f.phase && I.cat[`phase.${f.phase}`] ? t(`phase.${f.phase}`) : "–";
+}
+function timeToGo(s) {
+  if (s == null) return "–";
+  const m = Math.max(0, Math.round(s / 60));
+  return m < 60 ? t("flight.minutes_left", {m: num(m)}) : t("flight.hours_minutes", {h: num(Math.floor(m / 60)), m: num(m % 60)});
+}
+function arrivalLocal(f) {  // the arrival as a time of day at the destination (its IANA zone)
+  if (!f.eta) return "–";
+  const d = f.destination || {};
+  let time;
+  try {
+    time = new Intl.DateTimeFormat(I.lang, {hour: "2-digit", minute: "2-digit", timeZone: d.tz || "UTC"}).format(new Date(f.eta));
+  } catch (e) { time = (f.eta_local || f.eta).slice(11, 16); }
+  return d.tz ? t("flight.arrival_at", {time, place: d.name || d.iata || ""}) : `${time} UTC`;
+}
 
 function onFlight(f) {
   S.flight = f;
   $("fi-number").textContent = f.flight_number || "";
   $("fi-alt").textContent = fmt(f.altitude_ft, "ft");
   $("fi-speed").textContent = fmt(f.ground_speed_kt, "kt");
-  $("fi-pos").textContent = f.latitude == null ? "–" : `${num(f.latitude, 3)}°, ${num(f.longitude, 3)}°`;
+  if (f.latitude != null) $("fi-pos").textContent = `${num(f.latitude, 3)}°, ${num(f.longitude, 3)}°`;
+  else if (!$("fi-pos").textContent) $("fi-pos").textContent = "–";  // else: the last good one holds
   $("fi-dist").textContent = fmt(f.distance_nm, "nm");
-  $("fi-eta").textContent = f.eta ? clock(f.eta, false) : "–";
-  $("fi-phase").textContent = f.phase ? t(`phase.${f.phase}`) : "–";  // never the raw state name
+  $("fi-togo").textContent = timeToGo(f.time_to_go_s);
+  $("fi-eta").textContent = arrivalLocal(f);
+  $("fi-phase").textContent = phaseName(f);
   $("fi-utc").textContent = f.utc ? clock(f.utc, true) : "–";
-  if (f.latitude != null) {
-    const last = S.trail[S.trail.length - 1];
-    if (!last || last[0] !== f.latitude || last[1] !== f.longitude) S.trail.push([f.latitude, f.longitude]);
-    if (S.trail.length > 2000) S.trail.shift();
-  }
-  if (!$("view-flight").hidden) drawMap();
+  if (window.FlightMap) window.FlightMap.update(f);
 }
 
-function topoFeatures(topo, name) {  // minimal TopoJSON decoder: quantized, delta-encoded arcs
-  const [sx, sy] = topo.transform.scale, [tx, ty] = topo.transform.translate;
-  const arcs = topo.arcs.map((arc) => { let x = 0, y = 0;
-    return arc.map(([dx, dy]) => { x += dx; y += dy; return [x * sx + tx, y * sy + ty]; }); });
-  const ring = (idx) => idx.flatMap((i) => (i >= 0 ? arcs[i] : arcs[~i].slice().reverse()));
-  const polys = [];
-  for (const g of topo.objects[name].geometries) {
-    if (g.type === "Polygon") polys.push(g.arcs.map(ring));
-    else if (g.type === "MultiPolygon") for (const p of g.arcs) polys.push(p.map(ring));
-  }
-  return polys;
-}
-
-async function loadLand() {
-  try {
-    const r = await fetch(assetUrl("vendor/countries-110m.json"));
-    if (r.ok) S.land = topoFeatures(await r.json(), "countries");
-  } catch (e) { S.land = null; }
-}
-
-function drawMap() {
-  const c = $("map"), g = c.getContext("2d"), f = S.flight || {};
-  const pts = [...S.trail];
-  for (const a of [f.origin, f.destination]) if (a) pts.push([a.lat, a.lon]);
-  if (f.latitude != null) pts.push([f.latitude, f.longitude]);
-  if (!pts.length) pts.push([46.5, 2.5]);
-  let la0 = Math.min(...pts.map((p) => p[0])), la1 = Math.max(...pts.map((p) => p[0]));
-  let lo0 = Math.min(...pts.map((p) => p[1])), lo1 = Math.max(...pts.map((p) => p[1]));
-  const pad = Math.max(1.5, (la1 - la0) * 0.25, (lo1 - lo0) * 0.15);
-  la0 -= pad; la1 += pad; lo0 -= pad; lo1 += pad;
-  const k = Math.cos(((la0 + la1) / 2) * Math.PI / 180);
-  const s = Math.min(c.width / ((lo1 - lo0) * k), c.height / (la1 - la0));
-  const cx = (lo0 + lo1) / 2, cy = (la0 + la1) / 2;
-  const P = (lat, lon) => [c.width / 2 + (lon - cx) * k * s, c.height / 2 - (lat - cy) * s];
-  g.fillStyle = "#0b3a5a"; g.fillRect(0, 0, c.width, c.height);
-  if (S.land) {
-    g.fillStyle = "#2f4a3a"; g.strokeStyle = "#55705f"; g.lineWidth = 1;
-    for (const poly of S.land) {
-      g.beginPath();
-      for (const r of poly) r.forEach(([lon, lat], i) => { const [x, y] = P(lat, lon); i ? g.lineTo(x, y) : g.moveTo(x, y); });
-      g.fill("evenodd"); g.stroke();
-    }
-  }
-  if (f.origin && f.destination) {
-    g.setLineDash([6, 6]); g.strokeStyle = "#cfd8e3"; g.beginPath();
-    g.moveTo(...P(f.origin.lat, f.origin.lon)); g.lineTo(...P(f.destination.lat, f.destination.lon)); g.stroke();
-    g.setLineDash([]);
-  }
-  g.strokeStyle = "#ffd166"; g.lineWidth = 3; g.beginPath();
-  S.trail.forEach(([lat, lon], i) => { const [x, y] = P(lat, lon); i ? g.lineTo(x, y) : g.moveTo(x, y); });
-  g.stroke();
-  g.fillStyle = "#fff"; g.font = "14px system-ui";
-  for (const a of [f.origin, f.destination]) if (a) {
-    const [x, y] = P(a.lat, a.lon); g.beginPath(); g.arc(x, y, 4, 0, 7); g.fill(); g.fillText(a.iata, x + 6, y - 6);
-  }
-  if (f.latitude != null) {
-    const [x, y] = P(f.latitude, f.longitude);
-    g.save(); g.translate(x, y); g.rotate(((f.track_deg || 0) * Math.PI) / 180);
-    g.fillStyle = "#ff5e5b"; g.beginPath(); g.moveTo(0, -12); g.lineTo(8, 10); g.lineTo(0, 5); g.lineTo(-8, 10);
-    g.closePath(); g.fill(); g.restore();
-  }
+// ---- moving map (assets/map.js, a classic script loaded once, when the flight view opens) ----
+// (assetUrl: with the shop's loader below)
+let mapLoading = null;
+function openMap() {
+  mapLoading ||= loadScript(assetUrl("map.js")).then(() => window.FlightMap.init())
+    .catch((e) => { mapLoading = null; console.error("map", e); });
+  return mapLoading.then(() => { if (window.FlightMap && S.flight) window.FlightMap.update(S.flight); });
 }
 
 // ---- PA announcements ----------------------------------------------------------------------
@@ -494,35 +454,14 @@ function connectEvents() {
   window.portalEvents = es;
 }
 
-// ---- menu and survey -----------------------------------------------------------------------
-function renderMenu() {
-  const box = $("menu-items"); box.replaceChildren();
-  for (const it of (S.catalog?.menu || [])) {
-    const row = document.createElement("div"); row.className = "menu-row";
-    const price = new Intl.NumberFormat(I.lang, {style: "currency", currency: it.currency}).format(it.price);
-    row.innerHTML = `<span>${esc(it.name)} <span class="small">${esc(price)}</span></span>
-      <input type="number" min="0" max="10" value="0" data-sku="${esc(it.sku)}" aria-label="${esc(t("menu.quantity", {item: it.name}))}">`;
-    box.append(row);
-  }
+// ---- menu (the shop: assets/shop.js, loaded the first time the menu opens) and survey ------
+function assetUrl(name) { return (window.ASSET_URLS || {})[name] || "/portal/" + name; }
+let shopScript = null;
+async function openShop() {
+  shopScript ||= loadScript(assetUrl("shop.js")).catch((e) => { shopScript = null; throw e; });
+  try { await shopScript; await window.Shop.open(); } catch (e) { $("order-status").textContent = t("common.no_connection"); }
 }
-
-function detailText(body) {  // FastAPI's detail: a string, or a list of {msg, loc}
-  const d = body?.detail;
-  if (Array.isArray(d)) return d.map((x) => x?.msg || "").filter(Boolean).join("; ");
-  return typeof d === "string" ? d : "";
-}
-
-async function order() {
-  const items = Array.from(document.querySelectorAll("#menu-items input"))
-    .map((i) => ({sku: i.dataset.sku, qty: Number(i.value)})).filter((i) => i.qty > 0);
-  const status = $("order-status");
-  if (!items.length) { status.textContent = t("menu.choose_first"); return; }
-  const body = {idempotency_key: newKey(), seat: $("seat").value.trim().toUpperCase(), items};
-  try {
-    const r = await postJSON("/api/v1/orders", body);
-    status.textContent = r.ok ? t("menu.thanks") : t("menu.not_sent", {status: r.status, detail: detailText(await r.json())});
-  } catch (e) { status.textContent = t("common.no_connection"); }
-}
+function renderMenu() { if (window.Shop) window.Shop.render(); }
 
 async function renderSurvey() {
   const form = $("survey");
@@ -559,9 +498,10 @@ function route() {
   if (name !== "read") closeEpub();
   if (name === "play") play(id);
   if (name === "read") read(id);
-  if (name === "flight") { drawMap(); if (!S.land) loadLand().then(() => { if (!$("view-flight").hidden) drawMap(); }); }
+  if (name === "flight") openMap();
   renderClosed();
   if (name === "feedback") renderSurvey();
+  if (name === "menu") openShop();
 }
 
 async function captive() {
@@ -574,7 +514,6 @@ async function captive() {
 }
 
 async function main() {
-  $("order").onclick = order;
   playerControls(); readerControls();
   $("lang").onchange = (e) => switchLang(e.target.value);
   window.addEventListener("hashchange", route);
