@@ -9,7 +9,7 @@ N ?= 1000
 ROOTFS_STAMP := var/image/rootfs/.built
 IMAGE_SOURCES := $(shell git ls-files appliance firmware-bridge systemd image-build pyproject.toml setup.py 2>/dev/null)
 
-.PHONY: run test lint imports wheelhouse bench clean deps content test-powercut test-sync-soak image test-image test-systemd test-disk \
+.PHONY: run test lint imports wheelhouse bench clean deps content lighthouse test-powercut test-sync-soak image test-image test-systemd test-disk \
 	test-system test-update
 
 $(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiver/pyproject.toml
@@ -54,11 +54,16 @@ $(CONTENT)/live-manual-en/package.json: | $(BIN)/.installed
 	$(BIN)/media package $(LIVE_MANUAL) --out $(CONTENT)/live-manual-en --force --id live-manual-en --title "Live Systems Manual" --lang en --licence GPL-3.0-or-later --attribution "Live Systems Project, Debian package live-manual-epub"
 $(CONTENT)/genesis-kjv/package.json: $(CONTENT_SRC)/genesis.txt | $(BIN)/.installed
 	$(BIN)/media package $< --out $(CONTENT)/genesis-kjv --force --id genesis-kjv --title "Genesis" --author "King James Version (1611)" --licence "Public domain" --chapter-regex '^Chapter '
-var/vendor/epub.min.js:
-	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
-	mkdir -p var/vendor
-	cp var/npm/node_modules/hls.js/dist/hls.min.js var/npm/node_modules/world-atlas/countries-50m.json var/vendor/
+## the portal's vendor files, with gzip/brotli sidecars of every one (places.json too: served
+## precompressed); the map's outlines are world-atlas's 110m countries (the 50m ones weighed 756 KB)
+NPM_PACKAGES := hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
+var/vendor/.done: var/vendor/places.json | $(BIN)/.installed
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
+	mkdir -p var/vendor && rm -f var/vendor/countries-50m.json
+	cp var/npm/node_modules/hls.js/dist/hls.min.js var/npm/node_modules/world-atlas/countries-110m.json var/vendor/
 	cp var/npm/node_modules/epubjs/dist/epub.min.js var/npm/node_modules/jszip/dist/jszip.min.js var/vendor/
+	$(BIN)/python -m appliance.web.passenger.static var/vendor
+	touch $@
 ## the moving map's places: Natural Earth populated places (public domain) as the npm package globe.gl
 ## ships them, reduced to [name, lat, lon, rank] by media/places.py (the rest of the package is not used)
 NE_PLACES := package/example/datasets/ne_110m_populated_places_simple.geojson
@@ -68,8 +73,8 @@ var/vendor/places.json: | $(BIN)/.installed
 	$(BIN)/python -m media.places var/cache/npm-pack/$(NE_PLACES) $@
 ## axe-core: the accessibility rules the portal's tests run in Chromium (npm, never shipped)
 var/npm/node_modules/axe-core/axe.min.js:
-	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4 world-atlas@2.0.2 axe-core@4.10.3 epubjs@0.3.93 jszip@3.10.1
-content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/epub.min.js var/vendor/places.json var/npm/node_modules/axe-core/axe.min.js
+	npm install --prefix var/npm --no-save --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
+content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.json $(CONTENT)/live-manual-en/package.json var/vendor/places.json var/vendor/.done var/npm/node_modules/axe-core/axe.min.js
 
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
 ## with the real content installed; the portal is http://127.0.0.1:8080/, media on 8082 (the
@@ -146,6 +151,16 @@ bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_fleet.py
 	$(BIN)/python tests/bench/bench_media.py
 	$(BIN)/python tests/bench/bench_cabinnet.py
+
+## lighthouse: Lighthouse 12 (npm) mobile on the portal's first page with Debian's Chromium, the
+## service on loopback with the real content; 3 runs, prints each and the median (issue 16: goals
+## Performance >= 90, LCP < 2.5 s, CLS < 0.1, Accessibility 100). Not in CI (a minute or two).
+## (its own npm prefix: `make content`, hence CI, does not fetch it)
+LIGHTHOUSE_JS := var/lighthouse/node_modules/lighthouse/cli/index.js
+$(LIGHTHOUSE_JS):
+	npm install --prefix var/lighthouse --no-save --no-audit --no-fund --loglevel=error lighthouse@12.8.2
+lighthouse: $(BIN)/.installed content $(LIGHTHOUSE_JS)
+	$(BIN)/python tests/bench/lighthouse_portal.py --runs 3
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses
 ## unsynced writes; fails if anything acknowledged is lost (about 2.2 s a cut; needs root, /dev/fuse)

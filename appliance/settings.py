@@ -139,7 +139,7 @@ class ContentSettings(_Section):
     port on ``media_host`` (default: the passenger host); 0 (the default) picks a free port, which
     the catalog announces to the portal (set a fixed one where a firewall needs it); None serves
     media on the passenger port only (the slow ASGI path). ``vendor_dir`` holds the portal's
-    npm-built assets (``hls.min.js``, ``countries-50m.json``); without it the player relies on native
+    npm-built assets (``hls.min.js``, ``countries-110m.json``); without it the player relies on native
     HLS and the map draws no coastline. ``origin``/``destination`` are airport codes (ICAO or
     IATA, see ``appliance/web/airports.toml``) for the map and the ETA. Limits are per client
     address: connections to the media server, requests per second (and burst) on the media server

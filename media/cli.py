@@ -30,7 +30,7 @@ from .book import cover_svg, package_book
 from .epub import package_epub
 from .manifest_writer import write_manifest
 from .tracks import TrackKind, parse_track
-from .video import VideoError, package_video
+from .video import VideoError, package_video, poster_sizes
 
 __all__ = ["main"]
 
@@ -147,7 +147,8 @@ def _package(args: argparse.Namespace) -> int:
                                                     segment_type=args.segment_type, tracks=tracks,
                                                     audio_language=(args.lang or ["en"])[0],
                                                     progress=progress)
-            fields |= {"entry": entry, "poster": poster, "duration_s": round(info.duration_s, 3)}
+            fields |= {"entry": entry, "poster": poster, "duration_s": round(info.duration_s, 3),
+                       "posters": poster_sizes(info)}
         elif src.suffix.lower() == ".epub":
             entry, book = package_epub(src, work, title=args.title,
                                        language=(args.lang or [""])[0], author=args.author,

@@ -102,12 +102,44 @@ def run_with_progress(cmd: list[str], duration_s: float,
         progress(duration_s, duration_s)
 
 
+#: The poster's widths (px): the catalog's ``srcset``; the widest is ``poster.jpg``.
+POSTER_WIDTHS = (320, 480, 640)
+
+
+def poster_sizes(info: Probe) -> list[dict[str, int | str]]:
+    """The poster files :func:`write_posters` makes for ``info``: ``{"w", "h", "path"}``.
+
+    Narrowest first; heights as ffmpeg's ``scale=W:-2`` rounds them (even).
+    """
+    out: list[dict[str, int | str]] = []
+    for w in POSTER_WIDTHS:
+        h = max(16, 2 * round(w * info.height / max(1, info.width) / 2))
+        out.append({"w": w, "h": h, "path": "poster.jpg" if w == POSTER_WIDTHS[-1]
+                    else f"poster-{w}.jpg"})
+    return out
+
+
+def write_posters(src: Path, out: Path, info: Probe) -> None:
+    """One frame at 40 % of ``src`` as JPEG posters at :data:`POSTER_WIDTHS` (one ffmpeg run)."""
+    sizes = poster_sizes(info)
+    graph = f"[0:v]split={len(sizes)}" + "".join(f"[p{i}]" for i in range(len(sizes))) + ";" + \
+        ";".join(f"[p{i}]scale={s['w']}:-2[o{i}]" for i, s in enumerate(sizes))
+    cmd = [_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
+           "-ss", f"{info.duration_s * 0.4:.3f}", "-i", str(src), "-filter_complex", graph]
+    for i, s in enumerate(sizes):
+        cmd += ["-map", f"[o{i}]", "-frames:v", "1", "-q:v", "4" if i == len(sizes) - 1 else "5",
+                str(out / str(s["path"]))]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise VideoError(f"ffmpeg (poster) failed: {res.stderr.strip()[-2000:]}")
+
+
 def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int = 2,
                   segment_type: Literal["mpegts", "fmp4"] = "mpegts", tracks: Sequence[Track] = (),
                   audio_language: str = "en",
                   progress: Callable[[float, float], None] | None = None,
                   ) -> tuple[str, str, Probe]:
-    """Cut ``src`` into an HLS ladder under ``out/hls`` and a poster ``out/poster.jpg``.
+    """Cut ``src`` into an HLS ladder under ``out/hls`` and posters ``out/poster*.jpg``.
 
     With ``tracks`` (more audio languages, an audio description, subtitles, captions: see
     :mod:`media.tracks`) the variants are video only and every soundtrack, the source's own
@@ -161,11 +193,5 @@ def package_video(src: Path, out: Path, *, segment_s: int = 4, renditions: int =
         except ValueError as e:
             raise VideoError(str(e)) from e
         write_master(hls, (hls / "master.m3u8").read_text(), every)
-    poster = out / "poster.jpg"
-    res = subprocess.run([_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y",
-                          "-ss", f"{info.duration_s * 0.4:.3f}", "-i", str(src), "-frames:v", "1",
-                          "-vf", "scale=640:-2", "-q:v", "4", str(poster)],
-                         capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise VideoError(f"ffmpeg (poster) failed: {res.stderr.strip()[-2000:]}")
+    write_posters(src, out, info)
     return "hls/master.m3u8", "poster.jpg", info

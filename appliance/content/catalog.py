@@ -216,6 +216,7 @@ class Catalog:
                     "available": a is Access.OK,
                     "message": None if a is Access.OK else LOCKED_MESSAGE,
                     "poster": t.url(m.poster) if m.poster else None,
+                    "posters": [{"w": p.w, "h": p.h, "url": t.url(p.path)} for p in m.posters],
                     "entry": t.url(m.entry) if a is Access.OK else None}
                 if m.kind == "book" and a is Access.OK and "book/toc.json" in m.files:
                     item["toc"] = t.url("book/toc.json")

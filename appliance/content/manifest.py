@@ -54,6 +54,16 @@ class Localized(BaseModel):
     rating: Annotated[str, Field(max_length=16)] | None = None
 
 
+class PosterSize(BaseModel):
+    """The poster at one width (a responsive size for the catalog's ``srcset``): px and file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    w: Annotated[int, Field(ge=16, le=4096)]
+    h: Annotated[int, Field(ge=16, le=4096)]
+    path: str
+
+
 class Manifest(BaseModel):
     """``package.json``; raises pydantic's ValidationError on any bad or unknown field."""
 
@@ -78,6 +88,8 @@ class Manifest(BaseModel):
                     Localized] = Field(default_factory=dict)
     entry: str
     poster: str | None = None
+    #: The poster in responsive sizes, narrowest first (optional: packages made before have none).
+    posters: tuple[PosterSize, ...] = ()
     files: dict[str, FileEntry]
 
     @field_validator("languages")
@@ -107,13 +119,19 @@ class Manifest(BaseModel):
         for p in self.files:
             if not safe_relpath(p) or p == MANIFEST:
                 raise ValueError(f"bad file path {p!r}")
-        refs: tuple[tuple[str, str | None], ...] = (("entry", self.entry), ("poster", self.poster))
+        refs: tuple[tuple[str, str | None], ...] = (
+            ("entry", self.entry), ("poster", self.poster),
+            *(("posters", p.path) for p in self.posters))
         for name, ref in refs:
             if ref is not None and ref not in self.files:
                 raise ValueError(f"{name} {ref!r} is not among the files")
         if self.not_before and self.not_after and self.not_after <= self.not_before:
             raise ValueError("not_after is not after not_before")
         return self
+
+    def poster_files(self) -> set[str]:
+        """The poster's file and its responsive sizes' files (shown even for a locked title)."""
+        return {p.path for p in self.posters} | ({self.poster} if self.poster else set())
 
     def window(self) -> tuple[float | None, float | None]:
         """The licensing window as epoch seconds (UTC): (not_before, not_after), None = open."""
@@ -125,6 +143,8 @@ class Manifest(BaseModel):
         doc = self.model_dump(mode="json")
         if not doc["localized"]:  # a package without translations keeps the version it had
             del doc["localized"]
+        if not doc["posters"]:  # and so does one without poster sizes
+            del doc["posters"]
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 

@@ -101,7 +101,7 @@ class MediaFiles:
             return self._error(404, "no such title", target, client)
         if acc is Access.CLOSED:
             return self._error(503, "passenger services are closed", target, client)
-        if acc is Access.LOCKED and rel != title.manifest.poster:  # the catalog shows its poster
+        if acc is Access.LOCKED and rel not in title.manifest.poster_files():  # the catalog shows it
             return self._error(403, "available after take-off", target, client)
         entry = title.manifest.files.get(rel)
         if entry is None:

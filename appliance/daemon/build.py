@@ -115,7 +115,7 @@ def build_passenger_content(settings: Settings, chain: AvionicsChain, writer: Wr
     for code in (cs.origin, cs.destination):
         if code and airport(code) is None:
             log.warning("content: airport %s is not in airports.toml; no map point / ETA", code)
-    assets = PortalAssets(cs.vendor_dir)
+    assets = PortalAssets(cs.vendor_dir, media_port=lambda: catalog.media_port)
     if not assets.vendor:
         log.warning("content: no portal vendor files in %s (make vendor): native HLS only, no "
                     "coastline on the map", cs.vendor_dir)

@@ -264,6 +264,11 @@ def test_mode_policy_on_media(served: tuple[Env, ServerThread], video_pkg: Path,
     with httpx.Client() as c:
         assert c.get(url).status_code == 403  # GROUND: available after take-off
         assert c.get(srv.base + t.url("poster.jpg")).status_code == 200  # the catalog shows it
+        for p in t.manifest.posters:  # and its responsive sizes
+            assert c.get(srv.base + t.url(p.path)).status_code == 200, p
+        entry = next(x for x in json.loads(env.catalog.body().body)["titles"]
+                     if x["id"] == "flight-film")
+        assert [p["w"] for p in entry["posters"]] == [320, 480, 640]
         env.mode = Mode.FLIGHT
         assert c.get(url).status_code == 200
         env.mode = Mode.MAINTENANCE

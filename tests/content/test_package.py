@@ -26,6 +26,15 @@ def test_video_package_shape(video_pkg: Path, video_src: Path) -> None:
     m = pkg.manifest
     assert m.kind == "video" and m.poster == "poster.jpg" and m.licence == "CC-BY-3.0"
     assert (video_pkg / "poster.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    # responsive sizes for the catalog's srcset (issue 16), each the width and height it says
+    assert [p.w for p in m.posters] == [320, 480, 640] and m.posters[-1].path == "poster.jpg"
+    for p in m.posters:
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height",
+                              "-of", "csv=p=0", str(video_pkg / p.path)],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == f"{p.w},{p.h}", p
+    sizes = [(video_pkg / p.path).stat().st_size for p in m.posters]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1] / 2
     assert len(pkg.variants) >= 2
     assert all(v.bandwidth > 0 and v.codecs.startswith("avc1.") and "mp4a" in v.codecs
                for v in pkg.variants)

@@ -11,24 +11,17 @@ book are real packaged content. Screenshots go to ``var/artifacts/accessibility/
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .service import CHROMIUM, Service, launch_chromium
+from .service import Service, launch_chromium
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "var" / "artifacts" / "accessibility"
-FILM = REPO / "var" / "content" / "big-buck-bunny"
-BOOK = REPO / "var" / "content" / "genesis-kjv"
-EPUB = REPO / "var" / "content" / "live-manual-en"
-VENDOR = REPO / "var" / "vendor"
 AXE = REPO / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 SIZES = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1280, "height": 800}}
 VIEWS = ("catalog", "play/big-buck-bunny", "read/genesis-kjv", "read/live-manual-en", "flight",
@@ -37,21 +30,9 @@ RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed")
-    pytest.importorskip("playwright")
+def service(portal_service: Service) -> Service:
     assert AXE.exists(), "axe-core is installed by `make content` (npm)"
-    tmp = tmp_path_factory.mktemp("a11y")
-    svc = Service(tmp)
-    svc.extra_config = f'[content]\nvendor_dir = "{VENDOR}"\norigin = "LFPG"\ndestination = "LFBO"\n'
-    cfg = svc.write_config()
-    for pkg in (FILM, BOOK, EPUB):
-        subprocess.run([sys.executable, "-m", "appliance.cli", "content", "install", "--config",
-                        str(cfg), str(pkg)], check=True, cwd=tmp)
-    svc.start()
-    yield svc
-    svc.stop()
+    return portal_service  # film, HTML book and EPUB installed (tests/e2e/conftest.py)
 
 
 def _describe(violations: list[dict[str, Any]]) -> str:

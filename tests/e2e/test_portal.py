@@ -231,6 +231,23 @@ def test_portal_in_chromium_during_a_replay(service: Service, flight_path: Path)
                                    timeout=15000)
             assert "closed" in page.inner_text("#closed-message")
             page.screenshot(path=str(ARTIFACTS / "06-closed.png"))
+            # one message per service in the mode's words, in place of the view: never the
+            # "free on this Wi-Fi" welcome with it, no empty Films/Books headings (issue 16)
+            messages = set()
+            for view in ("catalog", "flight", "menu", "feedback"):
+                page.evaluate(f"location.hash = '#{view}'")
+                page.wait_for_function(f"!document.getElementById('view-{view}').hidden")
+                shown = page.evaluate("""() => ({
+                  banner: document.getElementById('closed-message').innerText,
+                  welcome: !document.getElementById('welcome').hidden,
+                  text: document.body.innerText,
+                  headings: Array.from(document.querySelectorAll('main h2'))
+                              .filter((h) => h.offsetParent !== null).length})""")
+                assert "closed during maintenance" in shown["banner"], shown
+                assert not shown["welcome"] and "free on this Wi-Fi" not in shown["text"], shown
+                assert shown["headings"] == 0, shown
+                messages.add(shown["banner"])
+            assert len(messages) == 4, messages
             assert not errors, errors
         finally:
             card.halt.set()

@@ -23,6 +23,8 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 
+from .static import compress
+
 __all__ = ["CatalogError", "PortalLanguages", "check", "parse_accept_language"]
 
 REFERENCE = "en"
@@ -99,7 +101,8 @@ class PortalLanguages:
                 self.catalogs[item.name[:-5]] = json.loads(item.read_text(encoding="utf-8"))
         self.page = root.joinpath("index.html").read_text(encoding="utf-8")
         check(self.catalogs, self.page)
-        self._pages: dict[str, tuple[bytes, str]] = {}
+        self._pages: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[bytes, str]] = {}
+        self._compressed: dict[bytes, dict[str, bytes]] = {}
 
     @property
     def languages(self) -> list[str]:
@@ -120,15 +123,23 @@ class PortalLanguages:
                 parts.pop()
         return REFERENCE
 
-    def index(self, lang: str) -> tuple[bytes, str]:
-        """``index.html`` filled in ``lang`` (a known tag) and its ETag."""
-        cached = self._pages.get(lang)
+    def index(self, lang: str, extra: Mapping[str, str] | None = None) -> tuple[bytes, str]:
+        """``index.html`` filled in ``lang`` (a known tag) and its ETag.
+
+        ``extra``: more ``{{_name}}`` values (e.g. the assets' hashed URLs); ``{{_i18n_json}}``
+        is the catalog itself (so the page's script needs no request for it).
+        """
+        key = (lang, tuple(sorted((extra or {}).items())))
+        cached = self._pages.get(key)
         if cached is None:
             cat = self.catalogs[lang]
             options = "".join(
                 f'<option value="{t}" lang="{t}"{" selected" if t == lang else ""}>'
                 f'{html.escape(self.catalogs[t]["_name"])}</option>' for t in self.languages)
-            values = {"_lang": lang, "_dir": cat["_dir"], "_languages": options}
+            values = {"_lang": lang, "_dir": cat["_dir"], "_languages": options,
+                      "_i18n_json": json.dumps(cat, ensure_ascii=False).replace("</", "<\\/"),
+                      "_css_inline": "", "_js_url": "/portal/app.js",
+                      "_asset_urls": "{}", "_media_port": "0", **(extra or {})}
 
             def fill(m: re.Match[str]) -> str:
                 key = m.group(1)
@@ -136,5 +147,12 @@ class PortalLanguages:
 
             body = _PLACEHOLDER.sub(fill, self.page).encode()
             cached = (body, f'"{lang}-{hashlib.sha256(body).hexdigest()[:20]}"')
-            self._pages[lang] = cached
+            self._pages[key] = cached
         return cached
+
+    def compressed(self, body: bytes) -> dict[str, bytes]:
+        """Gzip and brotli bodies of a page made by :meth:`index`, computed once per page."""
+        got = self._compressed.get(body)
+        if got is None:
+            got = self._compressed[body] = compress(body)
+        return got

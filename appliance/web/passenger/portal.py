@@ -27,7 +27,6 @@ Every route counts against the client's request budget (429 with Retry-After bey
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import time
@@ -48,6 +47,7 @@ from ...errors import ApplianceError, StoreError
 from ...modes.policy import PolicyTable
 from .flightinfo import FlightInfo
 from .i18n import PortalLanguages
+from .static import IMMUTABLE, TYPES, Asset, StaticFiles, choose_encoding
 
 __all__ = ["Captive", "CaptiveState", "FeedbackIn", "PortalAssets", "portal_router"]
 
@@ -55,9 +55,7 @@ APPLE_SUCCESS = "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></
 FIREFOX_SUCCESS = ('<meta http-equiv="refresh" '
                    'content="0;url=https://support.mozilla.org/kb/captive-portal"/>')
 NO_STORE = {"Cache-Control": "no-store"}
-_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-          ".css": "text/css; charset=utf-8", ".json": "application/json",
-          ".svg": "image/svg+xml", ".png": "image/png"}
+_TYPES = TYPES
 
 
 class Captive(Protocol):
@@ -93,52 +91,79 @@ class CaptiveState:
 
 
 class PortalAssets:
-    """The portal's files in memory: ``appliance/web/portal/*`` and the vendor folder's files."""
+    """The portal's files: ``assets/*``, ``assets/i18n/*.json`` and the vendor folder's files.
 
-    def __init__(self, vendor_dir: Path | None) -> None:
-        """Load the shipped files and whatever ``vendor_dir`` holds (missing: none, logged by caller)."""
-        self.files: dict[str, tuple[bytes, str, str]] = {}
+    Held by :class:`~appliance.web.passenger.static.StaticFiles` (precompressed, also under
+    content-hashed names); the page inlines their hashed URLs as ``window.ASSET_URLS``.
+    """
+
+    def __init__(self, vendor_dir: Path | None,
+                 media_port: Callable[[], int | None] = lambda: None) -> None:
+        """Load the shipped files and whatever ``vendor_dir`` holds (missing: none, logged by caller).
+
+        ``media_port``: the media server's port (None: none; read per page, as it may be bound
+        after start); the page opens a connection to it at once (the posters come from there).
+        """
+        self.static = StaticFiles("/portal/")
         root = resources.files(__package__).joinpath("assets")
         for item in root.iterdir():
             if item.is_file() and not item.name.startswith(".") and item.name != "index.html":
-                self._add(item.name, item.read_bytes())
+                self.static.add(item.name, item.read_bytes())
         for item in root.joinpath("i18n").iterdir():
             if item.name.endswith(".json"):
-                self._add(f"i18n/{item.name}", item.read_bytes())
+                self.static.add(f"i18n/{item.name}", item.read_bytes())
         self.languages = PortalLanguages()
         self.vendor: list[str] = []
         if vendor_dir is not None and vendor_dir.is_dir():
             for p in sorted(vendor_dir.iterdir()):
-                if p.is_file() and p.suffix in _TYPES:
-                    self._add(f"vendor/{p.name}", p.read_bytes())
+                if p.is_file() and p.suffix in TYPES:
+                    self.static.add(f"vendor/{p.name}", p.read_bytes(), p)
                     self.vendor.append(p.name)
-
-    def _add(self, name: str, data: bytes) -> None:
-        ctype = _TYPES.get(Path(name).suffix, "application/octet-stream")
-        self.files[name] = (data, ctype, f'"{hashlib.sha256(data).hexdigest()[:24]}"')
+        urls = self.static.urls()
+        self.media_port = media_port
+        self._values = {"_asset_urls": json.dumps(urls, separators=(",", ":")).replace("</", "<\\/"),
+                        "_js_url": urls["app.js"],
+                        # inlined: no render-blocking request for 4 KB of style
+                        "_css_inline": self.static.by_name["app.css"].bodies["identity"]
+                        .decode().replace("</", "<\\/")}
 
     def page(self, request: Request) -> Response:
         """``index.html`` in the request's language (cookie ``lang``, else Accept-Language)."""
         lang = self.languages.negotiate(request.headers.get("accept-language"),
                                         request.cookies.get("lang"))
-        data, etag = self.languages.index(lang)
-        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                   "Vary": "Accept-Language, Cookie", "Content-Language": lang}
-        if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        return Response(data, media_type=_TYPES[".html"], headers=headers)
+        port = self.media_port()
+        data, etag = self.languages.index(lang, {**self._values, "_media_port": str(port or 0)})
+        return self._send(request, data, _TYPES[".html"], etag, "no-cache",
+                          {"Vary": "Accept-Language, Cookie, Accept-Encoding",
+                           "Content-Language": lang})
 
     def response(self, name: str, request: Request) -> Response:
-        """The file ``name`` (404 if unknown), 304 on a matching If-None-Match."""
-        item = self.files.get(name)
-        if item is None:
+        """The file ``name`` (logical or hashed; 404 if unknown), 304 on a matching If-None-Match."""
+        found = self.static.lookup(name)
+        if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-        data, ctype, etag = item
-        cache = "public, max-age=86400" if name.startswith("vendor/") else "no-cache"
-        headers = {"ETag": etag, "Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
-        if etag in request.headers.get("if-none-match", ""):
+        asset, hashed = found
+        return self._send(request, asset, asset.ctype, "", IMMUTABLE if hashed else "no-cache")
+
+    def _send(self, request: Request, item: Asset | bytes, ctype: str, etag: str, cache: str,
+              extra: dict[str, str] | None = None) -> Response:
+        if isinstance(item, bytes):
+            bodies, etags = {"identity": item}, {"identity": etag}
+            if len(item) > 1024:
+                bodies |= self.languages.compressed(item)
+                etags |= {e: f'{etag[:-1]}-{e}"' for e in bodies if e != "identity"}
+        else:
+            bodies, etags = item.bodies, item.etags
+        enc = choose_encoding(request.headers.get("accept-encoding"), bodies)
+        headers = {"ETag": etags[enc], "Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+        if len(bodies) > 1:
+            headers["Vary"] = "Accept-Encoding"
+        headers |= extra or {}
+        if enc != "identity":
+            headers["Content-Encoding"] = enc
+        if etags[enc] in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
-        return Response(data, media_type=ctype, headers=headers)
+        return Response(bodies[enc], media_type=ctype, headers=headers)
 
 
 class FeedbackIn(BaseModel):

@@ -4,12 +4,15 @@
 const S = {catalog: null, etag: null, mediaBase: "", hls: null, flight: null,
            pa: false, resumeAfterPa: [], services: "open"};
 const $ = (id) => document.getElementById(id);
+// assetUrl(name): a portal file by its logical name ("map.js", "vendor/hls.min.js"), its
+// content-hashed, immutable URL from the page's window.ASSET_URLS (defined with the shop's loader)
 
 // ---- languages -----------------------------------------------------------------------------
 // The server picks the language (cookie `lang`, else Accept-Language) and fills the page's static
 // strings before it is sent; `I.cat` is the same catalog (/portal/i18n/<lang>.json) for the strings
 // this script writes. The switch stores the choice in the cookie and re-renders in place.
 const I = {lang: document.documentElement.lang || "en", cat: {}};
+try { I.cat = JSON.parse($("i18n-data")?.textContent || "{}"); } catch (e) { I.cat = {}; }  // inlined by the server
 function t(key, vars = {}) {
   const s = I.cat[key] ?? key;
   return s.replace(/\{(\w+)\}/g, (_m, k) => String(vars[k] ?? ""));
@@ -31,7 +34,7 @@ function applyStatic() {
       el.setAttribute(attr, t(el.dataset[data]));
 }
 async function loadLang(lang) {
-  const r = await fetch(`/portal/i18n/${encodeURIComponent(lang)}.json`);
+  const r = await fetch(assetUrl(`i18n/${encodeURIComponent(lang)}.json`));
   if (!r.ok) return;
   I.cat = await r.json(); I.lang = lang;
   applyStatic();
@@ -77,11 +80,16 @@ async function loadCatalog() {
   renderClosed(); renderCatalog(); renderMenu();
 }
 
+// Closed services (e.g. MAINTENANCE): one message for the service of the current view, in the
+// mode's words, in place of that view (no empty headings), and never the "free on this Wi-Fi" welcome.
+const SERVICE_OF = {catalog: "catalog", play: "catalog", read: "catalog", flight: "flight", menu: "menu", feedback: "feedback"};
 function renderClosed() {
-  const closed = $("closed-message"), doc = S.catalog || {};
-  closed.hidden = doc.services !== "closed";
-  closed.textContent = doc.services === "closed" ? t("closed.message", {mode: t(`mode.${doc.mode}`)}) : "";
-  $("welcome").hidden = $("welcome").hidden || doc.services === "closed";
+  const banner = $("closed-message"), doc = S.catalog || {}, shut = doc.services === "closed";
+  const view = (location.hash.slice(1) || "catalog").split("/")[0];
+  document.querySelector("main").classList.toggle("closed", shut);
+  banner.hidden = !shut;
+  banner.textContent = shut ? t(`closed.${SERVICE_OF[view] || "catalog"}`, {mode: t(`mode.${doc.mode}`)}) : "";
+  if (shut) $("welcome").hidden = true;
 }
 
 const tr = t;  // `t` is shadowed by the title inside card()
@@ -89,13 +97,20 @@ function local(title, field) {  // a title's field in the passenger's language, 
   const loc = title.localized || {};
   return (loc[I.lang] || loc[I.lang.split("-")[0]] || {})[field] || title[field];
 }
-function card(t) {
+function posterImg(t, index) {  // the first row is not lazy; the first card is fetched first
+  const sizes = t.posters || [], big = sizes[sizes.length - 1];
+  const srcset = sizes.map((p) => `${esc(media(p.url))} ${p.w}w`).join(", ");
+  const dims = big ? ` width="${big.w}" height="${big.h}"` : (t.kind === "video" ? ' width="640" height="360"' : ' width="400" height="600"');
+  return `<img alt="" src="${esc(media(t.poster))}"${srcset ? ` srcset="${srcset}" sizes="(max-width: 600px) 50vw, 260px"` : ""}${dims}` +
+    (index === 0 ? ' fetchpriority="high"' : index < 2 ? "" : ' loading="lazy" decoding="async"') + ">";
+}
+function card(t, index) {
   const b = document.createElement("button");
   b.className = `card ${t.kind}` + (t.available ? "" : " locked");
   b.dataset.id = t.id;
   const d = t.duration_s;
   const mins = d ? (d < 60 ? tr("catalog.seconds", {n: Math.round(d)}) : tr("catalog.minutes", {n: Math.round(d / 60)})) + " · " : "";
-  b.innerHTML = `${t.poster ? `<img alt="" src="${esc(media(t.poster))}">` : ""}
+  b.innerHTML = `${t.poster ? posterImg(t, index) : ""}
     <div class="t"><div>${esc(local(t, "title"))}</div>
     <div class="meta">${mins}${esc(local(t, "rating"))} · ${esc(t.languages.join(", "))}</div>
     ${t.available ? "" : `<span class="badge">${esc(tr("catalog.locked"))}</span>`}</div>`;
@@ -107,7 +122,11 @@ function card(t) {
 function renderCatalog() {
   const films = $("films"), books = $("books");
   films.replaceChildren(); books.replaceChildren();
-  for (const t of (S.catalog?.titles || [])) (t.kind === "video" ? films : books).append(card(t));
+  for (const t of (S.catalog?.titles || [])) {
+    const grid = t.kind === "video" ? films : books;
+    grid.append(card(t, grid.children.length));  // the first of each grid: the LCP candidates
+  }
+  $("films-heading").hidden = !films.children.length; $("books-heading").hidden = !books.children.length;
 }
 
 function title(id) { return (S.catalog?.titles || []).find((t) => t.id === id); }
@@ -190,13 +209,17 @@ function stopPlayer() {
   $("resume").hidden = true;
 }
 
-function play(id) {
+async function play(id) {
   const t = title(id);
   if (!t || !t.available) { $("play-title").textContent = tr(t ? "catalog.locked" : "common.not_available"); return; }
   $("play-title").textContent = local(t, "title");
   $("attribution").textContent = `${t.attribution || ""} ${tr("common.licence", {licence: t.licence})}`;
-  const v = $("player"), src = media(t.entry);
+  const v = $("player"), src = media(t.entry), here = location.hash;
   stopPlayer();
+  if (!window.Hls && !window.noHlsJs) {  // the player library, loaded the first time a film opens
+    try { await loadScript(assetUrl("vendor/hls.min.js")); } catch (e) { window.noHlsJs = true; }
+    if (location.hash !== here) return;  // the passenger went elsewhere meanwhile
+  }
   if (window.Hls && window.Hls.isSupported()) {
     S.hls = new window.Hls({maxBufferLength: 30, startLevel: -1, renderTextTracksNatively: true});
     S.hls.loadSource(src); S.hls.attachMedia(v);
@@ -264,8 +287,8 @@ function closeEpub() {
 async function readEpub(t) {
   $("reader-frame").hidden = true; $("epub-box").hidden = false;
   if (!window.ePub) {
-    await loadScript("/portal/vendor/jszip.min.js");
-    await loadScript("/portal/vendor/epub.min.js");
+    await loadScript(assetUrl("vendor/jszip.min.js"));
+    await loadScript(assetUrl("vendor/epub.min.js"));
   }
   closeEpub();
   const p = readerPrefs(), toc = $("toc");
@@ -476,11 +499,13 @@ function route() {
   if (name === "play") play(id);
   if (name === "read") read(id);
   if (name === "flight") openMap();
+  renderClosed();
   if (name === "feedback") renderSurvey();
   if (name === "menu") openShop();
 }
 
 async function captive() {
+  await S.catalogLoaded;  // closed services: no welcome (it promises what is closed)
   try {
     const r = await fetch("/api/v1/portal/state");  // same origin (the RFC 8908 API may be HTTPS only)
     if ((await r.json()).captive && S.catalog?.services !== "closed") $("welcome").hidden = false;
@@ -492,8 +517,9 @@ async function main() {
   playerControls(); readerControls();
   $("lang").onchange = (e) => switchLang(e.target.value);
   window.addEventListener("hashchange", route);
-  await loadLang(I.lang);
-  await Promise.all([loadCatalog(), captive()]);
+  if (!I.cat._name) await loadLang(I.lang);  // normally inlined in the page
+  S.catalogLoaded = loadCatalog().catch(() => {});
+  await Promise.all([S.catalogLoaded, captive()]);
   connectEvents();
   route();
   window.portalReady = true;

@@ -26,14 +26,14 @@
 
   async function loadLand() {
     try {
-      const r = await fetch("/portal/vendor/countries-50m.json");
+      const r = await fetch(assetUrl("vendor/countries-110m.json"));
       if (r.ok) M.land = topoFeatures(await r.json(), "countries");
     } catch (e) { M.land = null; }
   }
 
   async function loadPlaces() {  // [[name, lat, lon, rank], ...]; absent: no places, no error
     try {
-      const r = await fetch("/portal/vendor/places.json");
+      const r = await fetch(assetUrl("vendor/places.json"));
       M.places = r.ok ? (await r.json()).places : [];
     } catch (e) { M.places = []; }
   }
