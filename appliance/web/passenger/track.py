@@ -89,7 +89,7 @@ class PassengerTrack:
 def track_router(track: PassengerTrack, limiter: RateLimiter | None = None) -> APIRouter:
     """``GET /api/v1/flight/track`` over ``track`` (see the module doc)."""
 
-    def budget(request: Request) -> None:
+    async def budget(request: Request) -> None:
         if limiter is None:
             return
         wait = limiter.allow(request.client.host if request.client else "unknown")
@@ -100,8 +100,8 @@ def track_router(track: PassengerTrack, limiter: RateLimiter | None = None) -> A
     router = APIRouter(dependencies=[Depends(budget)])
 
     @router.get("/api/v1/flight/track")
-    def flight_track(request: Request,
-                     since: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
+    async def flight_track(request: Request,
+                           since: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
         """The flown track of this flight from its first fix (see the module doc)."""
         doc = track.document(since)
         tag = hashlib.sha256(f"{doc['id']}:{doc['n']}:{doc['since']}".encode()).hexdigest()[:20]
