@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import ParameterStore
+from .params import ParameterStore, Validity
 
 __all__ = ["HISTORY", "TOLERANCES", "Disagreement", "Redundancy", "RedundancyConfig"]
 
@@ -38,6 +38,7 @@ TOLERANCES = {"computed_airspeed": 25.0, "ground_speed": 25.0, "pressure_altitud
               "altitude_rate": 3000.0}
 #: Finished disagreement episodes kept.
 HISTORY = 50
+_VALID = Validity.VALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,27 +95,46 @@ class Redundancy:
 
     # --- votes ---------------------------------------------------------------------------------
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
-        """Each ``(input, source)`` seen: on ground (True), in air (False), or None if unusable."""
+        """Each ``(input, source)`` seen: on ground (True), in air (False), or None if unusable.
+
+        The vote stage's step: advances each input's debounce to ``t`` (call it on the chain's
+        time grid only; to read the votes at any time use :meth:`peek_votes`).
+        """
+        return self._votes(t, True)
+
+    def peek_votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
+        """The votes :meth:`votes` would give at ``t``, changing nothing (for BITE, the status)."""
+        return self._votes(t, False)
+
+    def _votes(self, t: float, commit: bool) -> tuple[tuple[str, bool | None], ...]:
         out: list[tuple[str, bool | None]] = []
         deb = self.config.discrete_debounce_s
+        debounce = self._debounce
         for name, read in self.inputs.items():
             params = self.store.sources(name, t)
+            single = len(params) == 1
             for p in params:
-                key = name if len(params) == 1 else f"{name}@{p.source}"
-                if not p.valid:
+                key = name if single else f"{name}@{p.source}"
+                if p.validity is not _VALID:
                     out.append((key, None))
                     continue
                 raw = read(p.value)
-                d = self._debounce.get((name, p.source))
+                d = debounce.get((name, p.source))
                 if d is None:
-                    d = self._debounce[(name, p.source)] = _Debounced(raw)
-                if raw == d.accepted:
-                    d.candidate = None
-                elif d.candidate is not raw:
-                    d.candidate, d.since = raw, t
-                if d.candidate is not None and t - d.since >= deb:
-                    d.accepted, d.candidate = d.candidate, None
-                out.append((key, d.accepted))
+                    if commit:
+                        debounce[(name, p.source)] = _Debounced(raw)
+                    out.append((key, raw))
+                    continue
+                accepted, candidate, since = d.accepted, d.candidate, d.since
+                if raw == accepted:
+                    candidate = None
+                elif candidate is not raw:
+                    candidate, since = raw, t
+                if candidate is not None and t - since >= deb:
+                    accepted, candidate = candidate, None
+                if commit:
+                    d.accepted, d.candidate, d.since = accepted, candidate, since
+                out.append((key, accepted))
         return tuple(out)
 
     # --- values --------------------------------------------------------------------------------
