@@ -200,11 +200,12 @@ class ParameterStore:
                 continue
             if p.validity is not stale:
                 pt = p.t
-                own = src_now.get(top, now)
-                if own > now:
-                    own = now
-                if own - pt > age or now - pt > lag:
+                if now - pt > lag:
                     p = p._replace(validity=stale)
+                else:
+                    own = src_now.get(top, now)
+                    if (now if own > now else own) - pt > age:
+                        p = p._replace(validity=stale)
             out.append(p)
         return out
 

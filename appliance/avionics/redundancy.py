@@ -140,14 +140,22 @@ class Redundancy:
     # --- values --------------------------------------------------------------------------------
     def value(self, name: str, t: float) -> float | None:
         """The trusted value of ``name`` at ``t`` (module doc), or None."""
-        vals = {p.source: float(p.value) for p in self.store.sources(name, t)
-                if p.valid and isinstance(p.value, (int, float))}
-        if not vals:
-            self._agree(name, t)
-            return None
-        if len(vals) == 1:
-            self._agree(name, t)
-            return next(iter(vals.values()))
+        vals: dict[str, float] | None = None
+        one: float | None = None
+        for p in self.store.sources(name, t):
+            v = p.value
+            if p.validity is _VALID and isinstance(v, (int, float)):
+                if one is None and vals is None:
+                    one = float(v)
+                    first = p.source
+                    continue
+                if vals is None:
+                    vals = {first: one}  # type: ignore[dict-item]
+                vals[p.source] = float(v)
+        if vals is None:  # no value, or one: used as it is
+            if name in self.current:
+                self._agree(name, t)
+            return one
         tol = self.config.tolerances.get(name)
         if tol is not None and max(vals.values()) - min(vals.values()) > tol:
             self._disagree(name, t, {k: round(v, 3) for k, v in vals.items()})
@@ -158,13 +166,15 @@ class Redundancy:
     def check_votes(self, votes: tuple[tuple[str, bool | None], ...], t: float) -> None:
         """Record an air/ground disagreement when the valid votes go both ways."""
         cast = {k: v for k, v in votes if v is not None}
-        if len(set(cast.values())) > 1:
+        if True in cast.values() and False in cast.values():
             self._disagree("air_ground", t, cast)
-        else:
+        elif "air_ground" in self.current:
             self._agree("air_ground", t)
 
     def disagreeing(self, t: float) -> list[str]:
         """Names whose sources disagree now (any duration; not those agreeing again)."""
+        if not self.current:
+            return []
         return sorted(n for n, d in self.current.items() if d.agreeing_since is None)
 
     def reported(self, t: float) -> list[Disagreement]:
