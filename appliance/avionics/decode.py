@@ -123,6 +123,7 @@ class CardDecoder:
         new, P = _new_parameter, Parameter
         a429, discretes, heartbeat = _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT
         words, discrete_sets = self._words, self._discretes
+        value: Value
         t = None
         for f in frames:
             ftype, _, t_us, payload = f
@@ -154,7 +155,6 @@ class CardDecoder:
                     continue
                 (name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi,
                  sources) = e
-                value: Value
                 if value_of is None:
                     raw = (word >> shift) & mask
                     value = (raw - full if raw & sign else raw) * res
