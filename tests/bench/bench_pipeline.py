@@ -96,7 +96,7 @@ def main() -> int:
     t_file = median_time(lambda: replay(path, summaries=SummaryConfig()))
     load_after = os.getloadavg()
 
-    con = Console(width=160)
+    con = Console(width=190)
     con.print(f"[bold]Avionics pipeline[/] — {path.name}: {flight_s:.0f} s of flight, "
               f"{nbytes / 1e6:.1f} MB, {n_frames} frames ({words} ARINC words); "
               f"{platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, "
