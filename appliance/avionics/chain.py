@@ -225,9 +225,11 @@ class AvionicsChain:
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
         """Each air/ground input of each source seen: True on ground, False in air, None unusable.
 
-        Discretes are debounced (see :mod:`appliance.avionics.redundancy`).
+        Discretes are debounced (see :mod:`appliance.avionics.redundancy`). Read-only: the
+        debounce advances on the chain's time grid only, so reading the votes (BITE, the status)
+        at any time changes no later output.
         """
-        return self.redundancy.votes(t)
+        return self.redundancy.peek_votes(t)
 
     def doors_open(self, t: float) -> bool | None:
         """True if a valid door input of any source shows a cabin door open; None: none valid."""

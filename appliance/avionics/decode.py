@@ -59,6 +59,8 @@ _VALID = Validity.VALID
 _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT = (int(FrameType.A429_WORD), int(FrameType.DISCRETES),
                                             int(FrameType.HEARTBEAT))
 _new_parameter = tuple.__new__
+#: Entries kept in each of the decoder's caches of decoded words (emptied when full).
+_CACHE_MAX = 1 << 16
 _NUMERIC = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
 
 
@@ -99,6 +101,10 @@ class CardDecoder:
         self.stats = stats if stats is not None else SourceStats()
         self.last_heartbeat: tuple[int, ...] | None = None
         self._entries = _entries(table, source)
+        #: word bytes -> (name, value, unit, validity, source, counter to count it by or None)
+        self._words: dict[bytes, tuple[str, Value, str, Validity, str, str | None]] = {}
+        #: discretes payload -> (name, state, validity) of each input
+        self._discretes: dict[bytes, tuple[tuple[str, bool, Validity], ...]] = {}
 
     def decode(self, frames: Iterable[Frame]) -> list[Parameter]:
         """Turn frames into parameters (0..n per frame); never raises on bad input."""
@@ -116,11 +122,24 @@ class CardDecoder:
         unpack = _U32.unpack
         new, P = _new_parameter, Parameter
         a429, discretes, heartbeat = _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT
+        words, discrete_sets = self._words, self._discretes
+        value: Value
         t = None
         for f in frames:
             ftype, _, t_us, payload = f
             t = t_us * 1e-6
             if ftype == a429:
+                # a word decodes the same every time it comes: most words of a flight repeat
+                # (a few per cent are new), so the decoded fields are looked up by the word's
+                # bytes; the counters are kept as the full decoding keeps them
+                hit = words.get(payload)
+                if hit is not None:
+                    st.words += 1
+                    name, value, unit, validity, source, counter = hit
+                    if counter is not None:
+                        setattr(st, counter, getattr(st, counter) + 1)
+                    yield new(P, (name, value, unit, validity, t, source))
+                    continue
                 try:
                     word = unpack(payload)[0]
                 except struct.error:
@@ -136,7 +155,6 @@ class CardDecoder:
                     continue
                 (name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi,
                  sources) = e
-                value: Value
                 if value_of is None:
                     raw = (word >> shift) & mask
                     value = (raw - full if raw & sign else raw) * res
@@ -147,22 +165,35 @@ class CardDecoder:
                         st.decode_errors += 1
                         continue
                 validity = validities[(word >> 29) & 3]
+                counter = None
                 if validity is not _VALID:
                     counter = _VALIDITY_COUNTER[validity]
                     setattr(st, counter, getattr(st, counter) + 1)
                 elif ranged and not lo <= value <= hi:  # type: ignore[operator]
                     st.out_of_range += 1
                     validity = Validity.OUT_OF_RANGE
-                yield new(P, (name, value, unit, validity, t, sources[(word >> 8) & 3]))
+                    counter = "out_of_range"
+                source = sources[(word >> 8) & 3]
+                if len(words) >= _CACHE_MAX:
+                    words.clear()
+                words[payload] = (name, value, unit, validity, source, counter)
+                yield new(P, (name, value, unit, validity, t, source))
             elif ftype == discretes:
-                if len(payload) != 4:
-                    st.bad_frames += 1
-                    continue
+                fields = discrete_sets.get(payload)
+                if fields is None:
+                    if len(payload) != 4:
+                        st.bad_frames += 1
+                        continue
+                    states, faults = _HH.unpack(payload)
+                    fields = tuple((name, bool(states & bit),
+                                    Validity.FAULT if faults & bit else _VALID)
+                                   for bit, name in _DISCRETES)
+                    if len(discrete_sets) >= _CACHE_MAX:
+                        discrete_sets.clear()
+                    discrete_sets[payload] = fields
                 st.discrete_frames += 1
-                states, faults = _HH.unpack(payload)
-                for bit, name in _DISCRETES:
-                    yield new(P, (name, bool(states & bit), "bool",
-                                  Validity.FAULT if faults & bit else _VALID, t, src))
+                for name, on, validity in fields:
+                    yield new(P, (name, on, "bool", validity, t, src))
             elif ftype == heartbeat:
                 st.heartbeats += 1
                 self.last_heartbeat = (t_us, *payload)

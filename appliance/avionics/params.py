@@ -43,6 +43,9 @@ class Validity(enum.StrEnum):
     IMPLAUSIBLE = "implausible"  #: a value the aircraft cannot have (see avionics.position)
 
 
+_STALE = Validity.STALE
+
+
 class Parameter(NamedTuple):
     """One value: ``t`` is the card time in seconds when it was received.
 
@@ -188,23 +191,39 @@ class ParameterStore:
         not this), or behind ``now`` by more than its max age plus :data:`SOURCE_SKEW_S` (the
         source fell behind or silent). With one source both are the single-source rule.
         """
-        now = self.now if now is None else now
+        if now is None:
+            now = self.now
         age = self._max_age.get(name, DISCRETE_MAX_AGE_S)
+        order = self._order
+        stale = _STALE
+        if len(order) == 1:  # one source (the common case): the same rule, without the loop
+            _, top, named = order[0]
+            p = named.get(name)
+            if p is None:
+                return []
+            if p.validity is not stale:
+                pt = p.t
+                if now - pt > age + SOURCE_SKEW_S:
+                    return [p._replace(validity=stale)]
+                own = self.source_now.get(top, now)
+                if (now if own > now else own) - pt > age:
+                    return [p._replace(validity=stale)]
+            return [p]
         lag = age + SOURCE_SKEW_S
         src_now = self.source_now
-        stale = Validity.STALE
         out = []
-        for _, top, named in self._order:
+        for _, top, named in order:
             p = named.get(name)
             if p is None:
                 continue
             if p.validity is not stale:
                 pt = p.t
-                own = src_now.get(top, now)
-                if own > now:
-                    own = now
-                if own - pt > age or now - pt > lag:
+                if now - pt > lag:
                     p = p._replace(validity=stale)
+                else:
+                    own = src_now.get(top, now)
+                    if (now if own > now else own) - pt > age:
+                        p = p._replace(validity=stale)
             out.append(p)
         return out
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .params import Parameter, ParameterStore, Validity
 
@@ -42,6 +42,8 @@ __all__ = ["POSITION_NAMES", "Fix", "PositionCheck", "PositionGuard", "Verdict",
 
 EARTH_NM = 3440.065
 POSITION_NAMES = frozenset({"latitude", "longitude"})
+_VALID = Validity.VALID
+_JUDGED = (Validity.VALID, Validity.IMPLAUSIBLE)
 
 
 def distance_nm(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -52,9 +54,12 @@ def distance_nm(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_NM * math.asin(min(1.0, math.sqrt(a)))
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
-    """A position at card time ``t`` (s): lat/lon (deg), ground speed (kt) and track (deg true)."""
+class Fix(NamedTuple):
+    """A position at card time ``t`` (s): lat/lon (deg), ground speed (kt) and track (deg true).
+
+    A named tuple (immutable; built in a fraction of a frozen dataclass's time: one per position
+    update, thousands a flight).
+    """
 
     t: float
     lat: float
@@ -160,24 +165,37 @@ class PositionGuard:
 
     def filter(self, p: Parameter, store: ParameterStore) -> Parameter:
         """Judge a latitude or longitude parameter; returns it, or it marked ``implausible``."""
-        if p.validity is not Validity.VALID or not isinstance(p.value, (int, float)):
+        v = p.value
+        if p.validity is not _VALID or not isinstance(v, (int, float)):
             return p
-        other_name = "longitude" if p.name == "latitude" else "latitude"
-        other = store.get(other_name, p.t)
-        if other is None or other.validity not in (Validity.VALID, Validity.IMPLAUSIBLE) \
+        name, t = p.name, p.t
+        is_lat = name == "latitude"
+        other_name = "longitude" if is_lat else "latitude"
+        # store.get(other_name, t), read in place: a stale value is no position to judge
+        other = store.latest.get(other_name)
+        if other is None or other.validity not in _JUDGED \
+                or t - other.t > store.max_age(other_name) \
                 or not isinstance(other.value, (int, float)):
             return p  # no position to judge yet
-        self._fresh.add(p.name)
-        complete = len(self._fresh) == 2
-        lat, lon = (p.value, other.value) if p.name == "latitude" else (other.value, p.value)
-        gs, track = store.value("ground_speed", p.t), store.value("track_angle_true", p.t)
-        verdict = self.check.push(Fix(p.t, float(lat), float(lon), _num(gs), _num(track)), complete)
+        fresh = self._fresh
+        fresh.add(name)
+        complete = len(fresh) == 2
+        lat, lon = (float(v), float(other.value)) if is_lat else (float(other.value), float(v))
+        ref = self.check.reference
+        if ref is not None and lat == ref.lat and lon == ref.lon and t >= ref.t \
+                and type(self.check) is PositionCheck:
+            # unchanged: good, and the reference keeps its time (as PositionCheck.push decides)
+            if complete:
+                fresh.clear()
+            return p
+        gs, track = store.value("ground_speed", t), store.value("track_angle_true", t)
+        verdict = self.check.push(Fix(t, lat, lon, _num(gs), _num(track)), complete)
         if complete:
-            self._fresh.clear()
+            fresh.clear()
         if verdict.ok:
             return p
         self.flagged_words += 1
-        self.last_reason, self.last_bad_t = verdict.reason, p.t
+        self.last_reason, self.last_bad_t = verdict.reason, t
         if complete:
             self.bad_positions += 1
             self.by_rule[verdict.rule] = self.by_rule.get(verdict.rule, 0) + 1

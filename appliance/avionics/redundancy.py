@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import ParameterStore
+from .params import ParameterStore, Validity
 
 __all__ = ["HISTORY", "TOLERANCES", "Disagreement", "Redundancy", "RedundancyConfig"]
 
@@ -38,6 +38,7 @@ TOLERANCES = {"computed_airspeed": 25.0, "ground_speed": 25.0, "pressure_altitud
               "altitude_rate": 3000.0}
 #: Finished disagreement episodes kept.
 HISTORY = 50
+_VALID = Validity.VALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,40 +95,67 @@ class Redundancy:
 
     # --- votes ---------------------------------------------------------------------------------
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
-        """Each ``(input, source)`` seen: on ground (True), in air (False), or None if unusable."""
+        """Each ``(input, source)`` seen: on ground (True), in air (False), or None if unusable.
+
+        The vote stage's step: advances each input's debounce to ``t`` (call it on the chain's
+        time grid only; to read the votes at any time use :meth:`peek_votes`).
+        """
+        return self._votes(t, True)
+
+    def peek_votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
+        """The votes :meth:`votes` would give at ``t``, changing nothing (for BITE, the status)."""
+        return self._votes(t, False)
+
+    def _votes(self, t: float, commit: bool) -> tuple[tuple[str, bool | None], ...]:
         out: list[tuple[str, bool | None]] = []
         deb = self.config.discrete_debounce_s
+        debounce = self._debounce
         for name, read in self.inputs.items():
             params = self.store.sources(name, t)
+            single = len(params) == 1
             for p in params:
-                key = name if len(params) == 1 else f"{name}@{p.source}"
-                if not p.valid:
+                key = name if single else f"{name}@{p.source}"
+                if p.validity is not _VALID:
                     out.append((key, None))
                     continue
                 raw = read(p.value)
-                d = self._debounce.get((name, p.source))
+                d = debounce.get((name, p.source))
                 if d is None:
-                    d = self._debounce[(name, p.source)] = _Debounced(raw)
-                if raw == d.accepted:
-                    d.candidate = None
-                elif d.candidate is not raw:
-                    d.candidate, d.since = raw, t
-                if d.candidate is not None and t - d.since >= deb:
-                    d.accepted, d.candidate = d.candidate, None
-                out.append((key, d.accepted))
+                    if commit:
+                        debounce[(name, p.source)] = _Debounced(raw)
+                    out.append((key, raw))
+                    continue
+                accepted, candidate, since = d.accepted, d.candidate, d.since
+                if raw == accepted:
+                    candidate = None
+                elif candidate is not raw:
+                    candidate, since = raw, t
+                if candidate is not None and t - since >= deb:
+                    accepted, candidate = candidate, None
+                if commit:
+                    d.accepted, d.candidate, d.since = accepted, candidate, since
+                out.append((key, accepted))
         return tuple(out)
 
     # --- values --------------------------------------------------------------------------------
     def value(self, name: str, t: float) -> float | None:
         """The trusted value of ``name`` at ``t`` (module doc), or None."""
-        vals = {p.source: float(p.value) for p in self.store.sources(name, t)
-                if p.valid and isinstance(p.value, (int, float))}
-        if not vals:
-            self._agree(name, t)
-            return None
-        if len(vals) == 1:
-            self._agree(name, t)
-            return next(iter(vals.values()))
+        vals: dict[str, float] | None = None
+        one: float | None = None
+        for p in self.store.sources(name, t):
+            v = p.value
+            if p.validity is _VALID and isinstance(v, (int, float)):
+                if one is None and vals is None:
+                    one = float(v)
+                    first = p.source
+                    continue
+                if vals is None:
+                    vals = {first: one}  # type: ignore[dict-item]
+                vals[p.source] = float(v)
+        if vals is None:  # no value, or one: used as it is
+            if name in self.current:
+                self._agree(name, t)
+            return one
         tol = self.config.tolerances.get(name)
         if tol is not None and max(vals.values()) - min(vals.values()) > tol:
             self._disagree(name, t, {k: round(v, 3) for k, v in vals.items()})
@@ -138,13 +166,15 @@ class Redundancy:
     def check_votes(self, votes: tuple[tuple[str, bool | None], ...], t: float) -> None:
         """Record an air/ground disagreement when the valid votes go both ways."""
         cast = {k: v for k, v in votes if v is not None}
-        if len(set(cast.values())) > 1:
+        if True in cast.values() and False in cast.values():
             self._disagree("air_ground", t, cast)
-        else:
+        elif "air_ground" in self.current:
             self._agree("air_ground", t)
 
     def disagreeing(self, t: float) -> list[str]:
         """Names whose sources disagree now (any duration; not those agreeing again)."""
+        if not self.current:
+            return []
         return sorted(n for n, d in self.current.items() if d.agreeing_since is None)
 
     def reported(self, t: float) -> list[Disagreement]:

@@ -173,8 +173,14 @@ def airground_inputs(store: ParameterStore, t: float,
 
 def doors_open(store: ParameterStore, t: float) -> bool | None:
     """True if a valid door input of any source shows a cabin door open; None: none valid."""
-    seen = [not p.value for n in DOOR_INPUTS for p in store.sources(n, t) if p.valid]
-    return any(seen) if seen else None
+    seen = None
+    for n in DOOR_INPUTS:
+        for p in store.sources(n, t):
+            if p.validity is _VALID:
+                if not p.value:
+                    return True
+                seen = False
+    return seen
 
 
 class ClimbRate:

@@ -101,8 +101,12 @@ class AirGroundChange:
 
 def vote(votes: tuple[tuple[str, bool | None], ...]) -> tuple[AirGround | None, str]:
     """Majority of the votes cast: GROUND, AIR, or None on a tie or no vote (with the reason)."""
-    ground = sum(1 for _, v in votes if v is True)
-    air = sum(1 for _, v in votes if v is False)
+    ground = air = 0
+    for _, v in votes:  # once per evaluation: a loop, not two generators
+        if v is True:
+            ground += 1
+        elif v is False:
+            air += 1
     if ground == air:
         return None, ("no valid air/ground source" if ground == 0 else f"tie {ground}-{air}")
     return (AirGround.GROUND if ground > air else AirGround.AIR), f"{ground} ground, {air} air"

@@ -166,11 +166,15 @@ class FrameDecoder:
         st = self.stats
         st.bytes_in += len(data)
         buf = self._buf
-        buf += data
         out: list[Frame] = []
         pos = 0
         # One immutable copy per call: its slices are the payloads (one allocation per frame).
-        view = bytes(buf)
+        # Without a partial frame kept from the last call, the bytes received are that copy.
+        if buf:
+            buf += data
+            view = bytes(buf)
+        else:
+            view = bytes(data)
         n = len(view)
         unpack = _HEADER_NO_SYNC.unpack_from
         unpack_word = _WORD_FRAME.unpack_from
@@ -219,6 +223,9 @@ class FrameDecoder:
             out.append(new(frame, (ftype, chan, t_us, view[end - length:end])))
             pos = end + 2
         st.garbage_bytes += garbage
-        del buf[:pos]
+        if buf:
+            del buf[:pos]
+        elif pos < n:
+            buf += view[pos:]
         st.frames += len(out)
         return out

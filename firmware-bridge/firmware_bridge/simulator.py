@@ -224,6 +224,7 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
     discrete_every = TICK_HZ // DISCRETE_HZ
     glitches = sorted(faults.wow_glitches)
     any_faults = bool(faults.ncd or faults.dropouts)
+    encoded: dict[tuple[str, type, Any, Status], int] = {}
     tick = 0
     while True:
         t = t0 + tick / TICK_HZ
@@ -248,8 +249,18 @@ def generate(traj: Trajectory, faults: Faults | None = None, *, table: LabelTabl
             if value is None or (any_faults and faults.is_ncd(name, t)):
                 status, value = Status.NO_COMPUTED_DATA, (value if value is not None else 0)
             try:
-                word = (normal(value) if normal is not None and status is Status.NORMAL
-                        else spec.encode(value, status, sdi=0, label_reversed=table.label_reversed))
+                if normal is not None and status is Status.NORMAL:
+                    word = normal(value)
+                else:
+                    # the other encodings (discrete words, UTC, date, NCD) repeat: encoded once
+                    key = (name, type(value), value, status)
+                    word = encoded.get(key, -1)
+                    if word < 0:
+                        word = spec.encode(value, status, sdi=0,
+                                           label_reversed=table.label_reversed)
+                        if len(encoded) >= 1 << 16:
+                            encoded.clear()
+                        encoded[key] = word
             except EncodeError:
                 word = spec.encode(0, Status.NO_COMPUTED_DATA, sdi=0,
                                    label_reversed=table.label_reversed)
