@@ -269,7 +269,7 @@ def boot_check(slots: SoftwareSlots, owner: tuple[int, int] | None = None,
                   "reason": "the trial was interrupted (power cut or restart) before it passed"}
     _finish(slots, trial, report, owner)
     if request is not None and pending_request(request) == trial.get("bundle_id"):
-        _drop_request(request, {})
+        _drop_request(request, {"bundle_id": trial.get("bundle_id")})
     log.warning("software update: %s", report)
     return report
 
