@@ -193,3 +193,7 @@ def test_cabinnet_drop_in_verifies_and_its_exposure(image_like_root: Path) -> No
     assert helper <= MAX_EXPOSURE_HELPER
     text = (SYSTEMD / "cabinnet.conf").read_text()
     assert "Capabilit" not in text.split("[Service]")[1] and "PrivateUsers" not in text
+    # Restarted with the service (PartOf=), so it must not hit a start limit of its own when a bad
+    # version on trial crash-loops the service (seen in test_update before this line).
+    helper_unit = (SYSTEMD / "appliance-cabinnet.service").read_text()
+    assert "PartOf=appliance.service" in helper_unit and "StartLimitIntervalSec=0" in helper_unit
