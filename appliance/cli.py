@@ -421,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .intake.updater import add_parser as add_updater_parser
 
     add_updater_parser(sub)
+    from .cabinnet.helper import add_parser as add_cabinnet_helper_parser
+
+    add_cabinnet_helper_parser(sub)
     return ap
 
 

@@ -35,7 +35,10 @@ class CabinNetSettings(BaseModel):
     served over HTTPS on ``https_port`` with ``tls_cert``/``tls_key`` (PEM; none: no HTTPS port, and
     DHCP option 114 is not sent). ``data_dir``/cabinnet holds the lease file; gate changes are
     journaled (kind ``gate``) and rebuilt from the journal at start. Leases are read every
-    ``poll_s`` seconds. ``dnsmasq``/``nft``: the programs.
+    ``poll_s`` seconds. ``dnsmasq``/``nft``: the programs. ``gate_socket``: the Unix socket of the
+    privileged helper (``appliance cabinnet-helper``, ``appliance-cabinnet.service``), which then
+    runs dnsmasq and nft for the service (which then needs no capability); none: the service runs
+    them itself (it needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE: the namespace tests).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,6 +61,7 @@ class CabinNetSettings(BaseModel):
     table: str = Field("appliance", pattern=r"^[a-z_]+$")
     dnsmasq: str = "/usr/sbin/dnsmasq"
     nft: str = "/usr/sbin/nft"
+    gate_socket: Path | None = None
 
     @model_validator(mode="after")
     def _addresses(self) -> CabinNetSettings:

@@ -92,9 +92,11 @@ tmpfs                     /tmp                tmpfs mode=1777,nodev,nosuid,size=
 EOF
 mkdir -p "$root/efi" "$root/var/lib/appliance"
 
-# --- the cabin network (issue 15): the service runs dnsmasq and nftables (packages in build.sh)
-# with the capabilities of its drop-in; static addresses for the passenger bridge and maintenance.
+# --- the cabin network (issue 15): appliance-cabinnet.service runs dnsmasq and applies the gate's
+# nftables changes (packages in build.sh) with the network capabilities; the service, none. Its drop-in
+# pulls the helper in; static addresses for the passenger bridge and maintenance.
 install -Dm644 "$sd/cabinnet.conf" "$root/usr/lib/systemd/system/appliance.service.d/cabinnet.conf"
+install -Dm644 "$sd/appliance-cabinnet.service" "$root/usr/lib/systemd/system/appliance-cabinnet.service"
 install -Dm644 "$sd/cabinnet-pax0.network" "$root/etc/systemd/network/20-cabinnet-pax0.network"
 install -Dm644 "$sd/cabinnet-mnt0.network" "$root/etc/systemd/network/20-cabinnet-mnt0.network"
 

@@ -28,7 +28,8 @@ from ..netsettings import CabinNetSettings
 from ..store.files import ensure_dir
 from ..store.writer import Writer
 from .dnsmasq import Supervised, held_args, main_args
-from .gate import Gate, Nft
+from .gate import Gate, GateError, Nft
+from .helper import GateClient, RemoteDns
 from .leases import Lease, read_leases
 from .rules import GatePorts, ruleset
 
@@ -52,11 +53,18 @@ class CabinNet:
         self.mode = mode
         self.admin_port = admin_port
         self.ports: GatePorts | None = None
-        self.nft = Nft(settings.nft)
+        self.helper: GateClient | None = None
+        self.dns: list[Supervised] | list[RemoteDns]
+        if settings.gate_socket is not None:  # the privileged part runs apart (helper.py)
+            self.helper = GateClient(settings.gate_socket, lambda: self.ports)
+            self.nft: Nft = self.helper
+            self.dns = [RemoteDns("main"), RemoteDns("held")]
+        else:
+            self.nft = Nft(settings.nft)
+            self.dns = [Supervised("main", main_args(settings, self.lease_file)),
+                        Supervised("held", held_args(settings))]
         self.gate = Gate(settings.table, writer, reader, self.nft, accept_s, utc, self._render)
         self.gate.refresh = self.poll
-        self.dns = [Supervised("main", main_args(settings, self.lease_file)),
-                    Supervised("held", held_args(settings))]
         self.leases: dict[str, Lease] = {}
         self.bad_lease_lines = 0
         self.poll_errors = 0
@@ -84,6 +92,7 @@ class CabinNet:
                  policy.passenger_gate, n)
         for d in self.dns:
             await d.start()
+        await self._helper_status()
         self._task = asyncio.create_task(self._watch(), name="cabinnet-leases")
 
     async def stop(self) -> None:
@@ -95,8 +104,22 @@ class CabinNet:
         for d in self.dns:
             await d.stop()
 
+    async def _helper_status(self) -> None:
+        """The helper's dnsmasq status, for BITE (nothing without a helper)."""
+        if self.helper is None:
+            return
+        try:
+            ans: dict[str, object] | None = await self.helper.request({"op": "status"}, 5.0)
+            why = ""
+        except GateError as e:
+            ans, why = None, str(e)
+        for d in self.dns:
+            if isinstance(d, RemoteDns):
+                d.update(ans, why)
+
     async def poll(self) -> None:
         """Read the lease file if it changed and let the gate follow (and expire what ran out)."""
+        await self._helper_status()
         try:
             mtime = self.lease_file.stat().st_mtime
         except FileNotFoundError:

@@ -207,21 +207,29 @@ class SoftwareSlots:
         except (OSError, ValueError):
             return None
 
-    def end_trial(self, report: dict[str, Any]) -> None:
-        """Record the trial's outcome (:meth:`add_report`), then remove ``trial.json``, durably."""
-        self.add_report(report)
+    def end_trial(self, report: dict[str, Any], key: str | None = None) -> None:
+        """Record the trial's outcome (:meth:`add_report` under ``key``), then remove ``trial.json``.
+
+        Durable. Run again after a cut between the two, it rewrites the same report file (same
+        ``key``) rather than adding a second one.
+        """
+        self.add_report(report, key=key)
         with contextlib.suppress(FileNotFoundError):
             self.trial_path.unlink()
         fsync_dir(self.root)
 
-    def add_report(self, report: dict[str, Any], owner: tuple[int, int] | None = None) -> Path:
-        """Write ``report`` (with ``at``, epoch s) as a new file in :attr:`reports`, durably.
+    def add_report(self, report: dict[str, Any], owner: tuple[int, int] | None = None,
+                   key: str | None = None) -> Path:
+        """Write ``report`` (with ``at``, epoch s) as a file in :attr:`reports`, durably.
 
         ``owner`` (uid, gid): chown the file, so the unprivileged service can read and remove it.
+        ``key`` (digits; default the time in ns) names the file: the same key and result replace
+        the same file, so an outcome written again after a power cut is not reported twice.
         """
         ensure_dir(self.reports)
         report = {"at": time.time(), **report}
-        path = self.reports / f"{time.time_ns():020d}-{report.get('result', 'report')}.json"
+        name = key if key is not None and key.isdigit() else f"{time.time_ns():020d}"
+        path = self.reports / f"{name}-{report.get('result', 'report')}.json"
         atomic_write(path, json.dumps(report, sort_keys=True).encode())
         if owner is not None:
             os.chown(path, *owner)

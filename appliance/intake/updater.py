@@ -14,21 +14,30 @@ the updater). :func:`apply`:
    (so nothing the service's user writes afterwards reaches the slot);
 2. installs them into the inactive slot (:func:`~.slots.venv_installer`: a virtualenv and
    ``pip install --no-index`` of the bundle's wheels; the slot is whole or absent);
-3. removes the request, writes ``trial.json`` and flips ``current`` (:meth:`SoftwareSlots.activate`);
+3. writes ``trial.json`` (the update is *accepted*: it names the new slot and the bundle), then
+   removes the request, then flips ``current``. The request goes only once the trial record is
+   durable, so at every instant one of the two answers for the update (see "Power cuts" below);
 4. restarts ``appliance.service`` through systemd (``systemctl restart``) and judges the new
    invocation (:func:`run_trial`): it must reach READY (``ActiveState=active``) and pass the health
    check (:func:`probe_health`: the journal commits, the avionics chain answers, both ports answer)
    continuously for ``settle_s`` within ``health_bound_s``. A crash (``auto-restart``/``failed``, or
    a second invocation), no READY=1 in time, or a failing health check all fail the trial;
-5. commits (``trial.json`` removed) or rolls back (``current`` flipped back, the unit restarted into
-   the old slot) and writes the outcome as a report on the data partition, which the service
-   journals (kind ``intake``, queued to the ground) and shows on BITE.
+5. decides: the outcome is first written into ``trial.json`` (``result``: ``committed``, or
+   ``rolled_back`` before ``current`` is flipped back and the unit restarted into the old slot),
+   then the report is written on the data partition under a name fixed by the trial (the service
+   journals it, kind ``intake``, queued to the ground, and shows it on BITE), then ``trial.json``
+   is removed.
 
-``appliance updater boot-check`` (``appliance-update-check.service``, before ``appliance.service``)
-settles what a power cut left: a half-built slot is removed; a ``trial.json`` whose new slot is not
-current (cut before the flip) is ``abandoned``; one whose new slot is current (cut during the
-trial) is rolled back before the service starts. A request whose install was cut is taken again
-by the path unit after boot.
+Power cuts. ``appliance updater boot-check`` (``appliance-update-check.service``, before
+``appliance.service``; also the first step of ``apply``) settles what a cut left, so every
+accepted update ends in exactly one report: a half-built slot is removed (the request is still
+there: the path unit takes it again after boot); a ``trial.json`` with a ``result`` is finished
+(the old slot made current again for ``rolled_back``, the same report file rewritten); one whose
+new slot is not current while the request for the same bundle is still there (cut between the
+trial record and the request's removal) is left for the path unit, and ``apply`` resumes at the
+switch without installing again; one whose new slot is not current and whose request is gone (cut
+before the flip) is ``abandoned``; one whose new slot is current (cut during the trial) is rolled
+back before the service starts. A request answered by a report is removed with it.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from ..settings import Settings, load_settings
 from ..store.files import atomic_write, ensure_dir, fsync_dir
 from .bundle import BundleMeta, Trust, load_envelope, safe_path, verify
 from .keyset import read_trust
+from .reports import pending_request
 from .slots import SLOTS, SlotInstaller, SoftwareSlots, venv_installer
 
 __all__ = ["Systemctl", "UpdaterPaths", "apply", "boot_check", "probe_health", "run_trial"]
@@ -218,8 +228,22 @@ def wait_active(ctl: Systemctl, unit: str, timeout: float) -> bool:
     return False
 
 
-def boot_check(slots: SoftwareSlots, owner: tuple[int, int] | None = None) -> dict[str, Any] | None:
-    """Settle what a cut left (see the module docstring); returns the report written, or None."""
+def _resumable(slots: SoftwareSlots, trial: dict[str, Any] | None, bid: object) -> bool:
+    """True if ``trial`` was accepted for bundle ``bid`` and cut before the switch, slot whole."""
+    if trial is None or "result" in trial or not isinstance(bid, str):
+        return False
+    new = trial.get("new")
+    return (trial.get("bundle_id") == bid and new in SLOTS and new != slots.current()
+            and (slots.info(str(new)) or {}).get("bundle_id") == bid)
+
+
+def boot_check(slots: SoftwareSlots, owner: tuple[int, int] | None = None,
+               request: Path | None = None) -> dict[str, Any] | None:
+    """Settle what a cut left (see the module docstring); returns the report written, or None.
+
+    ``request``: the service's request file (``UpdaterPaths.request``); a trial accepted for the
+    bundle it names and cut before the switch is left for :func:`apply` to resume.
+    """
     slots.prepare()
     for d in slots.slots.glob(".in-*"):
         shutil.rmtree(d, ignore_errors=True)
@@ -227,19 +251,35 @@ def boot_check(slots: SoftwareSlots, owner: tuple[int, int] | None = None) -> di
     if trial is None:
         return None
     current, new, old = slots.current(), trial.get("new"), trial.get("old")
-    base = {"new": new, "old": old, "version": trial.get("version"),
-            "old_version": trial.get("old_version"), "bundle_id": trial.get("bundle_id")}
-    if new != current:
-        report = {"result": "abandoned", **base, "reason": "cut before the switch"}
+    base = {k: v for k, v in trial.items() if k not in ("at", "trial_id")}
+    if "result" in trial:  # decided before the cut: finish recording it
+        report = base
+        if trial["result"] == "rolled_back" and old in SLOTS and current != old:
+            slots.flip(str(old))
+    elif _resumable(slots, trial, pending_request(request)):
+        log.warning("software update to slot %s was cut before the switch: the updater resumes",
+                    new)
+        return None
+    elif new != current:
+        report = {**base, "result": "abandoned", "reason": "cut before the switch"}
     else:
         if old in SLOTS:
             slots.flip(str(old))
-        report = {"result": "rolled_back", **base,
+        report = {**base, "result": "rolled_back",
                   "reason": "the trial was interrupted (power cut or restart) before it passed"}
-    slots.end_trial(report)
-    _chown_reports(slots, owner)
+    _finish(slots, trial, report, owner)
+    if request is not None and pending_request(request) == trial.get("bundle_id"):
+        _drop_request(request, {"bundle_id": trial.get("bundle_id")})
     log.warning("software update: %s", report)
     return report
+
+
+def _finish(slots: SoftwareSlots, trial: dict[str, Any], report: dict[str, Any],
+            owner: tuple[int, int] | None) -> None:
+    """Write the trial's one report (named by its ``trial_id``) and remove ``trial.json``."""
+    key = trial.get("trial_id")
+    slots.end_trial(report, key if isinstance(key, str) else None)
+    _chown_reports(slots, owner)
 
 
 def _chown_reports(slots: SoftwareSlots, owner: tuple[int, int] | None) -> None:
@@ -297,13 +337,52 @@ def apply(s: Settings, paths: UpdaterPaths, ctl: Systemctl, *,
     """Take the service's request (if any) through install, switch and trial; returns the report."""
     slots = paths.slots()
     owner = service_owner()
-    boot_check(slots, owner)
+    boot_check(slots, owner, paths.request)
     try:
         req = json.loads(paths.request.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
         req = {"error": str(e)}
+    trial = slots.trial()
+    if trial is not None and _resumable(slots, trial, req.get("bundle_id")):
+        slot = str(trial["new"])
+        log.warning("software update: slot %s was accepted before a cut; switching", slot)
+    else:
+        trial, refused = _install(s, paths, slots, req, installer, owner)
+        if trial is None:
+            return refused
+        slot = str(trial["new"])
+    base = {k: v for k, v in trial.items() if k not in ("at", "trial_id", "new")}
+    current = trial.get("old")
+    _drop_request(paths.request, req)
+    slots.flip(slot)
+    bound = s.intake.health_bound_s
+    ok, why, took = run_trial(ctl, unit, bound, health or (lambda: probe_health(s)), settle_s)
+    report = {**base, "new": slot, "bound_s": bound, "trial_s": round(took, 1)}
+    if ok:
+        report["result"] = "committed"
+        atomic_write(slots.trial_path, json.dumps({**trial, **report}).encode())
+    else:
+        report.update(result="rolled_back", reason=why)
+        log.error("software slot %s failed its trial (%s): rolling back to %s", slot, why, current)
+        atomic_write(slots.trial_path, json.dumps({**trial, **report}).encode())
+        if current in SLOTS:
+            slots.flip(str(current))
+        ctl.restart(unit)
+        report["old_ready"] = wait_active(ctl, unit, 120.0)
+    _finish(slots, trial, report, owner)
+    log.warning("software update: %s", report)
+    return report
+
+
+def _install(s: Settings, paths: UpdaterPaths, slots: SoftwareSlots, req: dict[str, Any],
+             installer: SlotInstaller, owner: tuple[int, int] | None
+             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Verify and install the request's bundle: ``(the trial record written, None)``.
+
+    On a refusal: ``(None, the failed report)``, the report written and the request dropped.
+    """
     current = slots.current()
     cur_info = slots.info(current) or {}
     incoming = Path(slots.slots / f".in-{os.getpid()}")
@@ -332,44 +411,32 @@ def apply(s: Settings, paths: UpdaterPaths, ctl: Systemctl, *,
         if isinstance(e, subprocess.CalledProcessError):
             why = f"{e.cmd[0]} failed ({e.returncode}): {(e.stderr or b'')[-400:]!r}"
         report = {"result": "failed", **base, "reason": why}
-        slots.add_report(report, owner)
+        # Named by the request: a cut before the request goes makes the re-run rewrite this file.
+        at = req.get("requested_at")
+        key = f"{int(at * 1e9):020d}" if isinstance(at, (int, float)) and at > 0 else None
+        slots.add_report(report, owner, key=key)
         _chown_reports(slots, owner)
-        _drop_request(paths, req)
+        _drop_request(paths.request, req)
         log.error("software update refused: %s", why)
-        return report
+        return None, report
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    _drop_request(paths, req)
     new_py = slots.slots / slot / "bin" / "appliance"
     log.info("software update: slot %s (v%s, %s) installed; switching", slot, v.meta.version, new_py)
-    atomic_write(slots.trial_path, json.dumps({**base, "new": slot, "at": time.time()}).encode())
-    slots.flip(slot)
-    bound = s.intake.health_bound_s
-    ok, why, took = run_trial(ctl, unit, bound, health or (lambda: probe_health(s)), settle_s)
-    report = {**base, "new": slot, "bound_s": bound, "trial_s": round(took, 1)}
-    if ok:
-        report["result"] = "committed"
-        slots.end_trial(report)
-    else:
-        report.update(result="rolled_back", reason=why)
-        log.error("software slot %s failed its trial (%s): rolling back to %s", slot, why, current)
-        if current in SLOTS:
-            slots.flip(str(current))
-        ctl.restart(unit)
-        report["old_ready"] = wait_active(ctl, unit, 120.0)
-        slots.end_trial(report)
-    _chown_reports(slots, owner)
-    log.warning("software update: %s", report)
-    return report
+    # The update is accepted: durable before the request goes, so a cut leaves one or the other.
+    trial = {**base, "new": slot, "at": time.time(), "trial_id": f"{time.time_ns():020d}"}
+    atomic_write(slots.trial_path, json.dumps(trial).encode())
+    return trial, None
 
 
-def _drop_request(paths: UpdaterPaths, req: dict[str, Any]) -> None:
+def _drop_request(request: Path, req: dict[str, Any]) -> None:
+    """Remove the request file (durably) and, once it is gone, the bundle's staged folder."""
     with contextlib.suppress(FileNotFoundError):
-        paths.request.unlink()
-    fsync_dir(paths.request.parent)
+        request.unlink()
+    fsync_dir(request.parent)
     bid = req.get("bundle_id")
     if isinstance(bid, str) and len(bid) == 64 and all(c in "0123456789abcdef" for c in bid):
-        shutil.rmtree(paths.staged(bid), ignore_errors=True)
+        shutil.rmtree(request.parent.parent / "staged" / bid, ignore_errors=True)
 
 
 def add_parser(sub: Any) -> None:
@@ -389,7 +456,7 @@ def main(a: argparse.Namespace) -> int:
     s = load_settings(a.config)
     paths = UpdaterPaths.from_settings(s)
     if a.action == "boot-check":
-        report = boot_check(paths.slots(), service_owner())
+        report = boot_check(paths.slots(), service_owner(), paths.request)
     else:
         report = apply(s, paths, Systemctl(), settle_s=a.settle_s)
     print(json.dumps(report))

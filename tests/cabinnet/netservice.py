@@ -58,7 +58,12 @@ def make_ca(d: Path, name: str, ip: str) -> tuple[Path, Path, Path]:
 
 
 class NetService:
-    """``appliance run`` in the lab's server namespace with the cabin network on."""
+    """``appliance run`` in the lab's server namespace with the cabin network on.
+
+    As in the image: the privileged part, ``appliance cabinnet-helper`` (dnsmasq, the gate's
+    nftables table; root here), starts first and stops with the service; the service itself runs
+    without any capability (:mod:`tests.cabinnet.nocaps`) and asks the helper over its socket.
+    """
 
     def __init__(self, lab: CabinLab, workdir: Path, extra: str = "", content_extra: str = "",
                  top_extra: str = "") -> None:
@@ -69,6 +74,9 @@ class NetService:
         self.content_extra = content_extra
         self.top_extra = top_extra  # whole tables, after [cabinnet]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.helper: subprocess.Popen[bytes] | None = None
+        self.socket = workdir / "gate.sock"
+        self.helper_log = workdir / "helper.log"
         self.card: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "service.log"
 
@@ -104,6 +112,7 @@ tls_cert = "{self.cert}"
 tls_key = "{self.key}"
 https_port = {HTTPS}
 poll_s = 0.2
+gate_socket = "{self.socket}"
 {self.extra}
 {self.top_extra}
 """)
@@ -131,11 +140,30 @@ poll_s = 0.2
             self.card.wait(10)
             self.card = None
 
+    def start_helper(self, cfg: Path, timeout: float = 20) -> None:
+        """The privileged part, until its socket is there."""
+        if self.helper is not None and self.helper.poll() is None:
+            return
+        self.socket.unlink(missing_ok=True)
+        log = open(self.helper_log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.helper = self.lab.python_in(self.lab.server, self.lab.maint_addr, "mnt0",
+                                         ["-m", "appliance.cli", "cabinnet-helper", "--config",
+                                          str(cfg)],
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while not self.socket.exists():
+            if self.helper.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cabinnet helper not ready (exit {self.helper.poll()}):\n"
+                                   + self.helper_log.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+
     def start(self, timeout: float = 40) -> None:
         cfg = self.config()
+        self.start_helper(cfg)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = self.lab.python_in(self.lab.server, self.lab.maint_addr, "mnt0",
-                                       ["-m", "appliance.cli", "run", "--config", str(cfg)],
+                                       ["-m", "tests.cabinnet.nocaps", "-m", "appliance.cli",
+                                        "run", "--config", str(cfg)],
                                        stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -171,14 +199,21 @@ poll_s = 0.2
         return st
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        """Stop the service, then the helper (PartOf= in the image); the service's exit status."""
+        rc = _stop(self.proc, sig, timeout)
+        _stop(self.helper, signal.SIGTERM, timeout)
+        return rc
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> int | None:
+    if proc is None or proc.poll() is not None:
+        return None
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 class WorldServer:

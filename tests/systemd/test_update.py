@@ -10,7 +10,8 @@ restarts ``appliance.service`` through systemd and judges the trial within
 ``intake.health_bound_s`` (:data:`BOUND_S` here, from the per-aircraft ``aircraft.env``).
 
 The tests run in order on one aircraft (module fixture): v1 -> v2, then the three bad v3, then the
-power cuts (the container's PID 1 is SIGKILLed; the next boot uses the same partitions).
+power cuts (the container's PID 1 is SIGKILLed; the next boot uses the same partitions), then the
+key rotation (last: the release key is retired by it).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ UNIT = "appliance.service"
 pytestmark = [
     pytest.mark.system,
     pytest.mark.image,
+    # The suite's 300 s per test counts the module fixture's setup (wheels, bundles, first boot:
+    # ~130 s on a loaded machine) against the first test, whose pip install alone took 117 s there.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(not ROOTFS, reason="APPLIANCE_TEST_IMAGE=ROOTFS (make test-system sets it)"),
     pytest.mark.skipif(unavailable() is not None, reason=f"nspawn: {unavailable()}"),
 ]
@@ -198,7 +202,9 @@ def aircraft(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aircraft]:
     key = tmp / "release.key"
     subprocess.run([str(APPLIANCE), "hangar", "keygen", str(key)], check=True, capture_output=True)
     pub = (tmp / "release.key.pub").read_text().strip()
-    roles = json.dumps({"software": {"keys": [pub], "threshold": 1}})
+    # The keys role (who may rotate the pinned keys) is the release key too, threshold 1.
+    roles = json.dumps({"software": {"keys": [pub], "threshold": 1},
+                        "keys": {"keys": [pub], "threshold": 1}})
     (data / "aircraft.env").write_text(
         f"APPLIANCE_AIRCRAFT_ID=F-TEST\nAPPLIANCE_ADMIN_TOKEN={TOKEN}\n"
         f"APPLIANCE_INTAKE__ROLES='{roles}'\nAPPLIANCE_INTAKE__HEALTH_BOUND_S={BOUND_S}\n")
@@ -306,11 +312,76 @@ def test_power_cut_during_an_update(aircraft: Aircraft, cut: str) -> None:
     assert a.failed_units().strip() == ""
     assert report is not None and report.get("version") == version, report
     print(f"\ncut during {cut}: {report['result']} ({report.get('reason', '')}), running {running}")
-    if report["result"] == "committed":  # the install was taken again after boot and passed
-        assert cut == "install" and running == "0.3.0", report
+    if report["result"] == "committed":
+        # The install was taken again after boot, or a cut right after trial.json was written (the
+        # update accepted, the request still there) was resumed at the switch; either passed.
+        assert cut in ("install", "switch") and running == "0.3.0", report
     else:
         assert report["result"] in ("rolled_back", "abandoned"), report
-        assert running == before == "0.2.0"
+        assert running == before and running in ("0.2.0", "0.3.0")
     assert a.failed_units().strip() == ""
     rows, queued = a.journaled(f"software_{report['result']}")
     assert any(r["version"] == version for r in rows) and queued
+
+
+def hangar(*args: str) -> str:
+    """``appliance hangar ARGS`` on the host; its output (it must succeed)."""
+    out = subprocess.run([str(APPLIANCE), "hangar", *args], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_key_rotation_then_the_retired_key_is_refused(aircraft: Aircraft) -> None:
+    """Issue test 4: the keys rotated by a bundle signed by the old threshold, through the image.
+
+    The hangar builds key set v1 (every role: a new key, threshold 1) and signs it with the release
+    key (the keys role in force) and the new key (the new set's keys role); pushed from the host
+    into the container's network namespace, the service activates it. Then a software bundle
+    signed only by the retired release key is refused in one line (exit 2) and nothing of it is
+    installed or handed to the updater; key set v2 signed only by the new key is accepted.
+    """
+    a = aircraft
+    assert a.box is not None
+    t0 = time.monotonic()
+    new = a.tmp / "rotated.key"
+    hangar("keygen", str(new))
+    pub = f"{new}.pub"
+    keys1 = a.tmp / "keys-v1.bundle"
+    hangar("keyset", "--version", "1", "--content", pub, "--software", pub, "--keys", pub,
+           "-o", str(keys1))
+    hangar("sign", str(keys1), "--key", str(a.key), "--key", str(new))
+    p = a.push(keys1, wait=False)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0 and ": active;" in out, out
+
+    # Signed only by the retired release key: refused, nothing installed nor asked of the updater.
+    wheel_dir = a.tmp / "retired-wheels"
+    wheel_dir.mkdir()
+    (wheel_dir / "appliance-9.0.0-py3-none-any.whl").write_bytes(b"never installed")
+    retired = a.bundle("retired", 90, wheel_dir)
+    slot, package, last = a.current(), a.slot_package(), a.last_report()
+    p = a.push(retired, wait=False)
+    out, _ = p.communicate(timeout=300)
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert p.returncode == 2, out
+    assert len(lines) == 1 and lines[0].startswith("appliance hangar push: refused: "), out
+    assert "retired key" in lines[0] and "key set v1" in lines[0], out
+    assert a.current() == slot and a.slot_package() == package and a.last_report() == last
+    assert not (a.data / "intake/software/request.json").exists()
+    assert not list((a.data / "intake/staged").glob("*/appliance-9.0.0-py3-none-any.whl"))
+    rows, queued = a.journaled("refused")
+    assert any("retired key" in r.get("reason", "") for r in rows) and queued
+
+    # Key set v2, signed by the new key alone (the old set would have refused it): accepted.
+    keys2 = a.tmp / "keys-v2.bundle"
+    hangar("keyset", "--version", "2", "--content", pub, "--software", pub, "--keys", pub,
+           "-o", str(keys2))
+    hangar("sign", str(keys2), "--key", str(new))
+    p = a.push(keys2, wait=False)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0 and ": active;" in out, out
+    rows, _ = a.journaled("activated")
+    assert [r.get("version") for r in rows if r.get("kind") == "keys"][-2:] == [1, 2], rows
+    assert a.state()["ActiveState"] == "active" and a.failed_units().strip() == ""
+    TIMES["key rotation"] = time.monotonic() - t0
