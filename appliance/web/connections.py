@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -66,10 +66,21 @@ class _Guard:
     _admitted: bool
     _head_bytes: int
 
-    def _guard_init(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # the uvicorn protocol after this mixin in the MRO
         self._deadline = None
         self._admitted = False
         self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Let uvicorn set up, then admit (or refuse) the connection and start its deadline."""
+        super().connection_made(transport)  # type: ignore[misc]
+        self._admit(cast(asyncio.Transport, transport))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Uncount the connection, then let uvicorn clean up."""
+        self._release()
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _admit(self, transport: asyncio.Transport) -> None:
         """Admit (or refuse) the connection and start its head deadline."""
@@ -125,20 +136,6 @@ class _GuardedH11(_Guard, H11Protocol):
     The head size is h11's own limit (``h11_max_incomplete_event_size``).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard_init()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Admit (or refuse) the connection and start its head deadline."""
-        super().connection_made(transport)
-        self._admit(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Uncount the connection, then let uvicorn clean up."""
-        self._release()
-        super().connection_lost(exc)
-
     def handle_events(self) -> None:
         """Parse what arrived; a new request (its head complete) stops the head deadline."""
         before = self.cycle
@@ -166,20 +163,6 @@ class _GuardedHttpTools(_Guard, HttpToolsProtocol):
     """
 
     header_bytes: ClassVar[int]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard_init()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Admit (or refuse) the connection and start its head deadline."""
-        super().connection_made(transport)
-        self._admit(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Uncount the connection, then let uvicorn clean up."""
-        self._release()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Parse; while a head is awaited, count its bytes against ``header_bytes``."""
