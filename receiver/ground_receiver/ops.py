@@ -24,6 +24,7 @@ import datetime as dt
 import hmac
 import html
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -102,31 +103,29 @@ def add_ops_routes(app: FastAPI, settings: ReceiverSettings, engine: Engine,
         rows = await run_in_threadpool(fleet_rows, engine)
         return HTMLResponse(render(rows, user, time.time()))
 
-    @app.get("/fleet/export/{day}.csv")
-    async def export(request: Request, day: str) -> StreamingResponse:
-        """One UTC day's orders, usage and summaries as CSV."""
+    async def _csv_export(request: Request, day: str,
+                          rows: Callable[[Engine, dt.date], Iterable[str]],
+                          name: str) -> StreamingResponse:
+        """``rows`` of one UTC ``day`` (YYYY-MM-DD, else 400) as a CSV attachment (role export)."""
         operator(request, "export")
         try:
             d = dt.date.fromisoformat(day)
         except ValueError:
             raise _Denied(400, f"day {day[:20]!r} is not YYYY-MM-DD") from None
         return StreamingResponse(
-            iter(await run_in_threadpool(lambda: list(export_day(engine, d)))),
+            iter(await run_in_threadpool(lambda: list(rows(engine, d)))),
             media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="fleet-{d}.csv"'})
+            headers={"Content-Disposition": f'attachment; filename="{name}-{d}.csv"'})
+
+    @app.get("/fleet/export/{day}.csv")
+    async def export(request: Request, day: str) -> StreamingResponse:
+        """One UTC day's orders, usage and summaries as CSV."""
+        return await _csv_export(request, day, export_day, "fleet")
 
     @app.get("/fleet/export/{day}/flights.csv")
     async def export_flight_totals(request: Request, day: str) -> StreamingResponse:
         """Orders and usage totals of the flights that started on one UTC day, as CSV."""
-        operator(request, "export")
-        try:
-            d = dt.date.fromisoformat(day)
-        except ValueError:
-            raise _Denied(400, f"day {day[:20]!r} is not YYYY-MM-DD") from None
-        return StreamingResponse(
-            iter(await run_in_threadpool(lambda: list(export_flights(engine, d)))),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="flights-{d}.csv"'})
+        return await _csv_export(request, day, export_flights, "flights")
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:
