@@ -97,7 +97,9 @@ def test_order_refused_in_words_then_served_by_the_crew(service: Service, tmp_pa
             page.goto(base + "/portal/#menu")
             page.wait_for_function("window.portalReady === true", timeout=15000)
             page.wait_for_selector("#view-menu[data-shop=ready]", timeout=10000)
-            assert page.evaluate("!!document.querySelector('script[src$=\"shop.js\"]')")
+            # loaded lazily, under its content-hashed name (shop.<hash>.js)
+            assert page.evaluate("window.ASSET_URLS['shop.js'] !== undefined && "
+                                 "!!document.querySelector(`script[src=\"${window.ASSET_URLS['shop.js']}\"]`)")
             coffee = page.locator("#menu-items .menu-row[data-sku=COFFEE]")
             assert "€3.00" in coffee.inner_text() and "left" not in coffee.inner_text()  # not counted
             expect(page.locator("#shop-pay")).to_have_text(EN["shop.pay_on_delivery"])
