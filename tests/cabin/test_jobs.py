@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from .helpers import FLIGHT, Journal, fast_settings, service
 def twin(name: str = "ap1", password: str = "pw", **faults: Any,
          ) -> tuple[SimDevice, Device, list[dict[str, Any]]]:
     log: list[dict[str, Any]] = []
+    faults.setdefault("rng", random.Random(f"{name}-{sorted(faults.items())}"))  # repeatable draws
     sim = SimDevice(name, ApConfig(ssids=(Ssid("CREW"), Ssid("PAX", False))), password="pw",
                     faults=Faults(**faults), log=log.append)
 
