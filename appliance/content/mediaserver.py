@@ -4,7 +4,8 @@ Why a server of our own (measured, see the README): uvicorn has no zero-copy sen
 ``pathsend``, so every media byte served through the ASGI app is read into Python and written back
 (0.12x nginx's throughput, 8x its CPU per GiB). This server parses the request head, asks
 :class:`~appliance.content.media.MediaFiles` for the answer, writes the response head and hands the
-body to ``loop.sendfile`` (``os.sendfile``: page cache to socket, no copy through Python). It runs
+body to ``os.sendfile`` (page cache to socket, no copy through Python; when the socket is full it
+waits for it to drain, on uvloop or asyncio alike). It runs
 on the service's own event loop, next to the two uvicorn servers.
 
 Protocol: GET, HEAD and OPTIONS only; HTTP/1.1 keep-alive (idle connections are closed after
