@@ -18,7 +18,20 @@ $(BIN)/.installed: pyproject.toml setup.py firmware-bridge/pyproject.toml receiv
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ./firmware-bridge -e ./receiver -e '.[dev]'
 	touch $@
 
-deps: $(BIN)/.installed
+## The avionics hot path compiled with mypyc, in place beside its source (appliance/compiled.py
+## lists the modules); rebuilt when one of them changes. APPLIANCE_PURE_PYTHON=1 runs the source.
+COMPILED_SOURCES := $(shell $(PY) -c "import runpy; m = runpy.run_path('appliance/compiled.py'); \
+  print(' '.join([x.replace('.', '/') + '.py' for x in m['MODULES']] + \
+                 ['firmware-bridge/' + x.replace('.', '/') + '.py' for x in m['BRIDGE_MODULES']]))")
+COMPILED := $(BIN)/.compiled
+$(COMPILED): $(BIN)/.installed $(COMPILED_SOURCES) setup.py firmware-bridge/setup.py
+	cd firmware-bridge && APPLIANCE_COMPILE=1 ../$(BIN)/python setup.py -q build_ext --inplace >/dev/null
+	APPLIANCE_COMPILE=1 $(BIN)/python setup.py -q build_ext --inplace >/dev/null
+	@# a module's own extension is a shim that is not rebuilt when only its code changed
+	find appliance firmware-bridge/firmware_bridge -name '*.so' -exec touch {} +
+	touch $@
+
+deps: $(COMPILED)
 
 var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl: | $(BIN)/.installed
 	$(BIN)/card-sim fetch var/cache
@@ -79,7 +92,7 @@ content: $(CONTENT)/big-buck-bunny/package.json $(CONTENT)/genesis-kjv/package.j
 ## run: the appliance on the built-in card simulator replaying the real AFR34ZG flight (x$(SPEED)),
 ## with the real content installed; the portal is http://127.0.0.1:8080/, media on 8082 (the
 ## environment overrides: APPLIANCE_CONTENT__MEDIA_PORT=N make run; APPLIANCE_PASSENGER__PORT ...)
-run: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+run: $(COMPILED) var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/appliance content install $(CONTENT)/big-buck-bunny
 	$(BIN)/appliance content install $(CONTENT)/genesis-kjv
 	$(BIN)/appliance content install $(CONTENT)/live-manual-en
@@ -103,7 +116,7 @@ $(WHEELHOUSE)/.done: pyproject.toml setup.py firmware-bridge/pyproject.toml | $(
 wheelhouse: $(WHEELHOUSE)/.done
 
 ## lint: ruff, mypy (strict on appliance) and the import contracts (lint-imports)
-lint: $(BIN)/.installed
+lint: $(COMPILED)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
@@ -123,7 +136,7 @@ test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 ## test-system: the whole-system tests (marked `system`): the sync over a lossy, cut link between
 ## network namespaces, CAN across processes in a namespace, systemd under nspawn, the image and its
 ## software updates (the container rootfs is built first when the sources changed: ~2 min)
-test-system: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content $(WHEELHOUSE)/.done $(ROOTFS_STAMP)
+test-system: $(COMPILED) var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content $(WHEELHOUSE)/.done $(ROOTFS_STAMP)
 	APPLIANCE_TEST_IMAGE=var/image/rootfs \
 	  $(if $(wildcard var/image/appliance.img),APPLIANCE_TEST_DISK=var/image/appliance.img) \
 	  $(BIN)/pytest -m system --durations=12
@@ -136,13 +149,13 @@ $(ROOTFS_STAMP): $(BIN)/.installed $(IMAGE_SOURCES)
 
 ## test-update: the software update path in the image under nspawn (v1 -> v2, three bad v3 rolled
 ## back, power cuts during install, switch and trial); builds the rootfs first if needed
-test-update: $(BIN)/.installed $(ROOTFS_STAMP)
+test-update: $(COMPILED) $(ROOTFS_STAMP)
 	APPLIANCE_TEST_IMAGE=var/image/rootfs $(BIN)/pytest -p no:cacheprovider -rs -s \
 	  tests/systemd/test_update.py
 
 ## bench: benchmarks (never part of `make test`); bench_cabinnet: 300 phones join the cabin network
 ## within 60 s (namespaces, root), p99 per step beside the same load on loopback
-bench: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+bench: $(COMPILED) var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python tests/bench/bench_codec.py
 	$(BIN)/python tests/bench/bench_pipeline.py
 	$(BIN)/python tests/bench/bench_replay_summary.py
@@ -164,7 +177,7 @@ lighthouse: $(BIN)/.installed content $(LIGHTHOUSE_JS)
 
 ## test-powercut: N power cuts (default 1000) of the real service on a FUSE filesystem that loses
 ## unsynced writes; fails if anything acknowledged is lost (about 2.2 s a cut; needs root, /dev/fuse)
-test-powercut: $(BIN)/.installed
+test-powercut: $(COMPILED)
 	$(BIN)/python -m tests.faults.driver --cuts $(N)
 
 ## test-soak: 10 minutes of 300 simulated phones and a hostile client while a recorded flight plays
@@ -172,11 +185,11 @@ test-powercut: $(BIN)/.installed
 ## prints p50/p99 of the flight API and the peak RSS. Not in CI. MINUTES=1 for a short run.
 MINUTES ?= 10
 PHONES ?= 300
-test-soak: $(BIN)/.installed var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
+test-soak: $(COMPILED) var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/python -m tests.soak.soak --minutes $(MINUTES) --phones $(PHONES)
 
 ## test-sync-soak: long sync runs (40 link cuts, 60 power cuts); needs root
-test-sync-soak: $(BIN)/.installed
+test-sync-soak: $(COMPILED)
 	SYNC_SOAK=1 $(BIN)/pytest -m soak tests/sync -s
 
 clean:
@@ -195,7 +208,7 @@ test-image: $(BIN)/.installed
 	  $(BIN)/pytest -p no:cacheprovider -rs tests/systemd/test_image.py
 
 ## test-systemd: the unit (systemd-analyze), the notify protocol, a real systemd under nspawn (~30 s)
-test-systemd: $(BIN)/.installed
+test-systemd: $(COMPILED)
 	$(BIN)/pytest tests/systemd
 
 ## test-disk: boot var/image/appliance.img in QEMU (UEFI, systemd-boot); needs qemu-system-x86 ovmf

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+from appliance import compiled  # first: APPLIANCE_PURE_PYTHON=1 must act before the hot path loads
+
+if os.environ.get(compiled.PURE_ENV) != "1" and (_stale := compiled.stale()):
+    pytest.exit(f"compiled modules older than their source: {', '.join(_stale)}; rebuild them with "
+                f"`make deps` (or run the source: {compiled.PURE_ENV}=1)", returncode=4)
 
 from firmware_bridge.recording import fetch_default_flight
 

@@ -19,10 +19,11 @@ played.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from firmware_bridge.frame import Frame
+from firmware_bridge.frame import RawFrame
 from firmware_bridge.labels import LabelTable
 
 from ..modes.airground import AirGround, AirGroundConfig, AirGroundState
@@ -56,6 +57,8 @@ __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain
 log = logging.getLogger(__name__)
 
 _UTC_NAMES = frozenset({"utc_time", "utc_date"})
+#: The names the hot path does more with (one set lookup for the common case: none of them).
+_SPECIAL_NAMES = _UTC_NAMES | POSITION_NAMES
 
 
 class AvionicsChain:
@@ -154,8 +157,8 @@ class AvionicsChain:
             d = self.decoders[source] = CardDecoder(self.table, source)
         return d
 
-    def feed_frames(self, frames: list[Frame], source: str = "card") -> None:
-        """Decode card frames from ``source`` and advance the chain, frame by frame."""
+    def feed_frames(self, frames: Sequence[RawFrame], source: str = "card") -> None:
+        """Decode card frames (Frames or RawFrames) from ``source``; advance the chain, frame by frame."""
         if frames:
             self.feed(self.decoder(source).iter_decode(frames))
 
@@ -169,37 +172,44 @@ class AvionicsChain:
         store, clock, grid = self.store, self.clock, self.grid
         latest, source_now = store.latest, store.source_now
         max_age = store._max_age
-        utc_names = _UTC_NAMES
-        position_names, position = POSITION_NAMES, self.position
+        special = _SPECIAL_NAMES
+        position = self.position
         valid, reset_s = Validity.VALID, CARD_RESET_S
-        # card times kept in locals on the hot path, written back before anything reads them
+        # card times kept in locals on the hot path, written back before anything reads them:
+        # the grid's last time, the store's latest time, the next grid point, and the latest
+        # time of the current parameter's top source (source_now[top])
         last, now, nxt = grid.last_t, store.now, grid.next_t
         # the source of the previous parameter: its top source and its dict in the store
         cur_src: str | None = None
         top = ""
+        top_t = -math.inf
         named: dict[str, Parameter] = {}
         for p in params:
             t = p.t
             src = p.source
             if src is not cur_src:
+                if cur_src is not None:
+                    source_now[top] = top_t
                 cur_src = src
                 top = src.split("/", 1)[0]
                 named = store.of_source(src)
-            src_t = source_now.get(top)
-            if src_t is None or t > src_t:
-                source_now[top] = t
-            elif t < src_t - reset_s:
+                top_t = source_now.get(top, -math.inf)
+            if t > top_t:
+                top_t = t
+            elif t < top_t - reset_s:
                 log.warning("card clock of %s went back from %.3f to %.3f s: card reset",
-                            top, src_t, t)
+                            top, top_t, t)
                 store.expire_source(top)
-                source_now[top] = t
+                top_t = t
                 grid.restart(t)
                 now = t
                 nxt = grid.next_t
             last = t
             name = p.name
-            if name in position_names:  # a few a second: the plausibility check reads the store
+            if name in special and name in POSITION_NAMES:
+                # a few a second: the plausibility check reads the store
                 store.now = max(now, t)
+                source_now[top] = top_t
                 p = position.filter(p, store)
             # store.put(p), inlined: by source, and as the name's latest unless an invalid value
             # would hide a valid, fresh one of another source
@@ -213,14 +223,17 @@ class AvionicsChain:
                     latest[name] = p
             if t > now:
                 now = t
-            if name in utc_names:
+            if name in special and name in _UTC_NAMES:
                 clock.observe(p)
             if t >= nxt:
                 grid.last_t, store.now = last, now
+                source_now[top] = top_t
                 if grid.due(t):
                     self.evaluate(t)
                 nxt = grid.next_t
         grid.last_t, store.now = last, now
+        if cur_src is not None:
+            source_now[top] = top_t
 
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
         """Each air/ground input of each source seen: True on ground, False in air, None unusable.

@@ -70,7 +70,7 @@ def replay_bytes(chunks: Iterable[bytes], table: LabelTable | None = None,
     t0 = time.perf_counter()
     for chunk in chunks:
         n += len(chunk)
-        frames = decoder.feed(chunk)
+        frames = decoder.feed_raw(chunk)
         # the byte-level counters the health summary reads as the serial reader keeps them:
         # per read, before its frames go on
         card.crc_errors, card.garbage_bytes = st.crc_errors, st.garbage_bytes

@@ -23,7 +23,7 @@ from typing import Any
 
 import serial
 
-from firmware_bridge.frame import Frame, FrameDecoder
+from firmware_bridge.frame import FrameDecoder, RawFrame
 
 from .cardtime import CardTimeCheck, Verdict
 from .params import SourceStats
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class SerialCardReader(Source):
     """Reads the card's byte stream from ``port`` and hands complete frames to ``on_frames``."""
 
-    def __init__(self, port: str, on_frames: Callable[[list[Frame]], None], stats: SourceStats,
+    def __init__(self, port: str, on_frames: Callable[[list[RawFrame]], None], stats: SourceStats,
                  *, baudrate: int = 921600, reconnect_s: float = 0.5, name: str = "card",
                  on_lost: Callable[[str], None] | None = None,
                  card_time: CardTimeCheck | None = None) -> None:
@@ -108,7 +108,7 @@ class SerialCardReader(Source):
             return
         self._received()
         dec = self.decoder
-        frames = dec.feed(data)
+        frames = dec.feed_raw(data)
         st, ds = self.stats, dec.stats
         st.bytes_in, st.frames = ds.bytes_in, ds.frames
         st.crc_errors, st.bad_length, st.garbage_bytes = ds.crc_errors, ds.bad_length, ds.garbage_bytes
@@ -117,14 +117,14 @@ class SerialCardReader(Source):
         if frames:
             self.on_frames(frames)
 
-    def _screen(self, frames: list[Frame], host: float) -> list[Frame]:
+    def _screen(self, frames: list[RawFrame], host: float) -> list[RawFrame]:
         """The frames whose card time the host's receive time ``host`` (monotonic s) allows."""
         check = self.card_time
         assert check is not None
         st = self.stats
-        kept: list[Frame] = []
+        kept: list[RawFrame] = []
         for f in frames:
-            verdict = check.check(f.t_us * 1e-6, host)
+            verdict = check.check(f[2] * 1e-6, host)  # t_us
             if verdict is Verdict.JUMP:
                 st.card_time_jumps += 1
                 st.card_time_ahead_s = round(check.ahead_s, 6)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from firmware_bridge.frame import Frame
+from firmware_bridge.frame import RawFrame
 
 from ..avionics.can_source import CanReader, open_bus
 from ..avionics.cardtime import CardTimeCheck, CardTimeConfig
@@ -37,7 +37,7 @@ def build_sources(s: Settings, chain: AvionicsChain) -> tuple[list[Source], list
         name = s.serial.channel_name
         decoder = chain.decoder(name)
 
-        def on_frames(frames: list[Frame]) -> None:
+        def on_frames(frames: list[RawFrame]) -> None:
             if timebase is None:
                 chain.feed_frames(frames, name)
             elif frames:

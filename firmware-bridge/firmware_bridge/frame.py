@@ -22,7 +22,7 @@ import binascii
 import enum
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 __all__ = [
     "HEADER",
@@ -34,6 +34,7 @@ __all__ = [
     "FrameDecoder",
     "FrameType",
     "Heartbeat",
+    "RawFrame",
     "encode_discretes",
     "encode_frame",
     "encode_word",
@@ -42,7 +43,6 @@ __all__ = [
 SYNC = b"\xa5\x5a"
 HEADER = struct.Struct("<2sBBBQ")  # sync, type, channel, length, timestamp_us
 _HEADER_NO_SYNC = struct.Struct("<2xBBBQ")  # the same, sync skipped (the decoder found it)
-_WORD_FRAME = struct.Struct("<2xBBBQ4sH")  # a frame with a 4-byte payload, its CRC included
 _WORD_BODY = struct.Struct("<2sBBBQI")  # an A429_WORD frame without its CRC
 MAX_PAYLOAD = 64
 _CRC = struct.Struct("<H")
@@ -74,7 +74,7 @@ class DiscreteBits(enum.IntFlag):
 class Heartbeat:
     """Card status, once a second: firmware version, uptime (s), card-side error counters."""
 
-    STRUCT = struct.Struct("<BBIHH")
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("<BBIHH")
 
     fw_major: int
     fw_minor: int
@@ -108,6 +108,11 @@ class Frame(NamedTuple):
     def word(self) -> int:
         """The ARINC word of an A429_WORD frame; raises struct.error on a short payload."""
         return int(_U32.unpack(self.payload)[0])
+
+
+#: A frame as the decoder's hot path returns it (:meth:`FrameDecoder.feed_raw`): a plain tuple
+#: of :class:`Frame`'s fields in their order (type, channel, t_us, payload).
+RawFrame = tuple[int, int, int, bytes]
 
 
 def encode_frame(ftype: int, channel: int, t_us: int, payload: bytes) -> bytes:
@@ -163,10 +168,18 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return the complete, CRC-checked frames they finish."""
+        new, frame = tuple.__new__, Frame
+        return [new(frame, f) for f in self.feed_raw(data)]
+
+    def feed_raw(self, data: bytes) -> list[RawFrame]:
+        """As :meth:`feed`, each frame a plain tuple of Frame's fields (:data:`RawFrame`).
+
+        The chain's hot path: a plain tuple is built in a fraction of a named tuple's time.
+        """
         st = self.stats
         st.bytes_in += len(data)
         buf = self._buf
-        out: list[Frame] = []
+        out: list[RawFrame] = []
         pos = 0
         # One immutable copy per call: its slices are the payloads (one allocation per frame).
         # Without a partial frame kept from the last call, the bytes received are that copy.
@@ -177,13 +190,12 @@ class FrameDecoder:
             view = bytes(data)
         n = len(view)
         unpack = _HEADER_NO_SYNC.unpack_from
-        unpack_word = _WORD_FRAME.unpack_from
         crc = binascii.crc_hqx
         find = view.find
-        new, frame = tuple.__new__, Frame
         garbage = 0
         while True:
-            i = find(SYNC, pos)
+            # in a clean stream the next frame starts where the last one ended
+            i = pos if n - pos > 1 and view[pos] == 0xA5 and view[pos + 1] == 0x5A else find(SYNC, pos)
             if i < 0:
                 # keep a trailing 0xA5 that may start the next sync
                 keep = 1 if n and view[n - 1] == 0xA5 and n - 1 >= pos else 0
@@ -192,21 +204,23 @@ class FrameDecoder:
                 break
             garbage += i - pos
             pos = i
-            if n - pos >= 19:  # room for an ARINC word's frame: header, word and CRC at once
-                ftype, chan, length, t_us, word, fcs = unpack_word(view, pos)
-                if length == 4:
-                    if crc(view[pos + 2:pos + 17], 0xFFFF) != fcs:
-                        st.crc_errors += 1
-                        garbage += 1
-                        pos += 1
-                        continue
-                    out.append(new(frame, (ftype, chan, t_us, word)))
-                    pos += 19
+            if n - pos >= 19 and view[pos + 4] == 4:  # an ARINC word's frame, whole
+                # the fields read byte by byte (native integer operations once compiled)
+                if crc(view[pos + 2:pos + 17], 0xFFFF) != view[pos + 17] | view[pos + 18] << 8:
+                    st.crc_errors += 1
+                    garbage += 1
+                    pos += 1
                     continue
-            elif n - pos < 13:
+                out.append((view[pos + 2], view[pos + 3],
+                            view[pos + 5] | view[pos + 6] << 8 | view[pos + 7] << 16
+                            | view[pos + 8] << 24 | view[pos + 9] << 32 | view[pos + 10] << 40
+                            | view[pos + 11] << 48 | view[pos + 12] << 56,
+                            view[pos + 13:pos + 17]))
+                pos += 19
+                continue
+            if n - pos < 13:
                 break
-            else:
-                ftype, chan, length, t_us = unpack(view, pos)
+            ftype, chan, length, t_us = unpack(view, pos)
             if length > MAX_PAYLOAD:
                 st.bad_length += 1
                 garbage += 1
@@ -220,7 +234,7 @@ class FrameDecoder:
                 garbage += 1
                 pos += 1
                 continue
-            out.append(new(frame, (ftype, chan, t_us, view[end - length:end])))
+            out.append((ftype, chan, t_us, view[end - length:end]))
             pos = end + 2
         st.garbage_bytes += garbage
         if buf:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from appliance.avionics.params import SourceStats
 from appliance.avionics.serial_source import SerialCardReader
-from firmware_bridge.frame import Frame, encode_word
+from firmware_bridge.frame import RawFrame, encode_word
 from firmware_bridge.labels import LabelTable
 from firmware_bridge.player import PtyPort
 
@@ -27,7 +27,7 @@ def test_reader_survives_garbage_and_unplug(tmp_path: Path) -> None:
     link = tmp_path / "card"
 
     async def main() -> None:
-        frames: list[Frame] = []
+        frames: list[RawFrame] = []
         lost: list[str] = []
         stats = SourceStats()
         reader = SerialCardReader(str(link), frames.extend, stats, reconnect_s=0.05,
@@ -47,7 +47,7 @@ def test_reader_survives_garbage_and_unplug(tmp_path: Path) -> None:
         await wait_for(lambda: stats.connects == 2)
         port.write(encode_word(1, 2000, ALT.encode(600.0)))
         await wait_for(lambda: len(frames) == 2)
-        assert frames[-1].t_us == 2000
+        assert frames[-1][2] == 2000  # t_us
         reader.check(asyncio.get_running_loop().time() + 1e6, lost_after_s=2.0)
         assert lost == ["card", "card"]  # silence reported once
         reader.stop()
