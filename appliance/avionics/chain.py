@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
-from firmware_bridge.frame import RawFrame
+from firmware_bridge.frame import FrameType, RawFrame
 from firmware_bridge.labels import LabelTable
 
 from ..modes.airground import AirGround, AirGroundConfig, AirGroundState
@@ -56,9 +56,10 @@ __all__ = ["AIR_GROUND_SOURCES", "CARD_RESET_S", "EVAL_PERIOD_S", "AvionicsChain
 
 log = logging.getLogger(__name__)
 
-_UTC_NAMES = frozenset({"utc_time", "utc_date"})
+_UTC_NAMES: Final = frozenset({"utc_time", "utc_date"})
+_A429: Final = int(FrameType.A429_WORD)
 #: The names the hot path does more with (one set lookup for the common case: none of them).
-_SPECIAL_NAMES = _UTC_NAMES | POSITION_NAMES
+_SPECIAL_NAMES: Final = _UTC_NAMES | POSITION_NAMES
 
 
 class AvionicsChain:
@@ -93,6 +94,12 @@ class AvionicsChain:
         self.position = PositionGuard()
         #: Set by the daemon when several sources share this chain (appliance.avionics.timebase).
         self.timebase: TimeBase | None = None
+        # the hot path's current source (None between batches), its top source, that top
+        # source's latest card time (s; store.source_now[top] once flushed), its dict in the store
+        self._src: str | None = None
+        self._top = ""
+        self._top_t = -math.inf
+        self._named: dict[str, Parameter] = {}
 
     # The stages' states, as the features read them (and tests set them).
     @property
@@ -158,82 +165,100 @@ class AvionicsChain:
         return d
 
     def feed_frames(self, frames: Sequence[RawFrame], source: str = "card") -> None:
-        """Decode card frames (Frames or RawFrames) from ``source``; advance the chain, frame by frame."""
-        if frames:
-            self.feed(self.decoder(source).iter_decode(frames))
+        """Decode card frames (Frames or RawFrames) from ``source``; advance the chain, frame by frame.
+
+        Each frame is decoded (and counted) just before its parameters are taken, as
+        :meth:`CardDecoder.iter_decode` does, without a generator between them.
+        """
+        if not frames:
+            return
+        dec = self.decoder(source)
+        a429 = _A429
+        for f in frames:
+            if f[0] == a429:
+                p = dec.word(float(f[2]) * 1e-6, f[3])
+                if p is not None:
+                    self._take(p)
+            else:
+                for p in dec.other(f[0], f[2], f[3]):
+                    self._take(p)
+        dec.stats.last_frame_t = float(frames[-1][2]) * 1e-6
+        self._flush()
 
     def feed(self, params: Iterable[Parameter]) -> None:
-        """Take parameters in arrival order and evaluate the state machines on the time grid.
-
-        The hot path (once per parameter): validity store (by name and by source), UTC clock,
-        time base. A card reset is checked per top source (several sources may arrive out of
-        step): that source's parameters go stale and the grid restarts.
-        """
-        store, clock, grid = self.store, self.clock, self.grid
-        latest, source_now = store.latest, store.source_now
-        max_age = store._max_age
-        special = _SPECIAL_NAMES
-        position = self.position
-        valid, reset_s = Validity.VALID, CARD_RESET_S
-        # card times kept in locals on the hot path, written back before anything reads them:
-        # the grid's last time, the store's latest time, the next grid point, and the latest
-        # time of the current parameter's top source (source_now[top])
-        last, now, nxt = grid.last_t, store.now, grid.next_t
-        # the source of the previous parameter: its top source and its dict in the store
-        cur_src: str | None = None
-        top = ""
-        top_t = -math.inf
-        named: dict[str, Parameter] = {}
+        """Take parameters in arrival order and evaluate the state machines on the time grid."""
         for p in params:
-            t = p.t
-            src = p.source
-            if src is not cur_src:
-                if cur_src is not None:
-                    source_now[top] = top_t
-                cur_src = src
-                top = src.split("/", 1)[0]
-                named = store.of_source(src)
-                top_t = source_now.get(top, -math.inf)
-            if t > top_t:
-                top_t = t
-            elif t < top_t - reset_s:
-                log.warning("card clock of %s went back from %.3f to %.3f s: card reset",
-                            top, top_t, t)
-                store.expire_source(top)
-                top_t = t
-                grid.restart(t)
-                now = t
-                nxt = grid.next_t
-            last = t
-            name = p.name
-            if name in special and name in POSITION_NAMES:
-                # a few a second: the plausibility check reads the store
-                store.now = max(now, t)
-                source_now[top] = top_t
-                p = position.filter(p, store)
-            # store.put(p), inlined: by source, and as the name's latest unless an invalid value
-            # would hide a valid, fresh one of another source
-            named[name] = p
-            if p.validity is valid:
+            self._take(p)
+        self._flush()
+
+    def _take(self, p: Parameter) -> None:
+        """Take one parameter (the hot path, once per parameter; then :meth:`_flush`).
+
+        The validity store (by name and by source), UTC clock, time base. A card reset is checked
+        per top source (several sources may arrive out of step): that source's parameters go
+        stale and the grid restarts. The latest time of the current top source is kept in
+        ``_top_t`` and written to ``store.source_now`` before anything reads it.
+        """
+        store, grid = self.store, self.grid
+        t = p.t
+        src = p.source
+        if src is not self._src:
+            self._switch_source(src)
+        top_t = self._top_t
+        if t > top_t:
+            self._top_t = t
+        elif t < top_t - CARD_RESET_S:
+            top = self._top
+            log.warning("card clock of %s went back from %.3f to %.3f s: card reset",
+                        top, top_t, t)
+            store.expire_source(top)
+            self._top_t = t
+            grid.restart(t)
+            store.now = t
+        grid.last_t = t
+        name = p.name
+        special = name in _SPECIAL_NAMES
+        if special and name in POSITION_NAMES:
+            # a few a second: the plausibility check reads the store
+            if t > store.now:
+                store.now = t
+            store.source_now[self._top] = self._top_t
+            p = self.position.filter(p, store)
+        # store.put(p), inlined: by source, and as the name's latest unless an invalid value
+        # would hide a valid, fresh one of another source
+        self._named[name] = p
+        latest = store.latest
+        if p.validity is Validity.VALID:
+            latest[name] = p
+        else:
+            cur = latest.get(name)
+            if (cur is None or cur.source == src or cur.validity is not Validity.VALID
+                    or t - cur.t > store._max_age.get(name, DISCRETE_MAX_AGE_S)):
                 latest[name] = p
-            else:
-                cur = latest.get(name)
-                if (cur is None or cur.source == src or cur.validity is not valid
-                        or t - cur.t > max_age.get(name, DISCRETE_MAX_AGE_S)):
-                    latest[name] = p
-            if t > now:
-                now = t
-            if name in special and name in _UTC_NAMES:
-                clock.observe(p)
-            if t >= nxt:
-                grid.last_t, store.now = last, now
-                source_now[top] = top_t
-                if grid.due(t):
-                    self.evaluate(t)
-                nxt = grid.next_t
-        grid.last_t, store.now = last, now
-        if cur_src is not None:
-            source_now[top] = top_t
+        if t > store.now:
+            store.now = t
+        if special and name in _UTC_NAMES:
+            self.clock.observe(p)
+        if t >= grid.next_t:
+            store.source_now[self._top] = self._top_t
+            if grid.due(t):
+                self.evaluate(t)
+
+    def _switch_source(self, src: str) -> None:
+        """The parameter's source changed: keep the last one's time, look up the new one's."""
+        store = self.store
+        if self._src is not None:
+            store.source_now[self._top] = self._top_t
+        self._src = src
+        self._top = top = src.split("/", 1)[0]
+        self._named = store.of_source(src)
+        self._top_t = store.source_now.get(top, -math.inf)
+
+    def _flush(self) -> None:
+        """After a batch: the current source's time to the store; the next batch looks it up."""
+        if self._src is not None:
+            self.store.source_now[self._top] = self._top_t
+            self._src = None
 
     def votes(self, t: float) -> tuple[tuple[str, bool | None], ...]:
         """Each air/ground input of each source seen: True on ground, False in air, None unusable.

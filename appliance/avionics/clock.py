@@ -11,14 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from typing import Final
 
 from ..modes.events import TimeSource
 from .params import Parameter
 
 __all__ = ["AVIONICS", "LOCAL", "UtcClock"]
 
-AVIONICS = TimeSource.AVIONICS
-LOCAL = TimeSource.LOCAL
+AVIONICS: Final = TimeSource.AVIONICS
+LOCAL: Final = TimeSource.LOCAL
 
 
 class UtcClock:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from typing import Final
 
 from firmware_bridge.arinc429 import SSM_TABLES, DecodeError, Status
 from firmware_bridge.frame import DiscreteBits, FrameType, RawFrame
@@ -25,15 +26,15 @@ from .params import Parameter, SourceStats, Validity, Value
 
 __all__ = ["DISCRETE_NAMES", "CardDecoder"]
 
-_U32 = struct.Struct("<I")
-_HH = struct.Struct("<HH")
-_STATUS_VALIDITY = {
+_U32: Final = struct.Struct("<I")
+_HH: Final = struct.Struct("<HH")
+_STATUS_VALIDITY: Final = {
     Status.NORMAL: Validity.VALID,
     Status.NO_COMPUTED_DATA: Validity.NO_COMPUTED_DATA,
     Status.FUNCTIONAL_TEST: Validity.FUNCTIONAL_TEST,
     Status.FAILURE_WARNING: Validity.FAILURE_WARNING,
 }
-_VALIDITY_COUNTER = {
+_VALIDITY_COUNTER: Final = {
     Validity.NO_COMPUTED_DATA: "no_computed_data",
     Validity.FUNCTIONAL_TEST: "functional_test",
     Validity.FAILURE_WARNING: "failure_warning",
@@ -54,14 +55,14 @@ DISCRETE_NAMES = (
 _Entry = tuple[str, str, int, int, int, int, float, "Callable[[int], Value] | None",
                tuple[Validity, Validity, Validity, Validity], bool, float, float,
                tuple[str, str, str, str]]
-_DISCRETES = tuple((int(bit), name) for bit, name in DISCRETE_NAMES)
-_VALID = Validity.VALID
+_DISCRETES: Final = tuple((int(bit), name) for bit, name in DISCRETE_NAMES)
+_VALID: Final = Validity.VALID
 _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT = (int(FrameType.A429_WORD), int(FrameType.DISCRETES),
                                             int(FrameType.HEARTBEAT))
-_new_parameter = tuple.__new__
+_new_parameter: Final = tuple.__new__
 #: Entries kept in each of the decoder's caches of decoded words (emptied when full).
-_CACHE_MAX = 1 << 16
-_NUMERIC = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
+_CACHE_MAX: Final = 1 << 16
+_NUMERIC: Final = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
 
 
 def _entries(table: LabelTable, source: str) -> dict[int, _Entry]:
@@ -116,90 +117,100 @@ class CardDecoder:
         A frame is decoded and counted when its parameters are asked for, so a consumer that acts
         between them (the chain evaluating) sees the counters of the frames up to it only.
         """
-        st = self.stats
-        entries = self._entries
-        src = self.source
-        unpack = _U32.unpack
-        new, P = _new_parameter, Parameter
-        a429, discretes, heartbeat = _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT
-        words, discrete_sets = self._words, self._discretes
-        value: Value
-        t = None
+        a429 = _A429_WORD
+        t_us = None
         for f in frames:
-            # by index, and the time as float(int) * 1e-6 (what int * float does): native
-            # operations once compiled
-            ftype, t_us, payload = f[0], f[2], f[3]
-            t = float(t_us) * 1e-6
-            if ftype == a429:
-                # a word decodes the same every time it comes: most words of a flight repeat
-                # (a few per cent are new), so the decoded fields are looked up by the word's
-                # bytes; the counters are kept as the full decoding keeps them
-                hit = words.get(payload)
-                if hit is not None:
-                    st.words += 1
-                    name, value, unit, validity, source, counter = hit
-                    if counter is not None:
-                        setattr(st, counter, getattr(st, counter) + 1)
-                    yield new(P, (name, value, unit, validity, t, source))
-                    continue
-                try:
-                    word = unpack(payload)[0]
-                except struct.error:
-                    st.bad_frames += 1
-                    continue
-                st.words += 1
-                if not word.bit_count() & 1:
-                    st.parity_errors += 1
-                    continue
-                e = entries.get(word & 0xFF)
-                if e is None:
-                    st.unknown_labels += 1
-                    continue
-                (name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi,
-                 sources) = e
-                if value_of is None:
-                    raw = (word >> shift) & mask
-                    value = (raw - full if raw & sign else raw) * res
-                else:
-                    try:
-                        value = value_of(word)
-                    except DecodeError:
-                        st.decode_errors += 1
-                        continue
-                validity = validities[(word >> 29) & 3]
-                counter = None
-                if validity is not _VALID:
-                    counter = _VALIDITY_COUNTER[validity]
-                    setattr(st, counter, getattr(st, counter) + 1)
-                elif ranged and not lo <= value <= hi:  # type: ignore[operator]
-                    st.out_of_range += 1
-                    validity = Validity.OUT_OF_RANGE
-                    counter = "out_of_range"
-                source = sources[(word >> 8) & 3]
-                if len(words) >= _CACHE_MAX:
-                    words.clear()
-                words[payload] = (name, value, unit, validity, source, counter)
-                yield new(P, (name, value, unit, validity, t, source))
-            elif ftype == discretes:
-                fields = discrete_sets.get(payload)
-                if fields is None:
-                    if len(payload) != 4:
-                        st.bad_frames += 1
-                        continue
-                    states, faults = _HH.unpack(payload)
-                    fields = tuple((name, bool(states & bit),
-                                    Validity.FAULT if faults & bit else _VALID)
-                                   for bit, name in _DISCRETES)
-                    if len(discrete_sets) >= _CACHE_MAX:
-                        discrete_sets.clear()
-                    discrete_sets[payload] = fields
-                st.discrete_frames += 1
-                for name, on, validity in fields:
-                    yield new(P, (name, on, "bool", validity, t, src))
-            elif ftype == heartbeat:
-                st.heartbeats += 1
-                self.last_heartbeat = (t_us, *payload)
+            t_us = f[2]
+            if f[0] == a429:
+                p = self.word(float(t_us) * 1e-6, f[3])
+                if p is not None:
+                    yield p
             else:
-                st.bad_frames += 1
-        if t is not None:
-            st.last_frame_t = t
+                yield from self.other(f[0], t_us, f[3])
+        if t_us is not None:
+            self.stats.last_frame_t = float(t_us) * 1e-6
+
+    def word(self, t: float, payload: bytes) -> Parameter | None:
+        """Decode (and count) one A429_WORD frame's payload received at card time ``t`` (s).
+
+        The parameter, or None for a word thrown away (short payload, parity, unknown label,
+        undecodable). Callers set ``stats.last_frame_t`` (as :meth:`iter_decode` does).
+        """
+        st = self.stats
+        value: Value
+        # a word decodes the same every time it comes: most words of a flight repeat (a few per
+        # cent are new), so the decoded fields are looked up by the word's bytes; the counters
+        # are kept as the full decoding keeps them
+        words = self._words
+        hit = words.get(payload)
+        if hit is not None:
+            st.words += 1
+            name, value, unit, validity, source, counter = hit
+            if counter is not None:
+                setattr(st, counter, getattr(st, counter) + 1)
+            return _new_parameter(Parameter, (name, value, unit, validity, t, source))
+        try:
+            word = _U32.unpack(payload)[0]
+        except struct.error:
+            st.bad_frames += 1
+            return None
+        st.words += 1
+        if not word.bit_count() & 1:
+            st.parity_errors += 1
+            return None
+        e = self._entries.get(word & 0xFF)
+        if e is None:
+            st.unknown_labels += 1
+            return None
+        (name, unit, shift, mask, sign, full, res, value_of, validities, ranged, lo, hi,
+         sources) = e
+        if value_of is None:
+            raw = (word >> shift) & mask
+            value = (raw - full if raw & sign else raw) * res
+        else:
+            try:
+                value = value_of(word)
+            except DecodeError:
+                st.decode_errors += 1
+                return None
+        validity = validities[(word >> 29) & 3]
+        counter = None
+        if validity is not _VALID:
+            counter = _VALIDITY_COUNTER[validity]
+            setattr(st, counter, getattr(st, counter) + 1)
+        elif ranged and not lo <= value <= hi:  # type: ignore[operator]
+            st.out_of_range += 1
+            validity = Validity.OUT_OF_RANGE
+            counter = "out_of_range"
+        source = sources[(word >> 8) & 3]
+        if len(words) >= _CACHE_MAX:
+            words.clear()
+        words[payload] = (name, value, unit, validity, source, counter)
+        return _new_parameter(Parameter, (name, value, unit, validity, t, source))
+
+    def other(self, ftype: int, t_us: int, payload: bytes) -> list[Parameter]:
+        """Decode (and count) a frame that is not an ARINC word: discretes, heartbeat, unknown."""
+        st = self.stats
+        if ftype == _DISCRETES_FRAME:
+            discrete_sets = self._discretes
+            fields = discrete_sets.get(payload)
+            if fields is None:
+                if len(payload) != 4:
+                    st.bad_frames += 1
+                    return []
+                states, faults = _HH.unpack(payload)
+                fields = tuple((name, bool(states & bit),
+                                Validity.FAULT if faults & bit else _VALID)
+                               for bit, name in _DISCRETES)
+                if len(discrete_sets) >= _CACHE_MAX:
+                    discrete_sets.clear()
+                discrete_sets[payload] = fields
+            st.discrete_frames += 1
+            t, src, new, P = float(t_us) * 1e-6, self.source, _new_parameter, Parameter
+            return [new(P, (name, on, "bool", validity, t, src)) for name, on, validity in fields]
+        if ftype == _HEARTBEAT:
+            st.heartbeats += 1
+            self.last_heartbeat = (t_us, *payload)
+        else:
+            st.bad_frames += 1
+        return []

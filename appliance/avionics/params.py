@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from firmware_bridge.labels import LabelTable
 
 __all__ = ["DISCRETE_MAX_AGE_S", "SOURCE_SKEW_S", "Parameter", "ParameterStore", "SourceStats", "Validity"]
 
 #: Discrete inputs come at 4 Hz; three periods.
-DISCRETE_MAX_AGE_S = 0.75
+DISCRETE_MAX_AGE_S: Final = 0.75
 #: How far (s) one source's delivery may lag the chain's latest time when several share it.
-SOURCE_SKEW_S = 5.0
+SOURCE_SKEW_S: Final = 5.0
 
 Value = float | int | str | bool
 
@@ -43,7 +43,7 @@ class Validity(enum.StrEnum):
     IMPLAUSIBLE = "implausible"  #: a value the aircraft cannot have (see avionics.position)
 
 
-_STALE = Validity.STALE
+_STALE: Final = Validity.STALE
 
 
 class Parameter(NamedTuple):

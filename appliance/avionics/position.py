@@ -34,16 +34,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from .params import Parameter, ParameterStore, Validity
 
 __all__ = ["POSITION_NAMES", "Fix", "PositionCheck", "PositionGuard", "Verdict", "distance_nm"]
 
-EARTH_NM = 3440.065
-POSITION_NAMES = frozenset({"latitude", "longitude"})
-_VALID = Validity.VALID
-_JUDGED = (Validity.VALID, Validity.IMPLAUSIBLE)
+EARTH_NM: Final = 3440.065
+POSITION_NAMES: Final = frozenset({"latitude", "longitude"})
+_VALID: Final = Validity.VALID
+_JUDGED: Final = (Validity.VALID, Validity.IMPLAUSIBLE)
 
 
 def distance_nm(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -77,7 +77,7 @@ class Verdict:
     reason: str = ""
 
 
-OK = Verdict(True)
+OK: Final = Verdict(True)
 
 
 def _velocity(gs: float | None, track: float | None) -> tuple[float, float] | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from .params import ParameterStore, Validity
 
@@ -37,8 +37,8 @@ __all__ = ["HISTORY", "TOLERANCES", "Disagreement", "Redundancy", "RedundancyCon
 TOLERANCES = {"computed_airspeed": 25.0, "ground_speed": 25.0, "pressure_altitude": 500.0,
               "altitude_rate": 3000.0}
 #: Finished disagreement episodes kept.
-HISTORY = 50
-_VALID = Validity.VALID
+HISTORY: Final = 50
+_VALID: Final = Validity.VALID
 
 
 @dataclass(frozen=True, slots=True)

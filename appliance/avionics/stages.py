@@ -33,7 +33,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from ..modes import airground, phase
 from ..modes.airground import (
@@ -58,7 +58,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 #: Card seconds between evaluations of the state machines.
-EVAL_PERIOD_S = 0.25
+EVAL_PERIOD_S: Final = 0.25
 #: Parameters that vote on air/ground, and how to read "on ground" from their value.
 AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
     "wow_left": bool,
@@ -67,8 +67,8 @@ AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
     "air_ground": bool,
 }
 #: Door discretes (True = closed); an open door on the ground at rest is "at the gate".
-DOOR_INPUTS = ("door_fwd_closed", "door_aft_closed")
-_VALID = Validity.VALID
+DOOR_INPUTS: Final = ("door_fwd_closed", "door_aft_closed")
+_VALID: Final = Validity.VALID
 
 
 class Agent(Protocol[In, Out]):

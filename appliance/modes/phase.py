@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from .airground import AirGround
 
@@ -39,7 +39,7 @@ class Phase(enum.StrEnum):
     TAXI_IN = "taxi_in"
 
 
-AIR_PHASES = frozenset({Phase.TAKEOFF, Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.APPROACH})
+AIR_PHASES: Final = frozenset({Phase.TAKEOFF, Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.APPROACH})
 
 
 class PhaseInputs(NamedTuple):
@@ -80,7 +80,7 @@ _PERSIST = {Phase.PARKED: 120.0, Phase.TAXI_OUT: 5.0, Phase.TAXI_IN: 5.0, Phase.
             Phase.CLIMB: 30.0, Phase.CRUISE: 30.0, Phase.DESCENT: 30.0, Phase.APPROACH: 10.0,
             Phase.LANDING: 0.0}
 #: Persistence of PARKED when stopped with a door open (at the gate).
-GATE_PERSIST_S = 5.0
+GATE_PERSIST_S: Final = 5.0
 
 
 def _target(s: PhaseState, i: PhaseInputs) -> tuple[Phase, bool]:

@@ -22,7 +22,7 @@ import binascii
 import enum
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 
 __all__ = [
     "HEADER",
@@ -40,13 +40,13 @@ __all__ = [
     "encode_word",
 ]
 
-SYNC = b"\xa5\x5a"
-HEADER = struct.Struct("<2sBBBQ")  # sync, type, channel, length, timestamp_us
-_HEADER_NO_SYNC = struct.Struct("<2xBBBQ")  # the same, sync skipped (the decoder found it)
-_WORD_BODY = struct.Struct("<2sBBBQI")  # an A429_WORD frame without its CRC
-MAX_PAYLOAD = 64
-_CRC = struct.Struct("<H")
-_U32 = struct.Struct("<I")
+SYNC: Final = b"\xa5\x5a"
+HEADER: Final = struct.Struct("<2sBBBQ")  # sync, type, channel, length, timestamp_us
+_HEADER_NO_SYNC: Final = struct.Struct("<2xBBBQ")  # the same, sync skipped (the decoder found it)
+_WORD_BODY: Final = struct.Struct("<2sBBBQI")  # an A429_WORD frame without its CRC
+MAX_PAYLOAD: Final = 64
+_CRC: Final = struct.Struct("<H")
+_U32: Final = struct.Struct("<I")
 
 
 class FrameType(enum.IntEnum):
@@ -57,7 +57,7 @@ class FrameType(enum.IntEnum):
     HEARTBEAT = 0x03  #: payload: Heartbeat
 
 
-_A429 = int(FrameType.A429_WORD)
+_A429: Final = int(FrameType.A429_WORD)
 
 
 class DiscreteBits(enum.IntFlag):
@@ -145,7 +145,7 @@ class DecoderStats:
     garbage_bytes: int = 0
 
 
-_KNOWN_TYPES = frozenset(int(t) for t in FrameType)
+_KNOWN_TYPES: Final = frozenset(int(t) for t in FrameType)
 
 
 class FrameDecoder:
