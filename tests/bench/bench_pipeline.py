@@ -5,6 +5,10 @@ on the whole AFR34ZG flight, and the whole-flight replay time against the flight
 with the goal of issue 18: the whole chain (card bytes -> frames -> parameters -> validity ->
 air/ground, phase, mode, and the summaries stage) at >= 5,000x real time on one core.
 
+The chain's hot path runs compiled (mypyc, ``appliance.compiled``; ``make deps`` builds it). Its
+peer in the same run is the same chain on the pure-Python source (``APPLIANCE_PURE_PYTHON=1``, in
+a subprocess, whole chain only), so the table shows what compiling gives.
+
 Median of ``RUNS`` runs, in wall time and in CPU time of this process (``time.process_time``): on a
 machine shared with other work the wall time counts the time the process waited for the core, the
 CPU time much less so (it still pays for shared caches). The load average before and after is
@@ -13,9 +17,11 @@ printed with the machine's CPU, so a figure from a busy machine is read as such.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from appliance import compiled
 from appliance.avionics.decode import CardDecoder
 from appliance.avionics.replay import replay, replay_bytes
 from appliance.avionics.summaries import SummaryConfig
@@ -48,6 +55,25 @@ def median_time(fn, runs: int = RUNS) -> tuple[float, float]:  # type: ignore[no
     return statistics.median(wall), statistics.median(cpu)
 
 
+def chain_only() -> int:
+    """``--chain-only``: print the whole chain's median (wall, CPU) as JSON (for the peer row)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    traj = load(fetch_default_flight(REPO / "var" / "cache"))
+    chunks = [c for _, c in generate(traj)]
+    table = LabelTable.default()
+    print(json.dumps(median_time(lambda: replay_bytes(chunks, table))))
+    return 0
+
+
+def pure_peer() -> tuple[float, float]:
+    """The whole chain on the pure-Python source, median (wall, CPU), from a subprocess."""
+    out = subprocess.run([sys.executable, __file__, "--chain-only"], check=True, text=True,
+                         capture_output=True, env={**os.environ, compiled.PURE_ENV: "1"})
+    w, c = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(w), float(c)
+
+
 def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
@@ -55,6 +81,7 @@ def main() -> int:
     path = fetch_default_flight(REPO / "var" / "cache")
     traj = load(path)
     flight_s = traj.end - traj.start
+    status = compiled.status()
     chunks: list[bytes] = []
 
     def gen_stage() -> None:
@@ -71,11 +98,11 @@ def main() -> int:
         frames.clear()
         d = FrameDecoder()
         for c in chunks:
-            frames.extend(d.feed(c))
+            frames.extend(d.feed_raw(c))
 
     t_frames = median_time(frame_stage)
     n_frames = len(frames)
-    words = sum(1 for f in frames if f.type == 1)
+    words = sum(1 for f in frames if f[0] == 1)
 
     def decode_stage() -> None:
         CardDecoder(table).decode(frames)
@@ -94,6 +121,7 @@ def main() -> int:
     n_records = len(results[-1].records)
     t_faulty = median_time(lambda: replay_bytes(faulty, table))
     t_file = median_time(lambda: replay(path, summaries=SummaryConfig()))
+    t_pure = pure_peer()
     load_after = os.getloadavg()
 
     con = Console(width=190)
@@ -121,7 +149,14 @@ def main() -> int:
     row(f"whole chain + summaries stage ({n_records} records)", t_summ, bold=True)
     row("whole chain, 2% garbage + 1% parity errors", t_faulty)
     row("appliance replay: file -> simulator -> chain + summaries", t_file)
+    row("peer: whole chain on the pure-Python source", t_pure)
     con.print(t)
+    n_compiled = sum(status.values())
+    con.print(f"hot path compiled (mypyc): {n_compiled} of {len(status)} modules"
+              + ("" if n_compiled == len(status) else
+                 f"; pure Python: {', '.join(m for m, c in status.items() if not c)}"))
+    con.print(f"compiled vs pure-Python source, whole chain: {t_pure[0] / t_chain[0]:.2f}x wall, "
+              f"{t_pure[1] / t_chain[1]:.2f}x CPU")
     for name, (w, c) in (("whole chain", t_chain), ("whole chain + summaries", t_summ)):
         x_wall, x_cpu = flight_s / w, flight_s / c
         verdict = ("met" if x_wall >= GOAL_X else "met in CPU time" if x_cpu >= GOAL_X
@@ -135,4 +170,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(chain_only() if "--chain-only" in sys.argv else main())
