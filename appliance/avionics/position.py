@@ -43,6 +43,7 @@ __all__ = ["POSITION_NAMES", "Fix", "PositionCheck", "PositionGuard", "Verdict",
 EARTH_NM: Final = 3440.065
 POSITION_NAMES: Final = frozenset({"latitude", "longitude"})
 _VALID: Final = Validity.VALID
+_new: Final = tuple.__new__
 _JUDGED: Final = (Validity.VALID, Validity.IMPLAUSIBLE)
 
 
@@ -189,7 +190,8 @@ class PositionGuard:
                 fresh.clear()
             return p
         gs, track = store.value("ground_speed", t), store.value("track_angle_true", t)
-        verdict = self.check.push(Fix(t, lat, lon, _num(gs), _num(track)), complete)
+        # tuple.__new__ (all fields given): a C call, not the named tuple's Python-level __new__
+        verdict = self.check.push(_new(Fix, (t, lat, lon, _num(gs), _num(track))), complete)
         if complete:
             fresh.clear()
         if verdict.ok:

@@ -75,6 +75,7 @@ class _Debounced:
     accepted: bool | None = None
     candidate: bool | None = None
     since: float = 0.0
+    key: str = ""  #: the vote's key when the input has several sources (``name@source``)
 
 
 class Redundancy:
@@ -86,7 +87,8 @@ class Redundancy:
         self.store = store
         self.inputs = inputs
         self.config = config
-        self._debounce: dict[tuple[str, str], _Debounced] = {}
+        #: input name -> source -> its debounce state (nested: no key to build per vote)
+        self._debounce: dict[str, dict[str, _Debounced]] = {}
         self.current: dict[str, Disagreement] = {}
         self.history: collections.deque[Disagreement] = collections.deque(maxlen=HISTORY)
         #: Episodes that lasted at least report_after_s, by name.
@@ -112,17 +114,24 @@ class Redundancy:
         debounce = self._debounce
         for name, read in self.inputs.items():
             params = self.store.sources(name, t)
+            if not params:
+                continue
             single = len(params) == 1
+            by_source = debounce.get(name)
+            if by_source is None:
+                by_source = {}
+                if commit:
+                    debounce[name] = by_source
             for p in params:
-                key = name if single else f"{name}@{p.source}"
+                d = by_source.get(p.source)
+                key = name if single else f"{name}@{p.source}" if d is None else d.key
                 if p.validity is not _VALID:
                     out.append((key, None))
                     continue
                 raw = read(p.value)
-                d = debounce.get((name, p.source))
                 if d is None:
                     if commit:
-                        debounce[(name, p.source)] = _Debounced(raw)
+                        by_source[p.source] = _Debounced(raw, key=f"{name}@{p.source}")
                     out.append((key, raw))
                     continue
                 accepted, candidate, since = d.accepted, d.candidate, d.since

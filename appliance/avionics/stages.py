@@ -69,6 +69,7 @@ AIR_GROUND_SOURCES: dict[str, Callable[[Any], bool]] = {
 #: Door discretes (True = closed); an open door on the ground at rest is "at the gate".
 DOOR_INPUTS: Final = ("door_fwd_closed", "door_aft_closed")
 _VALID: Final = Validity.VALID
+_new: Final = tuple.__new__
 
 
 class Agent(Protocol[In, Out]):
@@ -160,8 +161,10 @@ def airground_inputs(store: ParameterStore, t: float,
         redundancy.check_votes(votes, t)
         now = redundancy.disagreeing(t)
         split = [n for n in ("computed_airspeed", "ground_speed") if n in now]
-        return AirGroundInputs(t, votes, cas, gs,
-                               f"sources disagree on {', '.join(split)}" if split else None)
+        # named tuples built with tuple.__new__ (all fields given): a C call, not the class's
+        # Python-level __new__ (once per tick)
+        return _new(AirGroundInputs, (t, votes, cas, gs, f"sources disagree on {', '.join(split)}"
+                                      if split else None))
     out = []
     for name, read in sources.items():
         p = store.get(name, t)
@@ -223,7 +226,7 @@ def phase_inputs(store: ParameterStore, t: float, air_ground: AirGround, rate: C
     else:
         alt, label = number(store, "pressure_altitude", t), number(store, "altitude_rate", t)
     climb = rate.push((t, alt, label))[0]
-    return PhaseInputs(t, air_ground, alt, climb, gs_kt, cas_kt, doors_open(store, t))
+    return _new(PhaseInputs, (t, air_ground, alt, climb, gs_kt, cas_kt, doors_open(store, t)))
 
 
 class Vote:
