@@ -59,7 +59,6 @@ _DISCRETES: Final = tuple((int(bit), name) for bit, name in DISCRETE_NAMES)
 _VALID: Final = Validity.VALID
 _A429_WORD, _DISCRETES_FRAME, _HEARTBEAT = (int(FrameType.A429_WORD), int(FrameType.DISCRETES),
                                             int(FrameType.HEARTBEAT))
-_new_parameter: Final = tuple.__new__
 #: Entries kept in each of the decoder's caches of decoded words (emptied when full).
 _CACHE_MAX: Final = 1 << 16
 _NUMERIC: Final = frozenset({"bnr", "bcd", "utc_hms", "discrete"})
@@ -148,7 +147,7 @@ class CardDecoder:
             name, value, unit, validity, source, counter = hit
             if counter is not None:
                 setattr(st, counter, getattr(st, counter) + 1)
-            return _new_parameter(Parameter, (name, value, unit, validity, t, source))
+            return Parameter(name, value, unit, validity, t, source)
         try:
             word = _U32.unpack(payload)[0]
         except struct.error:
@@ -186,7 +185,7 @@ class CardDecoder:
         if len(words) >= _CACHE_MAX:
             words.clear()
         words[payload] = (name, value, unit, validity, source, counter)
-        return _new_parameter(Parameter, (name, value, unit, validity, t, source))
+        return Parameter(name, value, unit, validity, t, source)
 
     def other(self, ftype: int, t_us: int, payload: bytes) -> list[Parameter]:
         """Decode (and count) a frame that is not an ARINC word: discretes, heartbeat, unknown."""
@@ -206,8 +205,8 @@ class CardDecoder:
                     discrete_sets.clear()
                 discrete_sets[payload] = fields
             st.discrete_frames += 1
-            t, src, new, P = float(t_us) * 1e-6, self.source, _new_parameter, Parameter
-            return [new(P, (name, on, "bool", validity, t, src)) for name, on, validity in fields]
+            t, src = float(t_us) * 1e-6, self.source
+            return [Parameter(name, on, "bool", validity, t, src) for name, on, validity in fields]
         if ftype == _HEARTBEAT:
             st.heartbeats += 1
             self.last_heartbeat = (t_us, *payload)

@@ -15,8 +15,9 @@ A source name is hierarchical: ``card`` covers ``card/sdi1`` (:meth:`ParameterSt
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from firmware_bridge.labels import LabelTable
 
@@ -46,11 +47,14 @@ class Validity(enum.StrEnum):
 _STALE: Final = Validity.STALE
 
 
-class Parameter(NamedTuple):
+class Parameter:
     """One value: ``t`` is the card time in seconds when it was received.
 
-    A named tuple (immutable, as a frozen dataclass, but built in a fraction of the time: one is
-    built per ARINC word on the hot path).
+    Treated as immutable (a changed parameter is a new one: :meth:`_replace`). A plain class, not
+    a named tuple: once compiled (``appliance.compiled``) it is a native class, built by a direct
+    call and read field by field, where a named tuple is built through ``tuple.__new__``: one is
+    built per ARINC word on the hot path. Compares, hashes, prints and unpacks as the named tuple
+    it was: ``(name, value, unit, validity, t, source)``.
     """
 
     name: str
@@ -60,10 +64,49 @@ class Parameter(NamedTuple):
     t: float
     source: str
 
+    def __init__(self, name: str, value: Value, unit: str, validity: Validity, t: float,
+                 source: str) -> None:
+        """The fields in this order (positional, as the named tuple's)."""
+        self.name = name
+        self.value = value
+        self.unit = unit
+        self.validity = validity
+        self.t = t
+        self.source = source
+
     @property
     def valid(self) -> bool:
         """True if the value may be used."""
         return self.validity is Validity.VALID
+
+    def astuple(self) -> tuple[str, Value, str, Validity, float, str]:
+        """``(name, value, unit, validity, t, source)``."""
+        return (self.name, self.value, self.unit, self.validity, self.t, self.source)
+
+    def _replace(self, **changes: Any) -> Parameter:
+        """A copy with the fields in ``changes`` replaced (as a named tuple's ``_replace``)."""
+        f: dict[str, Any] = {"name": self.name, "value": self.value, "unit": self.unit,
+                             "validity": self.validity, "t": self.t, "source": self.source}
+        bad = set(changes) - set(f)
+        if bad:
+            raise ValueError(f"no such fields: {sorted(bad)}")
+        f.update(changes)
+        return Parameter(f["name"], f["value"], f["unit"], f["validity"], f["t"], f["source"])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Parameter):
+            return NotImplemented
+        return self.astuple() == other.astuple()
+
+    def __hash__(self) -> int:
+        return hash(self.astuple())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.astuple())
+
+    def __repr__(self) -> str:
+        return (f"Parameter(name={self.name!r}, value={self.value!r}, unit={self.unit!r}, "
+                f"validity={self.validity!r}, t={self.t!r}, source={self.source!r})")
 
 
 @dataclass(slots=True)
