@@ -132,6 +132,9 @@ imports: $(BIN)/.installed
 ## `make test-system` runs; `.ci/run` runs both
 test: lint var/cache/AFR34ZG_CDG-TLS_2024-07-06.jsonl content
 	$(BIN)/pytest -m "not system"
+	@# the avionics tests again on the pure-Python source of the compiled hot path (appliance/compiled.py)
+	APPLIANCE_PURE_PYTHON=1 $(BIN)/pytest -m "not system" -p no:cacheprovider tests/avionics tests/modes \
+	  tests/firmware_bridge/test_frame.py
 
 ## test-system: the whole-system tests (marked `system`): the sync over a lossy, cut link between
 ## network namespaces, CAN across processes in a namespace, systemd under nspawn, the image and its
