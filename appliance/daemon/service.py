@@ -38,7 +38,7 @@ from fastapi import Depends
 
 from firmware_bridge.labels import LabelTable
 
-from .. import __version__
+from .. import __version__, compiled
 from ..avionics.chain import AvionicsChain
 from ..avionics.profile import FlightProfile
 from ..avionics.source import Source
@@ -449,6 +449,8 @@ class Daemon:
         return {
             "version": __version__,
             "software": running(),
+            # the avionics hot path: compiled with mypyc, or its pure-Python source
+            "hot_path": "compiled" if all(compiled.status().values()) else "source",
             "aircraft_id": self.settings.aircraft_id,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "mode": str(c.mode),
